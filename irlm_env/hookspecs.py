@@ -1,0 +1,70 @@
+"""The hook specifications of irlm_env: the whole plugin contract, in one place.
+
+A plugin is a module (or object) with functions marked ``@irlm_env.hookimpl`` whose names match
+the specs below. Third-party plugins are found through the ``irlm_env`` entry-point group::
+
+    [project.entry-points.irlm_env]
+    my_plugin = "my_package.irlm_plugin"
+
+The built-in rewards and corpora are registered through these same hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pluggy
+
+PROJECT_NAME = "irlm_env"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class Register(Protocol):
+    """The callback handed to each registration hook.
+
+    ``register(name, factory, description="")`` validates at once (the name must be a
+    non-empty identifier-like string, the factory callable, the name not taken by another
+    plugin) and records which plugin registered the item.
+    """
+
+    def __call__(self, name: str, factory: Callable[..., Any], description: str = "") -> None: ...
+
+
+@hookspec
+def irlm_register_rewards(register: Register) -> None:
+    """Register reward functions by name.
+
+    ``factory(corpus, **options)`` is called when an environment is built. It receives the
+    bound :class:`irlm_env.corpus.Corpus` (so a reward can use the vocabulary or statistics
+    of the text) and the user's ``reward_options``, and returns a reward object:
+
+    - ``reward(action: int, target: int, context: np.ndarray) -> float`` (required): the
+      immediate reward of choosing ``action`` when the true next token is ``target`` after
+      ``context`` (the observation, token ids, left-padded).
+    - ``reward.batch(actions, targets, contexts) -> np.ndarray`` (optional): ``actions`` is
+      ``(N, K)`` int64 (K candidate tokens per stream), ``targets`` ``(N,)``, ``contexts``
+      ``(N, C)``; returns ``(N, K)`` float64. The vector env and candidate scoring use it;
+      without it the scalar form is looped.
+    - ``reward.table(targets, contexts) -> np.ndarray | None`` (optional): the ``(N, V)``
+      reward of every vocabulary token, for exact-gradient agents. Return ``None`` or omit
+      it when the reward cannot be tabulated.
+
+    Subclassing :class:`irlm_env.rewards.Reward` provides the optional forms. Every value
+    must be a finite number; anything else is reported as an error naming the reward and
+    its plugin.
+    """
+
+
+@hookspec
+def irlm_register_corpora(register: Register) -> None:
+    """Register text corpora by name.
+
+    ``factory(**options)`` receives the user's ``corpus_options`` and returns a
+    :class:`irlm_env.corpus.CorpusSource`: the text as a sequence of units (lines or
+    sentences; a ``line`` episode is one unit), and optionally the best achievable
+    next-token accuracy when it is known. Tokenization, vocabulary, splits and the on-disk
+    cache are handled by irlm_env, identically for every corpus.
+    """
