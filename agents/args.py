@@ -1,0 +1,140 @@
+"""Arguments every training program shares, and the set-up steps they all repeat.
+
+Each agent file declares ``@dataclass class Args(TrainArgs)`` with its own extra fields. The
+``irlm train`` command builds its options from these dataclass fields (name, type, default and
+the ``help`` metadata), so an option is described exactly once, here or in the agent file.
+
+This module stays free of torch so the command line can list options quickly; the helpers that
+need torch import it when called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from irlm_env.errors import IrlmError
+
+if TYPE_CHECKING:
+    from irlm_env.corpus import Corpus
+    from irlm_env.model import RNNLanguageModel
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class TrainArgs:
+    """Corpus, reward, model, budget and logging settings shared by every agent."""
+
+    corpus: str = field(default="pydocs", metadata=_help("registered corpus name (see `irlm corpora`)"))
+    corpus_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_help("options passed to the corpus source, e.g. path=notes.txt or seed=3"),
+    )
+    reward: str = field(default="exact", metadata=_help("registered reward name (see `irlm rewards`)"))
+    reward_options: dict[str, Any] = field(
+        default_factory=dict, metadata=_help("options passed to the reward factory")
+    )
+    tokenizer: str = field(default="word", metadata=_help("tokenizer: word or char"))
+    lowercase: bool = field(default=True, metadata=_help("lowercase text before tokenizing"))
+    max_vocab: int | None = field(
+        default=10000, metadata=_help("vocabulary size cap, specials included (rarer tokens become <unk>)")
+    )
+    min_freq: int = field(default=1, metadata=_help("drop tokens seen fewer times than this in train"))
+    context_length: int = field(default=8, metadata=_help("tokens of context the policy sees"))
+    cell: str = field(default="gru", metadata=_help("RNN cell: rnn, gru or lstm"))
+    embedding_dim: int = field(default=128, metadata=_help("token embedding size"))
+    hidden_size: int = field(default=256, metadata=_help("RNN hidden state size"))
+    num_layers: int = field(default=1, metadata=_help("stacked RNN layers"))
+    dropout: float = field(default=0.0, metadata=_help("dropout on embeddings and RNN outputs"))
+    tie_weights: bool = field(default=False, metadata=_help("share input embedding and output layer"))
+    device: str = field(default="auto", metadata=_help("cpu, cuda, cuda:N, mps or auto"))
+    seed: int = field(default=0, metadata=_help("seed for numpy, torch and the environments"))
+    total_tokens: int = field(default=200_000, metadata=_help("training budget in env tokens (steps x envs)"))
+    n_envs: int = field(default=32, metadata=_help("parallel environment streams"))
+    learning_rate: float = field(default=3e-3, metadata=_help("optimizer learning rate"))
+    eval_every: int = field(default=50_000, metadata=_help("evaluate on validation every this many tokens"))
+    eval_tokens: int = field(default=20_000, metadata=_help("validation tokens scored per evaluation"))
+    run_dir: str | None = field(
+        default=None, metadata=_help("output directory (default runs/<agent>-<UTC timestamp>)")
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata=_help("warm-start from this .irlm checkpoint (its model sizes replace the size options)"),
+    )
+    progress: bool = field(default=True, metadata=_help("show a progress bar"))
+
+    def __post_init__(self) -> None:
+        for name in ("total_tokens", "n_envs", "eval_every", "eval_tokens", "context_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise IrlmError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise IrlmError(f"learning_rate must be positive, got {self.learning_rate!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` hands back: the trained model, its corpus, the final validation metrics."""
+
+    model: RNNLanguageModel
+    corpus: Corpus
+    metrics: dict[str, float]
+    run_dir: Path
+
+
+def load_corpus_for(args: TrainArgs) -> Corpus:
+    """The corpus the arguments describe (memoized and disk-cached by ``load_corpus``)."""
+    from irlm_env.corpus import load_corpus
+
+    return load_corpus(
+        args.corpus,
+        tokenizer=args.tokenizer,
+        lowercase=args.lowercase,
+        max_vocab=args.max_vocab,
+        min_freq=args.min_freq,
+        **args.corpus_options,
+    )
+
+
+def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
+    """A fresh model sized by ``args``, or the ``init_from`` checkpoint's model.
+
+    A warm start must speak the corpus's vocabulary: token ids would otherwise mean different
+    words, so a mismatch is an error rather than a silent re-initialisation.
+    """
+    from irlm_env.model import ModelConfig, RNNLanguageModel
+
+    if args.init_from is not None:
+        from irlm_env.checkpoints import load_model
+
+        checkpoint = load_model(args.init_from)
+        check_vocabulary(checkpoint.vocab.content_hash, corpus, source=args.init_from)
+        return checkpoint.model
+    config = ModelConfig(
+        vocab_size=len(corpus.vocab),
+        embedding_dim=args.embedding_dim,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        cell=args.cell,
+        dropout=args.dropout,
+        tie_weights=args.tie_weights,
+        pad_id=corpus.vocab.pad_id,
+    )
+    return RNNLanguageModel(config)
+
+
+def check_vocabulary(vocab_hash: str, corpus: Corpus, *, source: str | Path) -> None:
+    """Refuse a checkpoint whose vocabulary differs from the corpus's (compared by content hash)."""
+    if vocab_hash != corpus.vocab.content_hash:
+        raise IrlmError(
+            f"{source}: the checkpoint's vocabulary does not match corpus {corpus.name!r} "
+            f"({len(corpus.vocab)} tokens); use the corpus and tokenizer options it was trained with"
+        )
