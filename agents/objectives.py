@@ -1,0 +1,137 @@
+"""Policy-gradient objectives and estimators as pure functions, so their maths can be tested alone.
+
+Every bandit estimator here is written in one shape: per context (row) a few sampled tokens
+``actions`` (B, K) with scalar weights ``weights`` (B, K), so that the ascent direction in logit
+space is ``Σ_k w_k (onehot(a_k) - π)``. That is the gradient of ``Σ_k w_k log π(a_k)``, and
+:func:`policy_gradient_logits` turns it into a dense (B, V) direction the agents backpropagate
+through the model head *without recomputing the head* (see ``irlm_agents.rollout.head_surrogate``).
+Losses are means over contexts, to be minimised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: Baselines understood by :func:`reinforce_weights`.
+BASELINES = ("none", "mean", "critic")
+#: Group estimators understood by :func:`group_weights`.
+ESTIMATORS = ("rloo", "grpo", "logexp")
+
+
+def reinforce_weights(rewards: torch.Tensor, baseline: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Per-sample weights ``R - b`` of REINFORCE; with ``b = 0`` this is the seed's rule."""
+    return rewards - baseline
+
+
+def reinforce_loss(log_probs: torch.Tensor, rewards: torch.Tensor, baseline: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """``-mean((R - b) log π(a))``: its gradient is the REINFORCE estimate ``(R - b) ∇log π(a)``.
+
+    The weight is detached so a learned baseline receives no policy gradient.
+    """
+    return -(reinforce_weights(rewards, baseline).detach() * log_probs).mean()
+
+
+def rloo_weights(rewards: torch.Tensor) -> torch.Tensor:
+    """Leave-one-out advantages ``R_k - mean_{j≠k} R_j`` divided by K (unbiased for ∇E[R])."""
+    k = rewards.shape[-1]
+    if k < 2:
+        raise ValueError(f"RLOO needs at least 2 samples per context, got K={k}; use K >= 2")
+    others = (rewards.sum(-1, keepdim=True) - rewards) / (k - 1)
+    return (rewards - others) / k
+
+
+def grpo_weights(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Group-normalised advantages ``(R_k - mean R) / (std R + eps)`` divided by K (GRPO-style).
+
+    All-equal groups get zero weight: they carry no information about which token is better.
+    """
+    k = rewards.shape[-1]
+    centred = rewards - rewards.mean(-1, keepdim=True)
+    return centred / (rewards.std(-1, unbiased=False, keepdim=True) + eps) / k
+
+
+def logexp_weights(rewards: torch.Tensor) -> torch.Tensor:
+    """Weights ``R_k / Σ_j R_j`` of the log-expected-reward objective ``E_context[log E_a R]``.
+
+    For samples drawn from π, ``Σ_k R_k ∇log π(a_k) / Σ_k R_k`` is a (self-normalised) estimate of
+    ``∇E[R] / E[R] = ∇log E[R]``. Contexts where every sampled reward is 0 get zero weight. With
+    the 0/1 reward and distinct candidates that contain the target, it is exactly ``∇log π(y)``
+    on that context: the supervised gradient, earned from bandit feedback.
+    """
+    total = rewards.sum(-1, keepdim=True)
+    return torch.where(total > 0, rewards / total.clamp_min(1e-12), torch.zeros_like(rewards))
+
+
+def group_weights(estimator: str, rewards: torch.Tensor) -> torch.Tensor:
+    """Dispatch to one of :data:`ESTIMATORS`."""
+    if estimator == "rloo":
+        return rloo_weights(rewards)
+    if estimator == "grpo":
+        return grpo_weights(rewards)
+    if estimator == "logexp":
+        return logexp_weights(rewards)
+    raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+
+
+def miss_terms(probs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights and π-coefficients of ``log(1 - π(S))`` on contexts where every candidate scored 0.
+
+    A miss still says something: the queried set S does not hold a rewarded token. Maximising
+    ``log(1 - π(S))`` moves mass off S; its logit gradient is ``-(onehot(S)π - π(S)π) / (1 - π(S))``,
+    i.e. weights ``-π(a_k)/(1-π(S))`` and coefficient ``-π(S)/(1-π(S))`` in the form used by
+    :func:`policy_gradient_logits`. ``actions`` must be distinct per row (sampling without
+    replacement) for π(S) to be the sum of the candidates' probabilities.
+    """
+    cand = probs.gather(1, actions)
+    mass = cand.sum(-1).clamp(max=1.0 - 1e-6)
+    miss = (rewards.sum(-1) <= 0).to(probs.dtype)
+    scale = miss / (1.0 - mass)
+    return -cand * scale[:, None], -mass * scale
+
+
+def policy_gradient_logits(
+    probs: torch.Tensor,
+    actions: torch.Tensor,
+    weights: torch.Tensor,
+    coefficient: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
+) -> torch.Tensor:
+    """Ascent direction on the logits: ``scatter(w) - c·π`` (+ entropy gradient), shape (B, V).
+
+    ``c`` defaults to ``Σ_k w_k``, which makes this exactly ``∇_z Σ_k w_k log π(a_k)``. With
+    ``entropy_coef = β`` it adds ``β ∇_z H(π) = -β π (log π + H)``.
+    """
+    direction = torch.zeros_like(probs).scatter_add_(1, actions, weights.to(probs.dtype))
+    if coefficient is None:
+        coefficient = weights.sum(-1)
+    direction -= coefficient.to(probs.dtype)[:, None] * probs
+    if entropy_coef:
+        log_p = probs.clamp_min(1e-30).log()
+        entropy = -(probs * log_p).sum(-1, keepdim=True)
+        direction -= entropy_coef * probs * (log_p + entropy)
+    return direction
+
+
+def expected_reward_loss(logits: torch.Tensor, table: torch.Tensor, log: bool = False) -> torch.Tensor:
+    """Exact ``-E_a~π[R]`` (or ``-log E_a~π[R]``) per context, averaged: zero-variance gradient.
+
+    ``table`` (B, V) holds the reward of every token. With ``log=True`` and the 0/1 reward this is
+    *exactly* cross-entropy (``log E[R] = log π(y)``): full-information feedback, not bandit
+    feedback. Contexts whose table is all zero carry no signal for ``log E[R]`` and are skipped.
+    Rewards must be non-negative for the log form.
+    """
+    if not log:
+        return -(F.softmax(logits, -1) * table).sum(-1).mean()
+    if bool((table < 0).any()):
+        raise ValueError("log E[R] needs non-negative rewards; use the E[R] objective for signed rewards")
+    has_signal = table.sum(-1) > 0
+    log_table = torch.where(table > 0, table.clamp_min(1e-30).log(), torch.full_like(table, float("-inf")))
+    log_expected = torch.logsumexp(logits + log_table, -1) - torch.logsumexp(logits, -1)
+    n = has_signal.sum().clamp_min(1)
+    return -torch.where(has_signal, log_expected, torch.zeros_like(log_expected)).sum() / n
+
+
+def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced cross-entropy: the supervised reference, fused by ``F.cross_entropy``."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

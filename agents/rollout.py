@@ -1,0 +1,185 @@
+"""The one interaction loop of the native agents: a recurrent policy driving the vector env.
+
+The policy sees one token per step (``context_length=1``) and carries its hidden state across
+steps, zeroing it where an episode starts. Each call to :meth:`Rollout.collect` plays ``T`` steps
+on ``N`` streams and returns a :class:`Segment`; the agents then update on the whole segment
+(truncated backpropagation through time).
+
+Because the env's observations follow the true text whatever the agent chose, the segment's RNN
+features can be recomputed in one fused pass at update time (:func:`segment_features`), and the
+V-sized head need not run again: the rollout already computed π at every step, and parameters do
+not change between rollout and update, so :func:`head_surrogate` backpropagates a logit-space
+gradient built from those stored probabilities into the recomputed features and the head weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium.vector import AutoresetMode
+
+from irlm_env.model import Hidden, RNNLanguageModel
+
+#: Picks the candidate tokens of each stream from the policy's logits (N, V): returns (N, K)
+#: int64, column 0 being the action the env is stepped with.
+Sampler = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Segment:
+    """``T`` steps of ``N`` streams, laid out (N, T, ...) like the model's batch-first input."""
+
+    tokens: torch.Tensor  # (N, T) the observed token at each step (model input)
+    targets: torch.Tensor  # (N, T) the true next token
+    starts: torch.Tensor  # (N, T) bool: an episode begins at this step (hidden reset before it)
+    hidden: Hidden  # hidden state before step 0 (detached), for the fused recomputation
+    actions: torch.Tensor | None = None  # (N, T, K) candidates, column 0 the stepped action
+    rewards: torch.Tensor | None = None  # (N, T, K) their rewards
+    probs: torch.Tensor | None = None  # (N, T, V) π at each step, as computed during the rollout
+
+    @property
+    def num_tokens(self) -> int:
+        return self.tokens.numel()
+
+
+def sample_candidates(logits: torch.Tensor, k: int, *, replacement: bool, temperature: float) -> torch.Tensor:
+    """K candidate tokens per row from ``softmax(logits / temperature)``.
+
+    Without replacement this is Gumbel top-k (distinct tokens, in the order a sequential sampler
+    would draw them); ``temperature = 0`` takes the K most probable tokens deterministically.
+    """
+    if temperature == 0:
+        return logits.topk(k, dim=-1).indices
+    scaled = logits / temperature
+    if replacement:
+        return torch.multinomial(F.softmax(scaled, -1), k, replacement=True)
+    gumbel = -torch.empty_like(scaled).exponential_().log()
+    return (scaled + gumbel).topk(k, dim=-1).indices
+
+
+class Rollout:
+    """Drives ``env`` with ``model``; keeps the hidden state and observation between segments.
+
+    ``env`` is a :class:`irlm_env.envs.vector.NextWordVectorEnv` made with ``context_length=1``
+    and same-step autoreset (the observation after an episode's last step is the next episode's
+    first). With ``sampler=None`` the model is not run during the rollout (teacher forcing): the
+    env is stepped with a fixed action just to move its cursors, and only the true targets are
+    kept. With ``score=True`` all K candidates are scored with ``env.score`` (K reward queries
+    per token); otherwise only the stepped action's reward is kept (1 query per token).
+    """
+
+    def __init__(self, env, model: RNNLanguageModel, device: torch.device, seed: int) -> None:
+        if env.autoreset_mode != AutoresetMode.SAME_STEP:
+            raise ValueError("Rollout needs a vector env with autoreset_mode=AutoresetMode.SAME_STEP")
+        if env.single_observation_space.shape != (1,):
+            raise ValueError("Rollout needs a vector env made with context_length=1 (the policy is recurrent)")
+        self.env = env
+        self.model = model
+        self.device = device
+        self.num_envs: int = env.num_envs
+        obs, _ = env.reset(seed=seed)
+        self._obs = np.asarray(obs)[:, 0]
+        self._starts = np.ones(self.num_envs, dtype=bool)
+        self._hidden: Hidden = model.initial_hidden(self.num_envs, device)
+        self._fixed_action = np.zeros(self.num_envs, dtype=np.int64)
+
+    def collect(self, steps: int, sampler: Sampler | None = None, *, score: bool = False) -> Segment:
+        n, v = self.num_envs, self.model.config.vocab_size
+        tokens = np.empty((n, steps), dtype=np.int64)
+        targets = np.empty((n, steps), dtype=np.int64)
+        starts = np.empty((n, steps), dtype=bool)
+        hidden0 = self.model.detach_hidden(self._hidden)
+        actions = rewards = probs = None
+        if sampler is not None:
+            probs = torch.empty((n, steps, v), device=self.device)
+        hidden = hidden0
+        for t in range(steps):
+            tokens[:, t] = self._obs
+            starts[:, t] = self._starts
+            if sampler is None:
+                step_actions = self._fixed_action
+            else:
+                with torch.no_grad():
+                    if self._starts.any():
+                        hidden = self.model.reset_hidden(hidden, torch.from_numpy(self._starts).to(self.device))
+                    x = torch.from_numpy(self._obs).to(self.device)[:, None]
+                    features, hidden = self.model.features(x, hidden)
+                    logits = self.model.head(features[:, 0])
+                    probs[:, t] = F.softmax(logits, -1)
+                    candidates = sampler(logits)
+                if actions is None:
+                    k = candidates.shape[1]
+                    actions = torch.empty((n, steps, k), dtype=torch.int64, device=self.device)
+                    rewards = torch.empty((n, steps, k), device=self.device)
+                actions[:, t] = candidates
+                cand = candidates.cpu().numpy()
+                step_actions = cand[:, 0]
+                if score:
+                    rewards[:, t] = torch.from_numpy(np.asarray(self.env.score(cand), dtype=np.float32))
+            obs, step_rewards, terminated, truncated, info = self.env.step(step_actions)
+            targets[:, t] = info["target"]
+            if sampler is not None and not score:
+                rewards[:, t, 0] = torch.from_numpy(np.asarray(step_rewards, dtype=np.float32))
+            self._obs = np.asarray(obs)[:, 0]
+            self._starts = np.logical_or(terminated, truncated)
+        return Segment(
+            tokens=torch.from_numpy(tokens).to(self.device),
+            targets=torch.from_numpy(targets).to(self.device),
+            starts=torch.from_numpy(starts).to(self.device),
+            hidden=hidden0,
+            actions=actions,
+            rewards=rewards,
+            probs=probs,
+        )
+
+    def carry(self, final_hidden: Hidden) -> None:
+        """Carry the state at the segment's end (from the update's fused pass) into the next one.
+
+        Taken from the update rather than the rollout so teacher-forced agents, which never run
+        the model during a rollout, follow the same path.
+        """
+        self._hidden = self.model.detach_hidden(final_hidden)
+
+
+def segment_features(model: RNNLanguageModel, segment: Segment) -> tuple[torch.Tensor, Hidden]:
+    """RNN outputs (N, T, H) of the whole segment, with gradient, and the final hidden state.
+
+    One fused RNN call per stretch between episode starts: the state is zeroed where a stream's
+    episode begins, which a single call over the segment could not do. With window episodes
+    all streams restart together, so this is one or two calls per segment.
+    """
+    any_start = segment.starts.any(0).cpu().numpy()
+    cuts = [int(t) for t in np.flatnonzero(any_start)]
+    bounds = sorted({0, *cuts, segment.tokens.shape[1]})
+    hidden = segment.hidden
+    outputs = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if any_start[a]:
+            hidden = model.reset_hidden(hidden, segment.starts[:, a])
+        out, hidden = model.features(segment.tokens[:, a:b], hidden)
+        outputs.append(out)
+    return torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0], hidden
+
+
+def head_surrogate(model: RNNLanguageModel, features: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """A scalar whose gradient is ``direction`` (M, V) backpropagated through the head at ``features``.
+
+    ``direction`` is dL/dlogits for the logits the rollout already computed. For the linear head
+    ``z = h Wᵀ + b`` the gradients are ``dL/dh = G W``, ``dL/dW = Gᵀ h`` and ``dL/db = Σ G``;
+    the surrogate ``Σ h·(G W)₍detached₎ + Σ W·(Gᵀ h)₍detached₎ + Σ b·ΣG`` has exactly those, at
+    the cost of the two backward matrix products only: the (M, V) logits are never recomputed.
+    """
+    h = features.reshape(-1, features.shape[-1])
+    if model.projection is not None:
+        h = model.projection(h)
+    weight, bias = model.decoder.weight, model.decoder.bias
+    g = direction.to(h.dtype)
+    return (
+        (h * (g @ weight.detach())).sum()
+        + (weight * (g.t() @ h.detach())).sum()
+        + (bias * g.sum(0)).sum()
+    )

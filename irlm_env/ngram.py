@@ -1,0 +1,134 @@
+"""Classical peers for the learned models: the majority token and count-based n-grams with backoff.
+
+A learned model's accuracy only means something next to what counting achieves on the same
+split, so the agents and the benchmark print these figures beside their own. Everything is
+vectorised numpy: a context of ``n - 1`` token ids is packed into one int64 key (``V**3 < 2**63``
+for any vocabulary up to 2 million tokens at order 4), counts come from ``np.unique`` and
+look-ups from ``np.searchsorted``. No torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from irlm_env.errors import IrlmError
+
+if TYPE_CHECKING:
+    from irlm_env.corpus import Corpus
+
+#: Candidates kept per context (enough for top-5 accuracy).
+TOP = 5
+#: Positions scored per chunk, bounding the (chunk, orders x TOP, orders x TOP) duplicate test.
+CHUNK = 65_536
+
+
+def _context_keys(tokens: np.ndarray, positions: np.ndarray, length: int, vocab_size: int) -> np.ndarray:
+    """Key of the ``length`` tokens ending at each position (left-padded with id 0)."""
+    keys = np.zeros(len(positions), dtype=np.int64)
+    for back in range(length):
+        index = positions - back
+        ids = np.where(index >= 0, tokens[np.maximum(index, 0)], 0)
+        keys = keys * vocab_size + ids
+    return keys
+
+
+@dataclass(frozen=True)
+class _OrderTable:
+    """For one order: sorted context keys and each context's most frequent continuations."""
+
+    keys: np.ndarray  # (C,) sorted unique context keys
+    top: np.ndarray  # (C, TOP) next-token ids by decreasing count, -1 where fewer seen
+
+
+def _fit_order(tokens: np.ndarray, order: int, vocab_size: int) -> _OrderTable:
+    positions = np.arange(len(tokens) - 1)
+    context = _context_keys(tokens, positions, order - 1, vocab_size)
+    nxt = tokens[positions + 1]
+    # Count (context, next) pairs, then sort by context and decreasing count (ties: lower id).
+    pair, counts = np.unique(np.stack([context, nxt], 1), axis=0, return_counts=True)
+    ordering = np.lexsort((pair[:, 1], -counts, pair[:, 0]))
+    pair = pair[ordering]
+    keys, first = np.unique(pair[:, 0], return_index=True)
+    rank = np.arange(len(pair)) - np.repeat(first, np.diff(np.append(first, len(pair))))
+    top = np.full((len(keys), TOP), -1, dtype=np.int64)
+    keep = rank < TOP
+    top[np.repeat(np.arange(len(keys)), np.diff(np.append(first, len(pair))))[keep], rank[keep]] = pair[keep, 1]
+    return _OrderTable(keys, top)
+
+
+class NGramModel:
+    """Count-based next-token predictor with backoff, fit on a token array.
+
+    The prediction for a context is the most frequent continuation under the longest context
+    (up to ``order - 1`` tokens) seen in training; top-5 fills from shorter contexts when the
+    longest one was followed by fewer than five distinct tokens. ``order=1`` is the majority
+    token; ``order=2`` the bigram predictor.
+    """
+
+    def __init__(self, tokens: np.ndarray, order: int, vocab_size: int) -> None:
+        if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 4:
+            raise IrlmError(f"n-gram order must be an integer from 1 to 4, got {order!r}")
+        if len(tokens) < 2:
+            raise IrlmError("an n-gram model needs at least 2 training tokens; use a longer split")
+        self.order = order
+        self.vocab_size = vocab_size
+        self._tables = [_fit_order(tokens, n, vocab_size) for n in range(order, 0, -1)]
+
+    def predict(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(M, 5) predicted next tokens after each position (best first; -1 if none known)."""
+        candidates = []
+        for table, n in zip(self._tables, range(self.order, 0, -1)):
+            keys = _context_keys(tokens, positions, n - 1, self.vocab_size)
+            where = np.minimum(np.searchsorted(table.keys, keys), len(table.keys) - 1)
+            found = table.keys[where] == keys
+            candidates.append(np.where(found[:, None], table.top[where], -1))
+        stacked = np.concatenate(candidates, 1)
+        # Keep the first occurrence of each token, skip -1, take the first TOP survivors per row.
+        width = stacked.shape[1]
+        earlier = np.tril(np.ones((width, width), dtype=bool), -1)
+        duplicate = ((stacked[:, :, None] == stacked[:, None, :]) & earlier).any(2)
+        valid = (stacked >= 0) & ~duplicate
+        order = np.argsort(~valid, axis=1, kind="stable")[:, :TOP]
+        picked = np.take_along_axis(stacked, order, 1)
+        return np.where(np.take_along_axis(valid, order, 1), picked, -1)
+
+    def accuracy(self, tokens: np.ndarray, max_tokens: int | None = None) -> tuple[float, float]:
+        """Top-1 and top-5 accuracy of predicting ``tokens[i + 1]`` from ``tokens[: i + 1]``."""
+        n = len(tokens) - 1 if max_tokens is None else min(len(tokens) - 1, max_tokens)
+        if n < 1:
+            raise IrlmError("scoring needs at least 2 tokens in the split")
+        top1 = top5 = 0
+        for start in range(0, n, CHUNK):
+            positions = np.arange(start, min(start + CHUNK, n))
+            predicted = self.predict(tokens, positions)
+            hits = predicted == tokens[positions + 1][:, None]
+            top1 += int(hits[:, 0].sum())
+            top5 += int(hits.any(1).sum())
+        return top1 / n, top5 / n
+
+
+#: Names of the peers reported by :func:`ngram_baselines`, by order.
+PEERS = {1: "majority", 2: "bigram", 3: "trigram", 4: "4gram"}
+
+
+def ngram_baselines(
+    corpus: Corpus, split: str = "validation", *, orders: tuple[int, ...] = (1, 2, 4), max_tokens: int | None = None
+) -> dict[str, float]:
+    """``{"majority_top1": ..., "majority_top5": ..., "bigram_top1": ..., ...}`` fit on train.
+
+    Scored like :func:`irlm_env.evaluation.evaluate` (every position of the split, the first
+    ``max_tokens`` of them if given), so the figures sit beside a model's directly.
+    """
+    train = corpus.split("train")
+    target = corpus.split(split)
+    scores: dict[str, float] = {}
+    for order in orders:
+        if order not in PEERS:
+            raise IrlmError(f"n-gram order must be one of {sorted(PEERS)}, got {order!r}")
+        top1, top5 = NGramModel(train, order, len(corpus.vocab)).accuracy(target, max_tokens)
+        scores[f"{PEERS[order]}_top1"] = top1
+        scores[f"{PEERS[order]}_top5"] = top5
+    return scores

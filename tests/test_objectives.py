@@ -1,0 +1,155 @@
+"""The estimators' maths: each checked against autograd, finite differences or the exact gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from irlm_agents import objectives as obj
+from irlm_agents.rollout import head_surrogate
+from irlm_env.model import ModelConfig, RNNLanguageModel
+
+
+
+@pytest.fixture(autouse=True)
+def _float64() -> Iterator[None]:
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def _model(tie: bool) -> RNNLanguageModel:
+    torch.manual_seed(0)
+    return RNNLanguageModel(ModelConfig(vocab_size=7, embedding_dim=3, hidden_size=5, tie_weights=tie)).double()
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_reinforce_update_path_equals_r_grad_log_pi(tie: bool) -> None:
+    """Stored rollout probabilities + head surrogate give exactly ∇ mean(R·log π(a)) (the seed rule)."""
+    model = _model(tie)
+    tokens = torch.tensor([[1, 4, 2, 6], [3, 3, 5, 0]])
+    actions = torch.tensor([[2, 0, 6, 6], [1, 4, 4, 3]])
+    rewards = torch.tensor([[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 0.25, 1.0]])
+
+    features, _ = model.features(tokens)
+    log_pi = F.log_softmax(model.head(features), -1).gather(-1, actions[..., None])[..., 0]
+    expected = torch.autograd.grad((rewards * log_pi).mean(), list(model.parameters()))
+
+    with torch.no_grad():
+        probs = F.softmax(model(tokens)[0], -1).reshape(-1, 7)
+    weights = obj.reinforce_weights(rewards).reshape(-1, 1)
+    direction = obj.policy_gradient_logits(probs, actions.reshape(-1, 1), weights) / rewards.numel()
+    features, _ = model.features(tokens)
+    got = torch.autograd.grad(head_surrogate(model, features, direction), list(model.parameters()), allow_unused=True)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(torch.zeros_like(e) if g is None else g, e)
+    # And the plain loss form gives the negated gradient (it is minimised).
+    loss_grad = torch.autograd.grad(obj.reinforce_loss(log_pi, rewards), log_pi)[0]
+    torch.testing.assert_close(loss_grad, -rewards / rewards.numel())
+
+
+def test_expected_reward_matches_finite_differences() -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(3, 6, requires_grad=True)
+    table = torch.rand(3, 6)
+
+    def exact(z: torch.Tensor, log: bool) -> torch.Tensor:
+        value = (F.softmax(z, -1) * table).sum(-1)
+        return -(value.log() if log else value).mean()
+
+    for log in (False, True):
+        grad = torch.autograd.grad(obj.expected_reward_loss(logits, table, log=log), logits)[0]
+        numeric = torch.zeros_like(logits)
+        eps = 1e-6
+        for i in range(3):
+            for j in range(6):
+                bump = torch.zeros_like(logits)
+                bump[i, j] = eps
+                numeric[i, j] = (exact(logits + bump, log) - exact(logits - bump, log)) / (2 * eps)
+        torch.testing.assert_close(grad, numeric, atol=1e-7, rtol=1e-5)
+        torch.testing.assert_close(obj.expected_reward_loss(logits, table, log=log), exact(logits, log))
+
+
+def test_log_expected_reward_with_01_table_is_cross_entropy() -> None:
+    torch.manual_seed(2)
+    logits = torch.randn(5, 9)
+    targets = torch.tensor([0, 3, 8, 3, 1])
+    table = F.one_hot(targets, 9).double()
+    torch.testing.assert_close(obj.expected_reward_loss(logits, table, log=True), obj.cross_entropy_loss(logits, targets))
+
+
+def test_log_expected_reward_rejects_negative_rewards() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        obj.expected_reward_loss(torch.zeros(1, 3), torch.tensor([[1.0, -1.0, 0.0]]), log=True)
+
+
+def test_rloo_average_converges_to_exact_gradient() -> None:
+    torch.manual_seed(3)
+    v, k, groups = 6, 4, 200_000
+    logits = torch.randn(v)
+    reward = torch.rand(v)
+    probs = F.softmax(logits, -1)
+    exact = probs * (reward - (probs * reward).sum())  # ∇_z Σ_a π(a) R(a)
+    actions = torch.multinomial(probs.expand(groups, v), k, replacement=True)
+    direction = obj.policy_gradient_logits(probs.expand(groups, v), actions, obj.rloo_weights(reward[actions]))
+    mean, sem = direction.mean(0), direction.std(0) / groups**0.5
+    assert torch.all((mean - exact).abs() < 4 * sem + 1e-4), (mean, exact, sem)
+    # The estimate is not trivially zero: it has the exact gradient's sign pattern.
+    assert torch.equal(torch.sign(mean)[exact.abs() > 1e-2], torch.sign(exact)[exact.abs() > 1e-2])
+
+
+def test_logexp_with_distinct_candidates_containing_target_is_supervised_gradient() -> None:
+    torch.manual_seed(4)
+    probs = F.softmax(torch.randn(2, 8), -1)
+    actions = torch.tensor([[5, 2, 7], [1, 0, 4]])
+    rewards = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    direction = obj.policy_gradient_logits(probs, actions, obj.logexp_weights(rewards))
+    torch.testing.assert_close(direction, F.one_hot(torch.tensor([2, 4]), 8).double() - probs)
+
+
+def test_logexp_is_zero_when_every_reward_is_zero() -> None:
+    weights = obj.logexp_weights(torch.zeros(3, 4))
+    assert torch.equal(weights, torch.zeros(3, 4))
+
+
+def test_grpo_normalises_and_ignores_uniform_groups() -> None:
+    weights = obj.grpo_weights(torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]))
+    torch.testing.assert_close(weights[0], torch.tensor([0.25, -0.25, -0.25, 0.25]), atol=1e-5, rtol=0)
+    assert torch.equal(weights[1], torch.zeros(4))
+
+
+def test_rloo_needs_two_samples() -> None:
+    with pytest.raises(ValueError, match="K >= 2"):
+        obj.rloo_weights(torch.ones(2, 1))
+
+
+def test_miss_terms_are_gradient_of_log_one_minus_mass() -> None:
+    torch.manual_seed(5)
+    logits = torch.randn(2, 7, requires_grad=True)
+    actions = torch.tensor([[1, 4, 6], [0, 2, 3]])
+    rewards = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # row 0 missed, row 1 hit
+    probs = F.softmax(logits, -1)
+    target = torch.autograd.grad((1 - probs[0].gather(0, actions[0]).sum()).log(), logits)[0]
+    weights, coefficient = obj.miss_terms(probs.detach(), actions, rewards)
+    direction = obj.policy_gradient_logits(probs.detach(), actions, weights, coefficient)
+    torch.testing.assert_close(direction, target)
+
+
+def test_entropy_bonus_is_entropy_gradient() -> None:
+    torch.manual_seed(6)
+    logits = torch.randn(3, 5, requires_grad=True)
+    probs = F.softmax(logits, -1)
+    entropy = -(probs * probs.log()).sum()
+    target = torch.autograd.grad(entropy, logits)[0]
+    direction = obj.policy_gradient_logits(
+        probs.detach(), torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 1), entropy_coef=1.0
+    )
+    torch.testing.assert_close(direction, target)
+
+
+def test_unknown_estimator_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="rloo, grpo, logexp"):
+        obj.group_weights("ppo", torch.zeros(1, 2))
