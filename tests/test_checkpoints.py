@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from irlm_env import checkpoints
+from irlm_env.checkpoints import check_vocabulary, load_model, save_model
+from irlm_env.errors import IrlmError
+from irlm_env.model import ModelConfig, RNNLanguageModel
+from irlm_env.vocabulary import Vocabulary
+
+VOCAB = Vocabulary(["<pad>", "<unk>", "<eos>", "the", "cat", "sat"])
+TOKENIZER = {"name": "word", "lowercase": True}
+
+
+def _model(**overrides: object) -> RNNLanguageModel:
+    torch.manual_seed(0)
+    options = dict(vocab_size=len(VOCAB), embedding_dim=4, hidden_size=5, cell="lstm", num_layers=2)
+    options.update(overrides)
+    return RNNLanguageModel(ModelConfig(**options))  # type: ignore[arg-type]
+
+
+def _same_weights(a: RNNLanguageModel, b: RNNLanguageModel) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_round_trip(tmp_path: Path, tied: bool) -> None:
+    model = _model(tie_weights=tied)
+    path = save_model(model, tmp_path / "m.irlm", VOCAB, TOKENIZER, extra={"tokens": 123, "metrics": {"top1": 0.5}})
+    loaded = load_model(path)
+    assert loaded.model.config == model.config
+    assert _same_weights(model, loaded.model)
+    assert loaded.vocab.tokens == VOCAB.tokens
+    assert loaded.tokenizer_config == TOKENIZER
+    assert loaded.extra == {"tokens": 123, "metrics": {"top1": 0.5}}
+    if tied:
+        assert loaded.model.decoder.weight is loaded.model.embedding.weight
+    tokens = torch.tensor([[2, 3, 4]])
+    assert torch.equal(model(tokens)[0], loaded.model(tokens)[0])
+    assert [p.name for p in tmp_path.iterdir()] == ["m.irlm"]
+
+
+def test_vocabulary_mismatch_same_size_is_refused(tmp_path: Path) -> None:
+    path = save_model(_model(), tmp_path / "m.irlm", VOCAB, TOKENIZER)
+    other = Vocabulary(["<pad>", "<unk>", "<eos>", "the", "dog", "sat"])
+    assert len(other) == len(VOCAB)
+    with pytest.raises(IrlmError, match=r"m\.irlm.*different vocabulary"):
+        load_model(path, vocab=other)
+    checkpoint = load_model(path, vocab=VOCAB)
+    with pytest.raises(IrlmError, match="different vocabulary"):
+        checkpoint.check_vocabulary(other)
+    check_vocabulary(checkpoint.vocab, VOCAB, path)
+
+
+def test_crash_mid_save_keeps_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.irlm"
+    old = _model()
+    save_model(old, path, VOCAB, TOKENIZER)
+    before = path.read_bytes()
+
+    def crash(handle: object, payload: bytes) -> None:
+        handle.write(payload[: len(payload) // 2])  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints, "_write_payload", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(_model(hidden_size=7), path, VOCAB, TOKENIZER)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.irlm"]
+    assert _same_weights(old, load_model(path).model)
+
+
+class _Exploit:
+    """Unpickling this writes a marker file: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_pickle_checkpoint_is_refused_without_running_code(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.irlm"
+    payload = {"state_dict": _model().state_dict(), "hook": _Exploit(marker)}
+    if writer == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(IrlmError, match=r"evil\.irlm.*pickle"):
+        load_model(path)
+    assert not marker.exists()
+    # the file really is an exploit: unpickling it would have created the marker
+    pickle.loads(path.read_bytes()) if writer == "pickle" else torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_truncated_and_corrupt_files(tmp_path: Path) -> None:
+    path = save_model(_model(), tmp_path / "m.irlm", VOCAB, TOKENIZER)
+    raw = path.read_bytes()
+    for cut in (0, 5, 100, len(raw) - 10):
+        bad = tmp_path / f"cut{cut}.irlm"
+        bad.write_bytes(raw[:cut])
+        with pytest.raises(IrlmError, match=rf"cut{cut}\.irlm.*unusable"):
+            load_model(bad)
+    flipped = bytearray(raw)
+    flipped[-3] ^= 0xFF  # inside the tensor data: only the checksum can notice
+    bad = tmp_path / "flip.irlm"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(IrlmError, match=r"flip\.irlm.*checksum"):
+        load_model(bad)
+    text = tmp_path / "notes.irlm"
+    text.write_text("hello")
+    with pytest.raises(IrlmError, match="notes.irlm"):
+        load_model(text)
+    with pytest.raises(IrlmError, match="does not exist"):
+        load_model(tmp_path / "missing.irlm")
+
+
+def test_save_errors(tmp_path: Path) -> None:
+    with pytest.raises(IrlmError, match="does not exist"):
+        save_model(_model(), tmp_path / "nope" / "m.irlm", VOCAB, TOKENIZER)
+    with pytest.raises(IrlmError, match="JSON"):
+        save_model(_model(), tmp_path / "m.irlm", VOCAB, TOKENIZER, extra={"x": object()})
+    with pytest.raises(IrlmError, match="vocabulary has"):
+        save_model(_model(vocab_size=9), tmp_path / "m.irlm", VOCAB, TOKENIZER)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_on_cpu_only_in_fresh_process(tmp_path: Path) -> None:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = _model().to(device)
+    path = save_model(model, tmp_path / "m.irlm", VOCAB, TOKENIZER)
+    script = (
+        "import sys, torch\n"
+        "from irlm_env.checkpoints import load_model\n"
+        "assert not torch.cuda.is_available()\n"
+        "c = load_model(sys.argv[1], device='cpu')\n"
+        "print(float(sum(p.double().sum() for p in c.model.parameters())))\n"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True, check=True)
+    expected = float(sum(p.detach().double().sum() for p in model.parameters()))
+    assert float(out.stdout) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="machine has CUDA")
+def test_load_on_absent_device_is_an_error(tmp_path: Path) -> None:
+    path = save_model(_model(), tmp_path / "m.irlm", VOCAB, TOKENIZER)
+    with pytest.raises(IrlmError, match="'cuda' is not usable"):
+        load_model(path, device="cuda")
