@@ -1,0 +1,65 @@
+"""``text``: the user's own text, from a file, a directory or a glob; one unit per non-empty line.
+
+Files are read as bytes and decoded strictly as UTF-8, so a wrong encoding is reported with the
+file and byte offset instead of being silently turned into replacement characters. Files are
+taken in sorted order so the same folder always gives the same corpus (and cache entry).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from irlm_env.corpus import CorpusSource
+from irlm_env.errors import IrlmError
+
+# Suffixes taken from a directory; an explicit file or glob is read whatever its suffix.
+TEXT_SUFFIXES: frozenset[str] = frozenset({".txt", ".text", ".md", ".rst"})
+
+
+def find_text_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Resolve ``path`` (file, directory or glob) to a sorted list of files."""
+    spec = os.path.expanduser(os.fspath(path))
+    candidate = Path(spec)
+    if candidate.is_file():
+        return [candidate]
+    if candidate.is_dir():
+        files = sorted(p for p in candidate.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        if not files:
+            raise IrlmError(
+                f"directory {spec!r} contains no text files (looked for {', '.join(sorted(TEXT_SUFFIXES))}, "
+                "recursively); add some, or pass a file or a glob such as 'dir/*.log' as path="
+            )
+        return files
+    if glob.has_magic(spec):
+        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        if not files:
+            raise IrlmError(f"glob {spec!r} matches no files; check the pattern")
+        return files
+    raise IrlmError(f"text corpus path {spec!r} does not exist; pass an existing file, directory or glob as path=")
+
+
+def read_units(files: list[Path]) -> list[str]:
+    """Non-empty lines of ``files``, in order, trailing whitespace removed."""
+    units: list[str] = []
+    for file in files:
+        data = file.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise IrlmError(
+                f"{str(file)!r} is not valid UTF-8 (byte offset {exc.start}: {exc.reason}); "
+                "convert it, e.g. with `iconv -t UTF-8`, or remove it from the corpus"
+            ) from None
+        text = text.removeprefix("\ufeff")  # a byte-order mark is not text
+        units.extend(line.rstrip() for line in text.splitlines() if line.strip())
+    if not units:
+        names = str(files[0]) if len(files) == 1 else f"{len(files)} files ({files[0]}, ...)"
+        raise IrlmError(f"text corpus {names} is empty or whitespace only; give it some text")
+    return units
+
+
+def text_corpus(path: str | os.PathLike[str]) -> CorpusSource:
+    """Read the file, directory (its *.txt, *.text, *.md, *.rst files, recursively) or glob."""
+    return CorpusSource(units=read_units(find_text_files(path)))

@@ -1,0 +1,309 @@
+"""Corpora: text units turned into one contiguous token-id array per split, cached on disk.
+
+Every corpus, built-in or from a plugin, goes through the same pipeline: a registered factory
+returns a :class:`CorpusSource` (text units: lines or sentences), the tokenizer cuts each unit,
+the units are divided into contiguous train/validation/test blocks, the vocabulary is counted
+on the train block only (so evaluation never leaks into it), and each split is encoded as
+``[eos, w, w, eos, w, eos, ...]``: every unit is preceded and followed by ``<eos>``, so the
+first token of a unit is predicted from an ``<eos>`` context, as after any other unit.
+
+Tokenizing a few MB of text takes seconds, so the encoded arrays are cached in
+``$IRLM_CACHE_DIR`` (default ``~/.cache/irlm_env``), keyed by the content hash of the units
+plus the tokenizer and vocabulary settings; a changed file therefore never hits a stale entry.
+Within a process, ``load_corpus`` memoizes on its arguments so that many environments share
+one read-only ``Corpus``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import typing
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from types import UnionType
+from typing import Any
+
+import numpy as np
+
+from irlm_env.errors import IrlmError, suggest
+from irlm_env.tokenizers import Tokenizer, make_tokenizer
+from irlm_env.vocabulary import EOS, Vocabulary, check_vocab_options
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+# Cumulative token-count fractions at which validation and test begin (90/5/5).
+_SPLIT_FRACTIONS = (0.90, 0.95)
+# Bumped whenever the cached layout or the encoding rules change, so old entries are ignored.
+_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """What a corpus factory returns: the raw text units of a corpus.
+
+    ``units`` are lines or sentences; each becomes one ``line`` episode and is delimited by
+    ``<eos>`` in the token stream. ``best_accuracy`` is the best achievable next-token accuracy
+    when the generating process is known (synthetic corpora); it holds only for tokens cut by
+    the tokenizer named in ``best_accuracy_tokenizer`` and only when no token falls outside the
+    vocabulary, which ``load_corpus`` checks before passing it on.
+    """
+
+    units: Sequence[str]
+    best_accuracy: float | None = None
+    best_accuracy_tokenizer: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """A tokenized corpus: vocabulary, tokenizer and read-only train/validation/test arrays."""
+
+    name: str
+    vocab: Vocabulary
+    tokenizer: Tokenizer
+    splits: Mapping[str, np.ndarray]
+    source_hash: str
+    best_accuracy: float | None = None
+    _line_starts: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def split(self, name: str) -> np.ndarray:
+        """The int64 token ids of split ``name`` ("train", "validation" or "test")."""
+        try:
+            return self.splits[name]
+        except KeyError:
+            raise IrlmError(f"unknown split {name!r}: {suggest(str(name), SPLITS)}") from None
+
+    def line_starts(self, name: str) -> np.ndarray:
+        """Positions of the ``<eos>`` that begins each unit (every ``<eos>`` but the last).
+
+        ``line`` episodes start at these positions, so the first target is a unit's first token.
+        """
+        starts = self._line_starts.get(name)
+        if starts is None:
+            ids = self.split(name)
+            starts = np.flatnonzero(ids[:-1] == self.vocab.eos_id).astype(np.int64)
+            starts.flags.writeable = False
+            self._line_starts[name] = starts
+        return starts
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
+        return f"Corpus(name={self.name!r}, vocab={len(self.vocab)}, tokenizer={self.tokenizer!r}, {sizes})"
+
+
+def cache_dir() -> Path:
+    """The on-disk cache folder: ``$IRLM_CACHE_DIR`` or ``~/.cache/irlm_env``."""
+    configured = os.environ.get("IRLM_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "irlm_env"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder, so readers never see half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise IrlmError(
+            f"cannot write the cache file {str(path)!r} ({exc.strerror or exc}); make the folder "
+            "writable or point IRLM_CACHE_DIR at a writable folder"
+        ) from None
+
+
+_MEMO: dict[tuple[Any, ...], Corpus] = {}
+
+
+def clear_memo() -> None:
+    """Forget the corpora loaded in this process (the on-disk cache is kept)."""
+    _MEMO.clear()
+
+
+def load_corpus(
+    name: str = "pydocs",
+    *,
+    tokenizer: str = "word",
+    lowercase: bool = True,
+    max_vocab: int | None = 10000,
+    min_freq: int = 1,
+    **source_options: Any,
+) -> Corpus:
+    """Load a registered corpus, tokenized, split and cached.
+
+    ``source_options`` go to the corpus factory (for example ``path=`` for ``text``, ``seed=``
+    for ``grammar``); string values are converted to the factory's annotated int, float or bool
+    types, so options given on a command line work unchanged.
+    """
+    # The registry sits above corpora (it imports the built-in corpus modules): import on use.
+    from irlm_env.plugins import corpus_registry, make_corpus_source
+
+    check_vocab_options(max_vocab, min_freq)
+    tok = make_tokenizer(tokenizer, lowercase=lowercase)
+    entry = corpus_registry().get(name)
+    options = _coerce_options(entry.factory, name, source_options)
+    key = (name, entry.factory, tuple(sorted(tok.config().items())), max_vocab, min_freq,
+           tuple(sorted((k, repr(v)) for k, v in options.items())))
+    corpus = _MEMO.get(key)
+    if corpus is None:
+        source = make_corpus_source(name, **options)
+        corpus = _build(name, source, tok, max_vocab, min_freq)
+        _MEMO[key] = corpus
+    return corpus
+
+
+def _coerce_options(factory: Callable[..., Any], name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert string option values to the int, float or bool the factory's annotations ask for.
+
+    Command lines and config files deliver every option as a string; the factory should not
+    have to parse them. Options the factory does not know pass through unchanged, to be
+    rejected (with the accepted names) by ``make_corpus_source``.
+    """
+    try:
+        hints = typing.get_type_hints(factory)
+    except (NameError, TypeError):  # annotations that cannot be resolved give nothing to convert to
+        hints = {}
+    return {k: _coerce(name, k, v, hints.get(k)) for k, v in options.items()}
+
+
+def _coerce(corpus: str, option: str, value: Any, hint: Any) -> Any:
+    if not isinstance(value, str) or hint is None:
+        return value
+    types = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) else (hint,)
+    if str in types:
+        return value
+    for target in (bool, int, float):
+        if target in types:
+            try:
+                if target is bool:
+                    lowered = value.strip().lower()
+                    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(value)
+                    return lowered in ("true", "1", "yes")
+                return target(value)
+            except ValueError:
+                raise IrlmError(
+                    f"corpus {corpus!r} option {option}={value!r} must be of type {target.__name__}"
+                ) from None
+    return value
+
+
+def _check_units(name: str, units: Sequence[str]) -> None:
+    if len(units) == 0:
+        raise IrlmError(f"corpus {name!r} has no text: it is empty or whitespace only; give it some text")
+    for i, unit in enumerate(units):
+        if not isinstance(unit, str) or not unit.strip():
+            raise IrlmError(
+                f"corpus {name!r}: unit {i} is {unit!r}; every unit must be a non-empty string "
+                "(fix the corpus factory)"
+            )
+    if len(units) < len(SPLITS):
+        raise IrlmError(
+            f"corpus {name!r} has only {len(units)} line(s)/sentence(s); it needs at least "
+            f"{len(SPLITS)} to give train, validation and test one each; add more text"
+        )
+
+
+def source_hash(units: Sequence[str]) -> str:
+    """Content hash of the units; JSON keeps unit boundaries unambiguous."""
+    return hashlib.sha256(json.dumps(list(units), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def split_boundaries(unit_lengths: np.ndarray) -> tuple[int, int]:
+    """Unit indices where validation and test begin: 90/5/5 by token count, each non-empty."""
+    n = len(unit_lengths)
+    cum = np.cumsum(unit_lengths)
+    total = cum[-1]
+    b1 = int(np.searchsorted(cum, _SPLIT_FRACTIONS[0] * total, side="left")) + 1
+    b1 = min(max(b1, 1), n - 2)
+    b2 = int(np.searchsorted(cum, _SPLIT_FRACTIONS[1] * total, side="left")) + 1
+    b2 = min(max(b2, b1 + 1), n - 1)
+    return b1, b2
+
+
+def _build(name: str, source: CorpusSource, tok: Tokenizer, max_vocab: int | None, min_freq: int) -> Corpus:
+    units = source.units
+    _check_units(name, units)
+    digest = source_hash(units)
+    settings = {"format": _CACHE_FORMAT, "source": digest, "tokenizer": tok.config(),
+                "max_vocab": max_vocab, "min_freq": min_freq}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    folder = cache_dir() / "corpora"
+    cached = _read_cache(folder, key, digest)
+    if cached is None:
+        cached = _encode(units, tok, max_vocab, min_freq)
+        _write_cache(folder, key, digest, *cached)
+    vocab, ids, lengths = cached
+    ids.flags.writeable = False
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    splits = {s: ids[bounds[i]:bounds[i + 1]] for i, s in enumerate(SPLITS)}
+    best = source.best_accuracy
+    if best is not None and (
+        (source.best_accuracy_tokenizer is not None and source.best_accuracy_tokenizer != tok.name)
+        or np.any(ids == vocab.unk_id)
+    ):
+        best = None  # the known optimum is for other tokens than these
+    return Corpus(name=name, vocab=vocab, tokenizer=tok, splits=splits, source_hash=digest, best_accuracy=best)
+
+
+def _encode(units: Sequence[str], tok: Tokenizer, max_vocab: int | None,
+            min_freq: int) -> tuple[Vocabulary, np.ndarray, list[int]]:
+    cut = [tok.split(unit) for unit in units]
+    b1, b2 = split_boundaries(np.fromiter((len(t) + 1 for t in cut), dtype=np.int64, count=len(cut)))
+    vocab = Vocabulary.build(chain.from_iterable(cut[:b1]), max_vocab=max_vocab, min_freq=min_freq)
+    flat: list[str] = []
+    lengths = []
+    for lo, hi in ((0, b1), (b1, b2), (b2, len(cut))):
+        start = len(flat)
+        flat.append(EOS)
+        for tokens in cut[lo:hi]:
+            flat.extend(tokens)
+            flat.append(EOS)
+        lengths.append(len(flat) - start)
+    return vocab, vocab.encode(flat), lengths
+
+
+def _array_digest(ids: np.ndarray) -> str:
+    return hashlib.sha256(memoryview(np.ascontiguousarray(ids))).hexdigest()
+
+
+def _write_cache(folder: Path, key: str, digest: str, vocab: Vocabulary, ids: np.ndarray,
+                 lengths: list[int]) -> None:
+    """Write the ids, then the JSON that vouches for them (the JSON is the commit marker)."""
+    buffer = io.BytesIO()
+    np.save(buffer, ids, allow_pickle=False)
+    atomic_write_bytes(folder / f"{key}.npy", buffer.getvalue())
+    meta = {"format": _CACHE_FORMAT, "source": digest, "vocab": vocab.to_dict(),
+            "lengths": lengths, "ids_sha256": _array_digest(ids)}
+    atomic_write_bytes(folder / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+
+
+def _read_cache(folder: Path, key: str, digest: str) -> tuple[Vocabulary, np.ndarray, list[int]] | None:
+    """Return a verified cache entry, or None when it is missing or cannot be trusted.
+
+    A cache entry is only derived data: the source can always be tokenized again, while a
+    damaged entry (a disk error, a partial copy, a hand edit) would silently feed wrong token
+    ids to training. So every entry is checked against the hashes stored with it, and any
+    mismatch means rebuild, with a warning saying why.
+    """
+    meta_path, ids_path = folder / f"{key}.json", folder / f"{key}.npy"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != _CACHE_FORMAT or meta.get("source") != digest:
+            raise ValueError("it was written for other settings")
+        vocab = Vocabulary.from_dict(meta["vocab"], where=f"cache file {str(meta_path)!r}")
+        ids = np.load(ids_path, allow_pickle=False)
+        lengths = [int(n) for n in meta["lengths"]]
+        if ids.dtype != np.int64 or ids.ndim != 1 or len(ids) != sum(lengths) or len(lengths) != len(SPLITS):
+            raise ValueError("the token array has the wrong shape or type")
+        if _array_digest(ids) != meta["ids_sha256"]:
+            raise ValueError("the token array does not match its hash")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(f"rebuilding the corpus cache entry {str(meta_path)!r}: {exc}", RuntimeWarning, stacklevel=4)
+        return None
+    return vocab, ids, lengths
