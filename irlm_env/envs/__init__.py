@@ -1,0 +1,1 @@
+"""The Gymnasium environments: the single next-word env and its native vector form."""

@@ -1,0 +1,364 @@
+"""Next-word prediction as a Gymnasium environment with an immediate reward per token."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from irlm_env.errors import IrlmError, suggest
+
+if TYPE_CHECKING:
+    from irlm_env.corpus import Corpus
+    from irlm_env.rewards import Reward
+
+MODES = ("window", "line")
+
+# Episode starts are drawn from the env's generator this many at a time. Drawing in blocks is
+# what lets NextWordVectorEnv reproduce a sync vector env of NextWordEnvs exactly while
+# drawing for all of its streams at once: both consume the same per-env block, one start per
+# reset, and draw a new block only when one is used up (once every BLOCK episodes).
+START_BLOCK = 128
+
+
+class UnknownOptionError(IrlmError, TypeError):
+    """An unknown keyword argument: a ``TypeError`` as Python callers expect, and an
+    ``IrlmError`` so the command line reports it as a user mistake."""
+
+
+class ResetNeededError(IrlmError, gym.error.ResetNeeded):
+    """``step`` without a running episode; also a Gymnasium ``ResetNeeded``, which is what
+    ``gym.make``'s order-enforcing wrapper raises in the same situation."""
+
+
+def reject_unknown(unknown: dict[str, Any], valid: list[str], where: str) -> None:
+    """Fail on misspelt keywords instead of ignoring them, which would silently train on
+    defaults the user did not ask for."""
+    if unknown:
+        name = sorted(unknown)[0]
+        raise UnknownOptionError(
+            f"{where} got an unknown keyword argument {name!r}; {suggest(name, valid)}"
+        )
+
+
+def _positive_int(value: object, name: str, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise IrlmError(f"{name} must be an integer >= 1, got {value!r}; {fix}")
+    return int(value)
+
+
+@dataclass(frozen=True, eq=False)
+class EpisodeSetup:
+    """The validated configuration shared by the single and the vector env, so both build
+    episodes, draw starts and check arguments in exactly one way."""
+
+    corpus: Corpus
+    reward_fn: Reward
+    split: str
+    tokens: np.ndarray
+    context_length: int
+    mode: str
+    episode_length: int
+    line_starts: np.ndarray | None
+
+    @classmethod
+    def build(
+        cls,
+        corpus: str | Corpus,
+        corpus_options: dict[str, Any] | None,
+        tokenizer: str,
+        lowercase: bool,
+        max_vocab: int | None,
+        min_freq: int,
+        reward: str,
+        reward_options: dict[str, Any] | None,
+        split: str,
+        context_length: int,
+        mode: str,
+        episode_length: int,
+    ) -> EpisodeSetup:
+        from irlm_env.corpus import Corpus, load_corpus
+        from irlm_env.plugins import make_reward
+
+        context_length = _positive_int(
+            context_length, "context_length", "use 1 or more tokens of context"
+        )
+        episode_length = _positive_int(
+            episode_length, "episode_length", "use 1 or more steps per episode"
+        )
+        if mode not in MODES:
+            raise IrlmError(f"unknown episode mode {mode!r}; {suggest(str(mode), MODES)}")
+        if isinstance(corpus, Corpus):
+            if corpus_options:
+                raise IrlmError(
+                    "corpus_options only apply when corpus is a name, but a Corpus instance "
+                    "was given; pass the options to load_corpus instead"
+                )
+            data = corpus
+        else:
+            data = load_corpus(
+                corpus,
+                tokenizer=tokenizer,
+                lowercase=lowercase,
+                max_vocab=max_vocab,
+                min_freq=min_freq,
+                **(corpus_options or {}),
+            )
+        tokens = data.split(split)
+        if len(tokens) < context_length + 1:
+            raise IrlmError(
+                f"the {split!r} split of corpus {data.name!r} has {len(tokens)} tokens, fewer "
+                f"than context_length + 1 = {context_length + 1}; use a longer text or a "
+                "smaller context_length"
+            )
+        line_starts = None
+        if mode == "window":
+            if len(tokens) < episode_length + 1:
+                raise IrlmError(
+                    f"the {split!r} split of corpus {data.name!r} has {len(tokens)} tokens, "
+                    f"fewer than episode_length + 1 = {episode_length + 1} needed for a "
+                    "window episode; use a smaller episode_length, mode='line' or a longer text"
+                )
+        else:
+            line_starts = data.line_starts(split)
+        reward_fn = make_reward(reward, data, **(reward_options or {}))
+        return cls(data, reward_fn, split, tokens, context_length, mode, episode_length,
+                   line_starts)
+
+    def draw_starts(self, rng: np.random.Generator) -> np.ndarray:
+        """A block of START_BLOCK episode start positions (the position of the first context
+        token); see START_BLOCK for why starts come in blocks."""
+        if self.line_starts is None:
+            return rng.integers(0, len(self.tokens) - self.episode_length, size=START_BLOCK)
+        return self.line_starts[rng.integers(0, len(self.line_starts), size=START_BLOCK)]
+
+    def action_error(self, action: object) -> IrlmError:
+        return IrlmError(
+            f"action {action!r} is outside the action space: use an integer token id in "
+            f"[0, {len(self.corpus.vocab) - 1}]"
+        )
+
+
+def env_arguments(
+    kwargs: dict[str, Any], extra: list[str], where: str
+) -> dict[str, Any]:
+    """NextWordEnv's arguments with its defaults filled in, for wrappers such as the vector
+    env that accept the same keywords (plus ``extra`` ones of their own): NextWordEnv's
+    signature stays the one source of the defaults."""
+    signature = inspect.signature(NextWordEnv)
+    names = [n for n, p in signature.parameters.items() if p.kind is not p.VAR_KEYWORD]
+    reject_unknown({k: v for k, v in kwargs.items() if k not in names}, names + extra, where)
+    bound = signature.bind(**kwargs)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    arguments.pop("unknown")
+    return arguments
+
+
+def check_render_mode(render_mode: str | None) -> str | None:
+    if render_mode not in (None, *NextWordEnv.metadata["render_modes"]):
+        raise IrlmError(f"unknown render_mode {render_mode!r}; use None or 'ansi'")
+    return render_mode
+
+
+def render_text(
+    corpus: Corpus, context: np.ndarray, action: int | None, target: int | None
+) -> str:
+    """The ``ansi`` frame: the context and, once a prediction was made, it and the truth."""
+    vocab = corpus.vocab
+
+    def text(ids: np.ndarray) -> str:
+        # The pad id never occurs in text, so dropping it removes exactly the left padding.
+        return corpus.tokenizer.join(vocab.decode(ids[ids != vocab.pad_id].tolist()))
+
+    frame = f"context:    {text(context)}\n"
+    if action is None or target is None:
+        return frame
+    mark = "correct" if action == target else "wrong"
+    return (
+        f"{frame}prediction: {vocab.token(action)}  ({mark})\n"
+        f"truth:      {vocab.token(target)}\n"
+    )
+
+
+class NextWordEnv(gym.Env[np.ndarray, np.int64]):
+    """
+    ## Description
+
+    Next-word prediction on a text corpus as a reinforcement-learning problem. The agent reads
+    the last ``context_length`` tokens of a text and chooses the next token; it is rewarded at
+    once, by a reward plugin (``exact`` by default: 1.0 for the true token, 0.0 otherwise).
+    Whatever it chooses, the text goes on with the true token (teacher forcing), so every
+    step is an independent, immediately rewarded prediction over the corpus.
+
+    ## Action Space
+
+    ``Discrete(V)``: the id of the predicted next token in the corpus vocabulary
+    (``env.vocab``; ids 0, 1, 2 are ``<pad>``, ``<unk>``, ``<eos>``).
+
+    ## Observation Space
+
+    ``Box(0, V - 1, (context_length,), int64)``: the ids of the last ``context_length`` true
+    tokens, oldest first. At the start of an episode only the first token is known, so the
+    observation is left-padded with the pad id (0); the context never reaches back before
+    the episode's start.
+
+    ## Rewards
+
+    The reward plugin's value for the chosen token given the true one and the context, a
+    finite Python float. With ``exact`` the return of an episode is the number of correctly
+    predicted tokens.
+
+    ## Starting State
+
+    ``mode="window"``: a uniformly random position of the split. ``mode="line"``: the
+    ``<eos>`` that opens a uniformly random line (unit) of the split. Starts come from
+    ``self.np_random``, so ``reset(seed=...)`` makes episodes reproducible.
+
+    ## Episode End
+
+    ``mode="window"``: truncated after ``episode_length`` predictions. ``mode="line"``:
+    terminated after the ``<eos>`` closing the line has been predicted (``episode_length`` is
+    not used). Call ``reset()`` after either; stepping an ended episode is an error.
+
+    ## Information
+
+    ``step`` returns ``{"target": int, "correct": bool}``: the true next token id and whether
+    the action equalled it (whatever the reward plugin pays). ``reset`` returns ``{}``.
+
+    ## Arguments
+
+    ```python
+    import gymnasium as gym
+    import irlm_env
+
+    env = gym.make("irlm/NextWord-v0", corpus="grammar", context_length=8)
+    ```
+
+    - ``corpus``: a registered corpus name (``pydocs``, ``grammar``, ``text`` or a plugin's)
+      or a loaded :class:`irlm_env.corpus.Corpus` (then ``corpus_options``, ``tokenizer``,
+      ``lowercase``, ``max_vocab`` and ``min_freq`` are the corpus's own and not used).
+    - ``corpus_options``: options of the corpus source, e.g. ``{"path": "notes.txt"}``.
+    - ``tokenizer`` (``"word"`` or ``"char"``), ``lowercase``, ``max_vocab``, ``min_freq``:
+      how the text becomes token ids.
+    - ``reward``, ``reward_options``: the reward plugin and its options.
+    - ``split``: ``"train"``, ``"validation"`` or ``"test"`` (disjoint parts of the corpus).
+    - ``context_length``: tokens in the observation (>= 1).
+    - ``mode``: ``"window"`` or ``"line"``; ``episode_length``: steps of a window episode.
+    - ``render_mode``: ``None`` or ``"ansi"`` (context, prediction and truth as text).
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        corpus: str | Corpus = "pydocs",
+        corpus_options: dict[str, Any] | None = None,
+        tokenizer: str = "word",
+        lowercase: bool = True,
+        max_vocab: int | None = 10000,
+        min_freq: int = 1,
+        reward: str = "exact",
+        reward_options: dict[str, Any] | None = None,
+        split: str = "train",
+        context_length: int = 8,
+        mode: str = "window",
+        episode_length: int = 64,
+        render_mode: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            env_arguments(unknown, [], "NextWordEnv")
+        self.render_mode = check_render_mode(render_mode)
+        self.setup = EpisodeSetup.build(
+            corpus, corpus_options, tokenizer, lowercase, max_vocab, min_freq, reward,
+            reward_options, split, context_length, mode, episode_length,
+        )
+        self.corpus = self.setup.corpus
+        self.vocab = self.corpus.vocab
+        self.reward_fn = self.setup.reward_fn
+        vocab_size = len(self.vocab)
+        self.observation_space = spaces.Box(
+            0, vocab_size - 1, (self.setup.context_length,), np.int64
+        )
+        self.action_space = spaces.Discrete(vocab_size)
+        self._tokens = self.setup.tokens
+        self._eos = self.vocab.eos_id
+        self._starts = np.empty(0, np.int64)
+        self._next_start = 0
+        self._obs = np.zeros(self.setup.context_length, np.int64)
+        self._cursor = -1  # position of the newest context token; -1 until reset
+        self._end = -1  # cursor position at which a window episode is truncated
+        self._done = True
+        self._last: tuple[np.ndarray, int, int] | None = None  # context, action, target
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if options:
+            raise IrlmError(
+                f"NextWordEnv.reset takes no options, got {sorted(options)}; pass None"
+            )
+        if seed is not None or self._next_start >= len(self._starts):
+            self._starts = self.setup.draw_starts(self.np_random)
+            self._next_start = 0
+        start = int(self._starts[self._next_start])
+        self._next_start += 1
+        self._cursor = start
+        self._end = start + self.setup.episode_length
+        self._done = False
+        self._last = None
+        self._obs = np.zeros(self.setup.context_length, np.int64)
+        self._obs[-1] = self._tokens[start]
+        return self._obs.copy(), {}
+
+    def step(
+        self, action: np.int64 | int
+    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._done:
+            if self._cursor < 0:
+                raise ResetNeededError("call reset() before step() on NextWordEnv")
+            raise ResetNeededError(
+                "the episode has ended (terminated or truncated); call reset() before step()"
+            )
+        if type(action) is not int:
+            if isinstance(action, np.ndarray) and action.shape == ():
+                action = action.item()
+            if isinstance(action, bool) or not isinstance(action, (int, np.integer)):
+                raise self.setup.action_error(action)
+            action = int(action)
+        if not 0 <= action < self.action_space.n:
+            raise self.setup.action_error(action)
+        context = self._obs
+        self._cursor += 1
+        target = int(self._tokens[self._cursor])
+        reward = float(self.reward_fn(action, target, context))
+        obs = np.empty_like(context)
+        obs[:-1] = context[1:]
+        obs[-1] = target
+        self._obs = obs
+        if self.setup.line_starts is None:
+            terminated, truncated = False, self._cursor == self._end
+        else:
+            terminated, truncated = target == self._eos, False
+        self._done = terminated or truncated
+        if self.render_mode is not None:
+            self._last = (context, action, target)
+        return obs.copy(), reward, terminated, truncated, {
+            "target": target, "correct": action == target
+        }
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() needs render_mode='ansi' when making the env")
+            return None
+        if self._cursor < 0:
+            return "(call reset() first)"
+        if self._last is None:
+            return render_text(self.corpus, self._obs, None, None)
+        return render_text(self.corpus, *self._last)

@@ -1,0 +1,388 @@
+"""N next-word streams stepped together with numpy: the fast path for training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from irlm_env.envs.next_word import (
+    START_BLOCK,
+    EpisodeSetup,
+    IrlmError,
+    NextWordEnv,
+    ResetNeededError,
+    check_render_mode,
+    env_arguments,
+    render_text,
+)
+from irlm_env.errors import suggest
+
+_OWN_KEYWORDS = ["num_envs", "autoreset_mode", "copy"]
+
+
+class NextWordVectorEnv(VectorEnv):
+    """
+    ## Description
+
+    ``num_envs`` independent :class:`~irlm_env.envs.next_word.NextWordEnv` streams in one
+    object, stepped together with whole-array numpy operations: ``step`` has no Python loop
+    over the streams and writes into buffers allocated once. For the same seeds it returns
+    exactly what ``gym.make_vec(..., vectorization_mode="sync")`` of single envs returns
+    (observations, rewards, flags and infos), with either autoreset mode.
+
+    ```python
+    import gymnasium as gym
+    import irlm_env
+
+    envs = gym.make_vec("irlm/NextWord-v0", num_envs=1024, corpus="grammar")
+    ```
+
+    ## Action Space
+
+    ``MultiDiscrete([V] * num_envs)``: one predicted token id per stream.
+
+    ## Observation Space
+
+    ``Box(0, V - 1, (num_envs, context_length), int64)``: each stream's context, as in the
+    single env.
+
+    ## Rewards
+
+    ``(num_envs,)`` float64 from the reward plugin's batched form, the same values as the
+    single env's.
+
+    ## Episode End
+
+    As in the single env; ended streams are reset automatically according to
+    ``autoreset_mode`` (``metadata["autoreset_mode"]``):
+
+    - ``NEXT_STEP`` (default, as Gymnasium's vector envs): the step after an episode ends
+      resets that stream, ignores its action and returns reward 0 and no flags for it.
+    - ``SAME_STEP`` (as Stable-Baselines3): the ending step resets the stream at once; its
+      last observation and info are in ``info["final_obs"]`` / ``info["final_info"]`` (with
+      ``_final_obs`` / ``_final_info`` masks), as in Gymnasium's same-step mode.
+    - ``DISABLED``: nothing is reset automatically; call ``reset(options={"reset_mask": m})``
+      for the ended streams before stepping them again.
+
+    Building ``final_obs`` (an object array of per-stream rows, Gymnasium's format) and
+    drawing a new block of random starts when a stream has used up its block (every
+    ``START_BLOCK`` episodes) touch only the streams concerned, one by one; everything else in
+    ``step`` is whole-array.
+
+    ## Information
+
+    ``step`` returns Gymnasium's vector form of the single env's info: ``"target"`` (int64)
+    and ``"correct"`` (bool) arrays with ``"_target"``/``"_correct"`` masks that are False
+    for streams that were reset in that step (their info is the reset's, empty).
+
+    For agents, without building anything per step:
+
+    - ``targets()``: the true next token id of every stream, i.e. the target of the coming
+      step (not meaningful for streams that the next step will reset, see below).
+    - ``score(actions)``: the rewards that ``(num_envs, K)`` candidate actions would get now,
+      without stepping; for group-sampling agents that compare several candidates.
+    - ``episode_starts``: ``(num_envs,)`` bool, True where the last returned observation is
+      the first of an episode (all True after ``reset``); recurrent agents reset their
+      hidden state there.
+    - ``pending_reset``: ``(num_envs,)`` bool, True for streams whose episode has ended and
+      that the next ``step`` resets (``NEXT_STEP``) or that need a reset (``DISABLED``).
+
+    ## Arguments
+
+    ``num_envs``, the keyword arguments of ``NextWordEnv``, and:
+
+    - ``autoreset_mode``: an ``AutoresetMode`` or its value (``"NextStep"``, ``"SameStep"``,
+      ``"Disabled"``).
+    - ``copy``: return fresh arrays from ``reset``/``step`` (default, like Gymnasium's sync
+      vector env). With ``copy=False`` the returned arrays are the env's own buffers, valid
+      until the next ``step`` or ``reset`` overwrites them: faster, for loops that consume
+      each step's results at once.
+    """
+
+    metadata = {**NextWordEnv.metadata, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        *,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        copy: bool = True,
+        **env_kwargs: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or (
+            num_envs < 1
+        ):
+            raise IrlmError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        arguments = env_arguments(env_kwargs, _OWN_KEYWORDS, "NextWordVectorEnv")
+        self.render_mode = check_render_mode(arguments.pop("render_mode"))
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self.copy = bool(copy)
+        self.setup = setup = EpisodeSetup.build(**arguments)
+        self.corpus = setup.corpus
+        self.vocab = setup.corpus.vocab
+        self.reward_fn = setup.reward_fn
+        self.num_envs = n = int(num_envs)
+        vocab_size = len(self.vocab)
+        context = setup.context_length
+        self.single_observation_space = spaces.Box(0, vocab_size - 1, (context,), np.int64)
+        self.single_action_space = spaces.Discrete(vocab_size)
+        self.observation_space = batch_space(self.single_observation_space, n)
+        self.action_space = batch_space(self.single_action_space, n)
+
+        self._tokens = setup.tokens
+        self._line_mode = setup.line_starts is not None
+        self._eos = self.vocab.eos_id
+        # Per-stream random starts, drawn exactly as each single env draws its own.
+        self._rngs: list[np.random.Generator | None] = [None] * n
+        self._blocks = np.zeros((n, START_BLOCK), np.int64)
+        self._used = np.full(n, START_BLOCK, np.int64)  # starts taken from each block
+        # Episode state: the position of each stream's next target, where a window episode
+        # is truncated, the contexts (two buffers, written alternately) and the targets.
+        self._target_pos = np.zeros(n, np.int64)
+        self._end_pos = np.zeros(n, np.int64)
+        self._obs = np.zeros((n, context), np.int64)
+        self._obs_next = np.zeros((n, context), np.int64)
+        self._target = np.zeros(n, np.int64)
+        self._target_next = np.zeros(n, np.int64)
+        # Step results.
+        self._rewards = np.zeros(n, np.float64)
+        self._terminated = np.zeros(n, np.bool_)
+        self._truncated = np.zeros(n, np.bool_)
+        self._correct = np.zeros(n, np.bool_)
+        self._ended = np.zeros(n, np.bool_)
+        self._info_mask = np.ones(n, np.bool_)
+        self._all_true = np.ones(n, np.bool_)
+        self._actions = np.zeros(n, np.int64)
+        self.pending_reset = np.zeros(n, np.bool_)
+        self.episode_starts = np.zeros(n, np.bool_)
+        self._any_pending = False
+        self._started = False
+        self._last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # ----------------------------------------------------------------------------------
+    def reset(
+        self,
+        *,
+        seed: int | list[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        n = self.num_envs
+        if seed is None:
+            seeds: list[int | None] = [None] * n
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            super().reset(seed=int(seed))
+            seeds = [int(seed) + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise IrlmError(
+                    f"reset got {len(seeds)} seeds for {n} envs; pass one seed per env, "
+                    "an int (env i gets seed + i) or None"
+                )
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if options:
+            raise IrlmError(
+                f"NextWordVectorEnv.reset takes only the 'reset_mask' option, got "
+                f"{sorted(options)}"
+            )
+        if mask is None:
+            streams = np.arange(n)
+        else:
+            if not isinstance(mask, np.ndarray) or mask.shape != (n,) or mask.dtype != bool:
+                raise IrlmError(
+                    f"options['reset_mask'] must be a bool numpy array of shape ({n},)"
+                )
+            if not self._started and not mask.all():
+                raise ResetNeededError("the first reset() must reset every env")
+            streams = np.flatnonzero(mask)
+        for i in streams:
+            if seeds[i] is not None or self._rngs[i] is None:
+                self._rngs[i] = seeding.np_random(seeds[i])[0]
+                self._used[i] = START_BLOCK  # a new generator starts a new block
+        self._begin(streams)
+        self._started = True
+        self.pending_reset[streams] = False
+        self._any_pending = bool(self.pending_reset.any())
+        self.episode_starts[:] = False
+        self.episode_starts[streams] = True
+        self._last = None
+        return self._output(self._obs), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if not self._started:
+            raise ResetNeededError("call reset() before step() on NextWordVectorEnv")
+        if self._any_pending and self.autoreset_mode is AutoresetMode.DISABLED:
+            raise ResetNeededError(
+                f"envs {np.flatnonzero(self.pending_reset).tolist()} have ended; with "
+                "autoreset_mode DISABLED call reset(options={'reset_mask': ...}) for them "
+                "before step()"
+            )
+        actions = self._check_actions(actions, (self.num_envs,))
+        obs, target = self._obs, self._target
+        rewards = self.reward_fn.batch(actions[:, None], target, obs)
+        np.copyto(self._rewards, rewards[:, 0])
+        np.equal(actions, target, out=self._correct)
+        # Teacher forcing: every context moves on by the true token, whatever the action.
+        new_obs = self._obs_next
+        new_obs[:, :-1] = obs[:, 1:]
+        new_obs[:, -1] = target
+        self._obs, self._obs_next = new_obs, obs
+        np.add(self._target_pos, 1, out=self._target_pos)
+        # Streams past their end read a clipped position; they are reset before it counts.
+        np.take(self._tokens, self._target_pos, out=self._target_next, mode="clip")
+        self._target, self._target_next = self._target_next, target
+        if self._line_mode:
+            np.equal(target, self._eos, out=self._terminated)
+        else:
+            np.equal(self._target_pos, self._end_pos, out=self._truncated)
+        if self.render_mode is not None:
+            self._last = (obs.copy(), actions.copy(), target.copy())
+
+        info_mask = self._all_true
+        extra: dict[str, Any] = {}
+        if self.autoreset_mode is AutoresetMode.NEXT_STEP:
+            if self._any_pending:
+                resetting = self.pending_reset
+                info_mask = np.logical_not(resetting, out=self._info_mask)
+                streams = np.flatnonzero(resetting)
+                self._begin(streams)
+                self._rewards[streams] = 0.0
+                self._terminated[streams] = False
+                self._truncated[streams] = False
+                self._correct[streams] = False
+                target[streams] = 0
+            np.copyto(self.episode_starts, self.pending_reset)
+            np.logical_or(self._terminated, self._truncated, out=self.pending_reset)
+            self._any_pending = bool(self.pending_reset.any())
+        else:
+            ended = np.logical_or(self._terminated, self._truncated, out=self._ended)
+            if self.autoreset_mode is AutoresetMode.DISABLED:
+                np.copyto(self.pending_reset, ended)
+                self._any_pending = bool(ended.any())
+                self.episode_starts.fill(False)
+            else:
+                np.copyto(self.episode_starts, ended)
+                if ended.any():
+                    streams = np.flatnonzero(ended)
+                    extra = self._final(streams, ended, target)
+                    info_mask = np.logical_not(ended, out=self._info_mask)
+                    self._begin(streams)
+                    self._correct[streams] = False
+                    target[streams] = 0
+
+        infos = self._infos(info_mask, target, self._correct)
+        infos.update(extra)
+        return (
+            self._output(self._obs),
+            self._output(self._rewards),
+            self._output(self._terminated),
+            self._output(self._truncated),
+            infos,
+        )
+
+    # ----------------------------------------------------------------------------------
+    def targets(self) -> np.ndarray:
+        """The true next token id of every stream: what the coming ``step`` rewards."""
+        self._require_started("targets()")
+        return self._target.copy()
+
+    def score(self, actions: np.ndarray) -> np.ndarray:
+        """Rewards ``(num_envs, K)`` float64 that ``(num_envs, K)`` candidate actions would
+        get at the current state, without stepping. Values for streams with
+        ``pending_reset`` set are meaningless (their episode has ended)."""
+        self._require_started("score()")
+        actions = np.asarray(actions)
+        if actions.ndim != 2 or actions.shape[0] != self.num_envs:
+            raise IrlmError(
+                f"score() takes candidate actions of shape (num_envs, K) = "
+                f"({self.num_envs}, K), got shape {actions.shape}"
+            )
+        actions = self._check_actions(actions, actions.shape)
+        return self.reward_fn.batch(actions, self._target, self._obs)
+
+    def render(self) -> tuple[str, ...] | None:
+        """One ``ansi`` frame per stream, like a sync vector env of single envs."""
+        if self.render_mode is None:
+            return None
+        self._require_started("render()")
+        if self._last is None:
+            return tuple(render_text(self.corpus, row, None, None) for row in self._obs)
+        contexts, actions, targets = self._last
+        return tuple(
+            render_text(self.corpus, c, int(a), int(t))
+            for c, a, t in zip(contexts, actions, targets, strict=True)
+        )
+
+    # ----------------------------------------------------------------------------------
+    def _begin(self, streams: np.ndarray) -> None:
+        """Start new episodes in ``streams``, taking each one's next start from its block."""
+        used = self._used[streams]
+        exhausted = used == START_BLOCK
+        if exhausted.any():
+            for i in streams[exhausted]:
+                self._blocks[i] = self.setup.draw_starts(self._rngs[i])
+            used[exhausted] = 0
+        starts = self._blocks[streams, used]
+        self._used[streams] = used + 1
+        self._target_pos[streams] = starts + 1
+        self._end_pos[streams] = starts + 1 + self.setup.episode_length
+        self._obs[streams] = 0
+        self._obs[streams, -1] = self._tokens[starts]
+        self._target[streams] = self._tokens[starts + 1]
+
+    def _final(self, streams: np.ndarray, ended: np.ndarray, target: np.ndarray) -> dict:
+        """Gymnasium's same-step record of the episodes that ended: their last observation
+        and info, before the reset replaces them."""
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in streams:
+            final_obs[i] = self._obs[i].copy()
+        final_info = self._infos(ended, np.where(ended, target, 0), self._correct & ended)
+        mask = ended.copy()
+        return {"final_obs": final_obs, "_final_obs": mask, "final_info": final_info,
+                "_final_info": mask.copy()}
+
+    def _infos(self, mask: np.ndarray, target: np.ndarray, correct: np.ndarray) -> dict:
+        # Gymnasium's sync vector env leaves out a key that no env reported.
+        if mask is not self._all_true and not mask.any():
+            return {}
+        return {"target": self._output(target), "_target": mask.copy(),
+                "correct": self._output(correct), "_correct": mask.copy()}
+
+    def _check_actions(self, actions: Any, shape: tuple[int, ...]) -> np.ndarray:
+        array = np.asarray(actions)
+        if array.shape != shape or array.dtype.kind not in "iu":
+            raise IrlmError(
+                f"actions must be integer token ids of shape {shape}, got "
+                f"{array.dtype} array of shape {array.shape}"
+            )
+        array = array.astype(np.int64, copy=False)
+        # As unsigned, negative ids become huge: one comparison checks both bounds.
+        if array.view(np.uint64).max() >= len(self.vocab):
+            bad = array[(array < 0) | (array >= len(self.vocab))]
+            raise self.setup.action_error(int(bad[0]))
+        return array
+
+    def _output(self, array: np.ndarray) -> np.ndarray:
+        return array.copy() if self.copy else array
+
+    def _require_started(self, what: str) -> None:
+        if not self._started:
+            raise ResetNeededError(f"call reset() before {what} on NextWordVectorEnv")
+
+
+def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    if isinstance(mode, AutoresetMode):
+        return mode
+    names = {m.value: m for m in AutoresetMode} | {m.name: m for m in AutoresetMode}
+    if mode not in names:
+        raise IrlmError(f"unknown autoreset_mode {mode!r}; {suggest(str(mode), names)}")
+    return names[mode]
