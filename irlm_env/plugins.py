@@ -46,8 +46,15 @@ LOAD_ENV = "IRLM_LOAD_PLUGINS"
 
 # Names appear on command lines and in config files: keep them plain.
 _NAME_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+_FLOAT64 = np.dtype(np.float64)
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _KINDS = {"reward": "irlm_register_rewards", "corpus": "irlm_register_corpora"}
+
+
+_FIX_HOOKS = (
+    "Fix the plugin's @hookimpl functions to match irlm_env.hookspecs: "
+    "irlm_register_rewards(register) and irlm_register_corpora(register)."
+)
 
 
 class PluginWarning(UserWarning):
@@ -59,7 +66,7 @@ class PluginInfo:
     """One loaded (or failed) plugin, as ``irlm plugins`` shows it."""
 
     name: str
-    kind: Literal["builtin", "entrypoint"]
+    kind: Literal["builtin", "entrypoint", "registered"]
     distribution: str | None
     version: str | None
     error: str | None = None
@@ -138,7 +145,7 @@ def _register_plugin(loaded: _Loaded, plugin: object, info: PluginInfo) -> str |
     try:
         manager.register(plugin, name=info.name)
     except pluggy.PluginValidationError as exc:
-        return f"has an invalid hook implementation: {exc}"
+        return f"has an invalid hook implementation: {'; '.join(str(exc).splitlines())}"
     except ValueError as exc:  # pluggy: the same module already registered under another name
         return f"could not be registered: {exc}"
     unknown = [
@@ -150,8 +157,7 @@ def _register_plugin(loaded: _Loaded, plugin: object, info: PluginInfo) -> str |
     ]
     if unknown:
         manager.unregister(name=info.name)
-        hooks = ", ".join(sorted(_KINDS.values()))
-        return f"implements unknown hook(s) {', '.join(unknown)} (the hooks are: {hooks})"
+        return f"implements unknown hook(s) {', '.join(unknown)}"
     loaded.infos[info.name] = info
     return None
 
@@ -219,7 +225,7 @@ def _load() -> _Loaded:
             continue
         problem = _register_plugin(loaded, plugin, info)
         if problem is not None:
-            _plugin_failed(loaded, info, problem, "Fix the plugin's @hookimpl functions to match irlm_env.hookspecs.")
+            _plugin_failed(loaded, info, problem, _FIX_HOOKS)
     manager.check_pending()
     return loaded
 
@@ -232,6 +238,21 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def plugin_report() -> list[PluginInfo]:
     """Every plugin considered, built-ins first, with its version and error (None if loaded)."""
     return list(_load().infos.values())
+
+
+def register_plugin(plugin: object, name: str) -> None:
+    """Register a plugin object or module at run time, e.g. a reward defined in a notebook.
+
+    Unlike an entry point that fails to load, a broken plugin here raises at once: the caller
+    is right there to fix it. Registries are rebuilt on next use.
+    """
+    loaded = _load()
+    if name in loaded.infos:
+        raise IrlmError(f"a plugin named {name!r} is already loaded ({loaded.infos[name].label}); choose another name.")
+    problem = _register_plugin(loaded, plugin, PluginInfo(name, "registered", None, None))
+    if problem is not None:
+        raise IrlmError(f"plugin {name!r} {problem}. {_FIX_HOOKS}")
+    _registry.cache_clear()
 
 
 def reset_plugins() -> None:
@@ -425,9 +446,12 @@ class CheckedReward(Reward):
         self.name = entry.name
         self.plugin_name = entry.plugin_name
         self._vocab_size = vocab_size
-        self._label = f"reward {entry.name!r} (plugin {entry.plugin_name!r}, version {entry.plugin_version})"
+        version = "" if entry.plugin_version is None else f" {entry.plugin_version}"
+        self._label = f"reward {entry.name!r} (plugin {entry.plugin_name!r}{version})"
         self._scalar = reward
-        self._batch = getattr(reward, "batch", None)
+        # The base class's loop would call the unchecked scalar form: loop here instead.
+        batch = getattr(reward, "batch", None)
+        self._batch = None if getattr(batch, "__func__", None) is Reward.batch else batch
         table = getattr(reward, "table", None)
         self._table = table if callable(table) and getattr(reward, "has_table", True) else None
 
@@ -450,18 +474,23 @@ class CheckedReward(Reward):
         return value
 
     def _check_array(self, values: Any, shape: tuple[int, ...], method: str) -> np.ndarray:
+        if type(values) is not np.ndarray or values.shape != shape or values.dtype is not _FLOAT64:
+            values = self._conform(values, shape, method)
+        # One reduction, no temporary: NaN or inf anywhere makes the sum non-finite. Only an
+        # overflowing sum of finite values needs the element-wise look.
+        if not math.isfinite(np.add.reduce(values, axis=None)) and not np.isfinite(values).all():
+            bad = values[~np.isfinite(values)][0]
+            raise self._fail(f".{method}() returned non-finite values (e.g. {bad})")
+        return values
+
+    def _conform(self, values: Any, shape: tuple[int, ...], method: str) -> np.ndarray:
         if not isinstance(values, np.ndarray):
             raise self._fail(f".{method}() returned {type(values).__name__}, not a numpy array of shape {shape}")
         if values.shape != shape:
             raise self._fail(f".{method}() returned shape {values.shape}, expected {shape}")
-        if values.dtype != np.float64:
-            if values.dtype.kind not in "biuf":
-                raise self._fail(f".{method}() returned an array of dtype {values.dtype}")
-            values = values.astype(np.float64)
-        if not np.isfinite(values).all():
-            bad = values[~np.isfinite(values)][0]
-            raise self._fail(f".{method}() returned non-finite values (e.g. {bad})")
-        return values
+        if values.dtype.kind not in "biuf":
+            raise self._fail(f".{method}() returned an array of dtype {values.dtype}")
+        return values.astype(np.float64)
 
     def batch(self, actions: np.ndarray, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
         if self._batch is None:

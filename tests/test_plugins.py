@@ -1,0 +1,304 @@
+"""The plugin manager and registries: loading, entry points, environment switches, every error.
+
+Third-party plugins are simulated with fake distributions (a ``*.dist-info`` folder with
+``METADATA`` and ``entry_points.txt`` next to a module) on a temporary ``sys.path`` entry, which
+is exactly what ``importlib.metadata`` sees for an installed package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irlm_env import IrlmError, hookimpl, plugins
+from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.plugins import PluginWarning
+
+MakeDist = Callable[..., None]
+
+REWARD_PLUGIN = """
+from irlm_env import hookimpl
+from irlm_env.rewards import Reward
+
+class Half(Reward):
+    def __init__(self, corpus, value: float = 0.5):
+        self.value = value
+    def __call__(self, action, target, context):
+        return 1.0 if action == target else self.value
+
+@hookimpl
+def irlm_register_rewards(register):
+    register({name!r}, Half, "half credit for misses")
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv(plugins.LOAD_ENV, raising=False)
+    monkeypatch.delenv(plugins.STRICT_ENV, raising=False)
+    plugins.reset_plugins()
+    yield
+    plugins.reset_plugins()
+
+
+@pytest.fixture
+def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeDist]:
+    """Create an installed-looking distribution whose entry points are in group irlm_env."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules: list[str] = []
+
+    def make(dist: str, entry_points: dict[str, str], sources: dict[str, str], version: str = "1.0") -> None:
+        # Installers write the folder name with underscores; importlib.metadata relies on it.
+        info = tmp_path / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[irlm_env]\n{lines}")
+        for module, source in sources.items():
+            (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+            modules.append(module)
+        importlib.invalidate_caches()
+
+    yield make
+    for module in modules:
+        sys.modules.pop(module, None)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    return load_corpus("grammar", n_sentences=300)
+
+
+def _info(name: str) -> plugins.PluginInfo:
+    return next(info for info in plugins.plugin_report() if info.name == name)
+
+
+def test_builtins_load_first_and_register_through_the_hooks() -> None:
+    report = plugins.plugin_report()
+    assert [(i.name, i.kind, i.error) for i in report[:2]] == [
+        ("irlm_env.rewards", "builtin", None),
+        ("irlm_env.corpora", "builtin", None),
+    ]
+    assert plugins.reward_registry().get("exact").plugin_name == "irlm_env.rewards"
+    assert {"pydocs", "grammar", "text"} <= set(plugins.corpus_registry().names())
+    assert plugins.get_plugin_manager() is plugins.get_plugin_manager()
+
+
+def test_reset_builds_a_new_manager() -> None:
+    first = plugins.get_plugin_manager()
+    plugins.reset_plugins()
+    assert plugins.get_plugin_manager() is not first
+
+
+@pytest.mark.parametrize(("kind", "typo", "closest"), [("reward", "exakt", "exact"), ("corpus", "gramar", "grammar")])
+def test_unknown_name_lists_available_and_suggests(kind: str, typo: str, closest: str) -> None:
+    registry = plugins.reward_registry() if kind == "reward" else plugins.corpus_registry()
+    with pytest.raises(IrlmError, match=rf"unknown {kind} '{typo}'; did you mean '{closest}'\? available: .*{closest}"):
+        registry.get(typo)
+
+
+def test_unknown_names_through_the_public_entry_points(corpus: Corpus) -> None:
+    with pytest.raises(IrlmError, match="did you mean 'exact'"):
+        plugins.make_reward("exac", corpus)
+    with pytest.raises(IrlmError, match="did you mean 'pydocs'"):
+        load_corpus("pydoc")
+
+
+def test_entry_point_plugin_is_found_with_its_version(make_dist: MakeDist, corpus: Corpus) -> None:
+    make_dist("irlm-half", {"half": "fake_half"}, {"fake_half": REWARD_PLUGIN.format(name="half")}, version="2.3.1")
+    info = _info("half")
+    assert (info.kind, info.distribution, info.version, info.error) == ("entrypoint", "irlm-half", "2.3.1", None)
+    entry = plugins.reward_registry().get("half")
+    assert (entry.plugin_name, entry.plugin_version, entry.description) == ("half", "2.3.1", "half credit for misses")
+    reward = plugins.make_reward("half", corpus, value="0.25")  # strings from a command line are converted
+    assert reward(3, 3, np.zeros(4, np.int64)) == 1.0
+    assert reward(3, 4, np.zeros(4, np.int64)) == 0.25
+    assert reward.batch(np.array([[3, 4]]), np.array([3]), np.zeros((1, 4), np.int64)).tolist() == [[1.0, 0.25]]
+    assert not reward.has_table and reward.table(np.array([3]), np.zeros((1, 4), np.int64)) is None
+
+
+def test_same_name_from_builtin_and_plugin_names_both(make_dist: MakeDist) -> None:
+    make_dist("irlm-clash", {"clash": "fake_clash"}, {"fake_clash": REWARD_PLUGIN.format(name="exact")})
+    with pytest.raises(IrlmError, match=r"reward 'exact' is registered by two plugins: 'irlm_env.rewards' and 'clash'"):
+        plugins.reward_registry()
+
+
+def test_same_name_from_two_third_party_plugins_names_both(make_dist: MakeDist) -> None:
+    make_dist("irlm-one", {"one": "fake_one"}, {"fake_one": REWARD_PLUGIN.format(name="dup")})
+    make_dist("irlm-two", {"two": "fake_two"}, {"fake_two": REWARD_PLUGIN.format(name="dup")})
+    with pytest.raises(IrlmError, match=r"'dup' is registered by two plugins: 'one' and 'two'.*IRLM_LOAD_PLUGINS"):
+        plugins.reward_registry()
+
+
+def test_import_failure_warns_with_plugin_and_exception_and_others_load(make_dist: MakeDist) -> None:
+    make_dist("irlm-broken", {"broken": "fake_broken"}, {"fake_broken": "import no_such_module_xyz\n"}, version="0.3")
+    make_dist("irlm-fine", {"fine": "fake_fine"}, {"fake_fine": REWARD_PLUGIN.format(name="fine")})
+    with pytest.warns(PluginWarning, match=r"'broken' \(distribution irlm-broken 0.3\) failed to import.*ModuleNotFoundError.*no_such_module_xyz"):
+        names = plugins.reward_registry().names()
+    assert "fine" in names
+    assert "no_such_module_xyz" in (_info("broken").error or "")
+    assert _info("fine").error is None
+    # A name the broken plugin might have provided points at the failure.
+    with pytest.raises(IrlmError, match="Some plugins failed to load.*'broken'"):
+        plugins.reward_registry().get("nothing-like-this")
+
+
+def test_strict_mode_makes_import_failure_fatal(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_dist("irlm-broken", {"broken": "fake_broken2"}, {"fake_broken2": "raise RuntimeError('boom')\n"})
+    monkeypatch.setenv(plugins.STRICT_ENV, "1")
+    with pytest.raises(IrlmError, match=r"'broken' .*failed to import.*RuntimeError: boom.*IRLM_STRICT_PLUGINS=1"):
+        plugins.get_plugin_manager()
+
+
+def test_empty_load_plugins_disables_third_party(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_dist("irlm-off", {"off": "fake_off"}, {"fake_off": REWARD_PLUGIN.format(name="off")})
+    monkeypatch.setenv(plugins.LOAD_ENV, "")
+    assert {info.kind for info in plugins.plugin_report()} == {"builtin"}
+    assert "off" not in plugins.reward_registry()
+    assert "exact" in plugins.reward_registry()
+
+
+def test_load_plugins_allow_list_by_entry_point_or_distribution(
+    make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_dist("irlm-aa", {"aa": "fake_aa"}, {"fake_aa": REWARD_PLUGIN.format(name="aa")})
+    make_dist("irlm-bb", {"bb": "fake_bb"}, {"fake_bb": REWARD_PLUGIN.format(name="bb")})
+    make_dist("irlm-cc", {"cc": "fake_cc"}, {"fake_cc": REWARD_PLUGIN.format(name="cc")})
+    monkeypatch.setenv(plugins.LOAD_ENV, "aa, irlm-bb")
+    names = plugins.reward_registry().names()
+    assert "aa" in names and "bb" in names and "cc" not in names
+
+
+def test_load_plugins_naming_a_missing_plugin_warns(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_dist("irlm-aa", {"aa": "fake_aa2"}, {"fake_aa2": REWARD_PLUGIN.format(name="aa")})
+    monkeypatch.setenv(plugins.LOAD_ENV, "ab")
+    with pytest.warns(PluginWarning, match=r"IRLM_LOAD_PLUGINS names plugin 'ab', which is not installed; did you mean 'aa'"):
+        plugins.get_plugin_manager()
+
+
+WRONG_ARGS = """
+from irlm_env import hookimpl
+
+@hookimpl
+def irlm_register_rewards(registry):
+    registry("never", object)
+"""
+
+
+def test_wrong_hookimpl_argument_names_are_reported_with_the_plugin(make_dist: MakeDist) -> None:
+    make_dist("irlm-wrongargs", {"wrongargs": "fake_wrongargs"}, {"fake_wrongargs": WRONG_ARGS})
+    with pytest.warns(PluginWarning, match=r"'wrongargs' \(distribution irlm-wrongargs 1.0\) has an invalid hook implementation.*registry"):
+        names = plugins.reward_registry().names()
+    assert "never" not in names
+    assert "registry" in (_info("wrongargs").error or "")
+
+
+def test_wrong_hookimpl_argument_names_fatal_when_strict(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_dist("irlm-wrongargs", {"wrongargs": "fake_wrongargs2"}, {"fake_wrongargs2": WRONG_ARGS})
+    monkeypatch.setenv(plugins.STRICT_ENV, "1")
+    with pytest.raises(IrlmError, match="'wrongargs'.*invalid hook implementation"):
+        plugins.get_plugin_manager()
+
+
+def test_misspelled_hook_is_reported_with_the_plugin(make_dist: MakeDist) -> None:
+    source = "from irlm_env import hookimpl\n\n@hookimpl\ndef irlm_register_reward(register):\n    pass\n"
+    make_dist("irlm-typo", {"typo": "fake_typo"}, {"fake_typo": source})
+    with pytest.warns(PluginWarning, match=r"'typo'.*unknown hook\(s\) irlm_register_reward"):
+        plugins.get_plugin_manager().check_pending()
+
+
+def test_register_plugin_reports_wrong_argument_names_at_once() -> None:
+    class Wrong:
+        @hookimpl
+        def irlm_register_corpora(self, regster: object) -> None: ...
+
+    with pytest.raises(IrlmError, match="plugin 'mine' has an invalid hook implementation.*regster"):
+        plugins.register_plugin(Wrong(), "mine")
+
+
+def _plugin_registering(*args: object, hook: str = "irlm_register_rewards") -> object:
+    def register_all(register: Callable[..., None]) -> None:
+        register(*args)
+
+    class Plugin:
+        pass
+
+    setattr(Plugin, hook, staticmethod(hookimpl(specname=hook)(register_all)))
+    return Plugin()
+
+
+def _reward(corpus: object) -> object:
+    return lambda action, target, context: 0.0
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("", _reward), "a name must be a string"),
+        (("Bad Name", _reward), "a name must be a string"),
+        ((3, _reward), "a name must be a string"),
+        (("fine", "not callable"), "not callable"),
+        (("fine", _reward, 7), "description that is not a string"),
+        (("fine", lambda: None), "no positional corpus argument"),
+    ],
+)
+def test_register_callback_validates_immediately(args: tuple[object, ...], problem: str) -> None:
+    plugins.register_plugin(_plugin_registering(*args), "checked")
+    with pytest.raises(IrlmError, match=rf"plugin 'checked' registers .*{problem}"):
+        plugins.reward_registry()
+
+
+def test_corpus_factory_with_positional_only_parameter_is_rejected() -> None:
+    def factory(path: str, /) -> None: ...
+
+    plugins.register_plugin(_plugin_registering("posonly", factory, hook="irlm_register_corpora"), "posonly")
+    with pytest.raises(IrlmError, match="'posonly'.*positional-only"):
+        plugins.corpus_registry()
+
+
+def test_exception_in_a_registration_hook_names_the_plugin() -> None:
+    class Crashing:
+        @hookimpl
+        def irlm_register_rewards(self, register: object) -> None:
+            raise KeyError("oops")
+
+    plugins.register_plugin(Crashing(), "crashing")
+    with pytest.raises(IrlmError, match="plugin 'crashing' failed while registering rewards: KeyError"):
+        plugins.reward_registry()
+
+
+def test_register_plugin_refuses_a_taken_name() -> None:
+    with pytest.raises(IrlmError, match="'irlm_env.rewards' is already loaded"):
+        plugins.register_plugin(object(), "irlm_env.rewards")
+
+
+def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
+    class Needs:
+        def __init__(self, corpus: Corpus, *, level: int, strict: bool = False) -> None:
+            self.level, self.strict = level, strict
+
+        def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+            return float(self.level)
+
+    plugins.register_plugin(_plugin_registering("needs", Needs), "needs")
+    with pytest.raises(IrlmError, match=r"has no option 'levle'; did you mean 'level'\? available: level, strict"):
+        plugins.make_reward("needs", corpus, levle=1)
+    with pytest.raises(IrlmError, match=r"requires the option\(s\) level"):
+        plugins.make_reward("needs", corpus)
+    with pytest.raises(IrlmError, match=r"option level='high' must be of type int"):
+        plugins.make_reward("needs", corpus, level="high")
+    reward = plugins.make_reward("needs", corpus, level="3", strict="yes")
+    assert (reward.inner.level, reward.inner.strict) == (3, True)
+    assert reward(0, 1, np.zeros(2, np.int64)) == 3.0
+
+
+def test_corpus_factory_must_return_a_corpus_source() -> None:
+    plugins.register_plugin(_plugin_registering("lines", lambda: ["a b"], hook="irlm_register_corpora"), "lines")
+    with pytest.raises(IrlmError, match=r"corpus 'lines' \(plugin 'lines'\) returned list, not an irlm_env.corpus.CorpusSource"):
+        plugins.make_corpus_source("lines")
