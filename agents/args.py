@@ -115,9 +115,7 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     if args.init_from is not None:
         from irlm_env.checkpoints import load_model
 
-        checkpoint = load_model(args.init_from)
-        check_vocabulary(checkpoint.vocab.content_hash, corpus, source=args.init_from)
-        return checkpoint.model
+        return load_model(args.init_from, vocab=corpus.vocab).model
     config = ModelConfig(
         vocab_size=len(corpus.vocab),
         embedding_dim=args.embedding_dim,
@@ -130,11 +128,3 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     )
     return RNNLanguageModel(config)
 
-
-def check_vocabulary(vocab_hash: str, corpus: Corpus, *, source: str | Path) -> None:
-    """Refuse a checkpoint whose vocabulary differs from the corpus's (compared by content hash)."""
-    if vocab_hash != corpus.vocab.content_hash:
-        raise IrlmError(
-            f"{source}: the checkpoint's vocabulary does not match corpus {corpus.name!r} "
-            f"({len(corpus.vocab)} tokens); use the corpus and tokenizer options it was trained with"
-        )

@@ -1,0 +1,478 @@
+"""The ``irlm`` command line: train, evaluate, generate, plot, and inspect plugins and corpora.
+
+Agents are imported only when named, so ``irlm corpora`` stays quick. ``irlm train AGENT`` builds
+its options from the agent's ``Args`` dataclass, so each option is described once, next to the
+code that uses it. Every user mistake ends as one ``Error: ...`` line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from irlm_env.errors import IrlmError
+
+#: Agent name -> module; the modules define ``Args`` (a TrainArgs dataclass) and ``train``.
+AGENTS: dict[str, str] = {
+    "ppo": "irlm_agents.ppo",
+    "a2c": "irlm_agents.a2c",
+    "reinforce": "irlm_agents.reinforce",
+    "group": "irlm_agents.group",
+    "expected": "irlm_agents.expected",
+    "supervised": "irlm_agents.supervised",
+    "mixer": "irlm_agents.mixer",
+}
+
+#: Exit status after Ctrl-C, as a shell reports a process ended by SIGINT.
+EXIT_INTERRUPTED = 130
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# -- options generated from dataclasses --------------------------------------------------------
+def parse_option_value(text: str) -> Any:
+    """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, anything else stays a string."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, (bool, int, float)) else text
+
+
+def _parse_pairs(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
+        options[key.strip()] = parse_option_value(value)
+    return options
+
+
+def _field_type(hint: Any) -> tuple[Any, bool]:
+    """The click-relevant type of a dataclass field hint and whether ``None`` is allowed."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        return inner[0], len(inner) < len(args)
+    return hint, False
+
+
+def dataclass_options(cls: type) -> list[click.Option]:
+    """One click option per dataclass field: ``foo_bar: int = 3`` becomes ``--foo-bar 3``.
+
+    Booleans become ``--flag/--no-flag``; ``dict`` fields such as ``corpus_options`` become a
+    repeatable ``--corpus-option KEY=VALUE``.
+    """
+    hints = typing.get_type_hints(cls)
+    options = []
+    for item in dataclasses.fields(cls):
+        kind, optional = _field_type(hints[item.name])
+        flag = item.name.replace("_", "-")
+        help_text = item.metadata.get("help", "")
+        if item.default is not dataclasses.MISSING:
+            default = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            raise TypeError(f"{cls.__name__}.{item.name} needs a default to become an option")
+        if typing.get_origin(kind) is dict or kind is dict:
+            singular = flag[:-1] if flag.endswith("s") else flag
+            options.append(
+                click.Option(
+                    [f"--{singular}", item.name],
+                    multiple=True,
+                    metavar="KEY=VALUE",
+                    callback=_parse_pairs,
+                    help=f"{help_text} (repeatable)",
+                )
+            )
+        elif kind is bool:
+            options.append(
+                click.Option([f"--{flag}/--no-{flag}", item.name], default=default, show_default=True, help=help_text)
+            )
+        else:
+            options.append(
+                click.Option(
+                    [f"--{flag}", item.name],
+                    type=kind,
+                    default=default,
+                    show_default=default is not None,
+                    help=help_text + (" (default: none)" if optional and default is None else ""),
+                )
+            )
+    return options
+
+
+def agent_command(name: str) -> click.Command:
+    """The ``irlm train NAME`` command for one agent module."""
+    module = importlib.import_module(AGENTS[name])
+    args_cls: type = module.Args
+    train: Callable[[Any], Any] = module.train
+    summary = (module.__doc__ or f"Train the {name} agent.").strip().splitlines()[0]
+
+    def run(**kwargs: Any) -> None:
+        result = train(args_cls(**kwargs))
+        figures = ", ".join(f"{key}={value:.4g}" for key, value in result.metrics.items())
+        click.echo(f"{name}: validation {figures}; run saved to {result.run_dir}")
+
+    epilog = (
+        "\b\nExamples:\n"
+        f"  irlm train {name} --corpus grammar --total-tokens 20000 --hidden-size 64\n"
+        f"  irlm train {name} --corpus text --corpus-option path=notes.txt --run-dir runs/notes\n"
+        "Ctrl-C stops training, saves final.irlm in the run directory and exits."
+    )
+    return click.Command(
+        name,
+        callback=run,
+        params=dataclass_options(args_cls),
+        help=(module.__doc__ or summary).strip(),
+        short_help=summary,
+        epilog=epilog,
+        context_settings=CONTEXT_SETTINGS,
+    )
+
+
+class AgentGroup(click.Group):
+    """Lists agents without importing them; imports one only when it is run or asked for help."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, module in AGENTS.items() if importlib.util.find_spec(module) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.list_commands(ctx):
+            return None
+        return agent_command(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            from irlm_env.errors import suggest
+
+            raise click.UsageError(f"unknown agent {name!r}; {suggest(name, self.list_commands(ctx))}")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, agent_command(name).get_short_help_str(80)) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Agents"):
+                formatter.write_dl(rows)
+
+
+# -- the command group -------------------------------------------------------------------------
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="irlm-env", prog_name="irlm")
+def cli() -> None:
+    """Next-word prediction as reinforcement learning with immediate rewards.
+
+    \b
+    Examples:
+      irlm corpora
+      irlm train ppo --corpus grammar --total-tokens 20000 --run-dir runs/ppo
+      irlm eval runs/ppo --json
+      irlm generate runs/ppo/final.irlm --prompt "the cat"
+      irlm plot runs/ppo runs/a2c -o compare.png
+    """
+
+
+@cli.group(cls=AgentGroup, context_settings=CONTEXT_SETTINGS)
+def train() -> None:
+    """Train AGENT and write a run directory (config, metrics, TensorBoard, checkpoints, curve).
+
+    \b
+    Examples:
+      irlm train ppo --corpus grammar --total-tokens 20000 --run-dir runs/ppo
+      irlm train a2c --help
+    """
+
+
+def _checkpoint_path(target: str, which: str) -> Path:
+    path = Path(target)
+    if path.is_dir():
+        path = path / f"{which}.irlm"
+        if not path.is_file():
+            raise IrlmError(f"{target}: no {which}.irlm in this run directory; is the run finished?")
+    elif not path.is_file():
+        raise IrlmError(f"{target}: no such checkpoint or run directory")
+    return path
+
+
+@cli.command("eval", context_settings=CONTEXT_SETTINGS)
+@click.argument("target", metavar="RUN_OR_CHECKPOINT")
+@click.option("--split", default="validation", show_default=True, help="train, validation or test")
+@click.option("--checkpoint", "which", type=click.Choice(["final", "best"]), default="final",
+              show_default=True, help="which checkpoint of a run directory")
+@click.option("--corpus", default=None, help="evaluate on this corpus instead of the training one")
+@click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
+              callback=_parse_pairs, help="options for --corpus (repeatable)")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="score only this many tokens")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def eval_command(
+    target: str,
+    split: str,
+    which: str,
+    corpus: str | None,
+    corpus_options: dict[str, Any],
+    max_tokens: int | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Top-1/top-5 accuracy, perplexity and mean reward of a checkpoint on a split.
+
+    The corpus, tokenizer, reward and context window are those the checkpoint was trained
+    with (stored in it); --corpus evaluates on another corpus with the same vocabulary.
+
+    \b
+    Examples:
+      irlm eval runs/ppo
+      irlm eval runs/ppo --checkpoint best --split test --json
+      irlm eval runs/ppo/final.irlm --max-tokens 5000
+    """
+    from irlm_agents.inference import evaluate_checkpoint
+
+    path = _checkpoint_path(target, which)
+    metrics = evaluate_checkpoint(path, split=split, corpus=corpus, corpus_options=corpus_options,
+                                  max_tokens=max_tokens, device=device)
+    if as_json:
+        click.echo(json.dumps({"checkpoint": str(path), "split": split, **metrics}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{path} on {split}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("target", metavar="CHECKPOINT")
+@click.option("--prompt", required=True, help="text to continue")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=30, show_default=True,
+              help="tokens to generate (stops early at end of line)")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="sampling temperature; 0 picks the most likely token")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
+              help="sample among the k most likely tokens only; 0 means all")
+@click.option("--seed", type=int, default=0, show_default=True, help="sampling seed")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
+def generate(target: str, prompt: str, max_tokens: int, temperature: float, top_k: int, seed: int,
+             device: str) -> None:
+    """Continue PROMPT by sampling from a checkpoint's model.
+
+    \b
+    Examples:
+      irlm generate runs/ppo/final.irlm --prompt "the cat"
+      irlm generate runs/ppo --prompt "return the" --temperature 0.7 --top-k 20 --seed 1
+    """
+    from irlm_agents.inference import generate_text
+
+    path = _checkpoint_path(target, "final")
+    click.echo(generate_text(path, prompt, max_tokens=max_tokens, temperature=temperature,
+                             top_k=top_k, seed=seed, device=device))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("runs", metavar="RUN [RUN...]", nargs=-1, required=True)
+@click.option("-o", "--output", default="curves.png", show_default=True, help="PNG file to write")
+@click.option("--metric", default="top1", show_default=True, help="top1, top5, perplexity, reward, ...")
+@click.option("--label", "labels", multiple=True, help="legend label per run, in order (repeatable)")
+def plot(runs: tuple[str, ...], output: str, metric: str, labels: tuple[str, ...]) -> None:
+    """Learning curves of one or more runs on one figure, saved as PNG.
+
+    \b
+    Examples:
+      irlm plot runs/ppo
+      irlm plot runs/ppo runs/a2c --metric perplexity -o compare.png
+    """
+    from irlm_agents.plotting import plot_runs
+
+    path = plot_runs(runs, output, metric=metric, labels=labels or None)
+    click.echo(f"wrote {path}")
+
+
+def _print_entries(kind: str, as_json: bool) -> None:
+    from irlm_env.plugins import corpus_registry, reward_registry
+
+    registry = corpus_registry() if kind == "corpora" else reward_registry()
+    rows = [
+        {"name": e.name, "plugin": e.plugin_name, "version": e.plugin_version, "description": e.description}
+        for e in registry.entries()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=kind)
+    for column in ("name", "plugin", "version", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["plugin"], row["version"] or "-", row["description"])
+    Console().print(table)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def corpora(as_json: bool) -> None:
+    """Registered corpora and the plugin that registered each.
+
+    \b
+    Examples:
+      irlm corpora
+      irlm corpora --json
+    """
+    _print_entries("corpora", as_json)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def rewards(as_json: bool) -> None:
+    """Registered rewards and the plugin that registered each.
+
+    \b
+    Examples:
+      irlm rewards
+      irlm rewards --json
+    """
+    _print_entries("rewards", as_json)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def plugins(as_json: bool) -> None:
+    """Loaded plugins with their versions; broken ones are listed with their error.
+
+    \b
+    Examples:
+      irlm plugins
+      IRLM_LOAD_PLUGINS= irlm plugins     # built-ins only
+    """
+    from irlm_env.plugins import corpus_registry, plugin_report, reward_registry
+
+    provided: dict[str, list[str]] = {}
+    for kind, registry in (("corpus", corpus_registry()), ("reward", reward_registry())):
+        for entry in registry.entries():
+            provided.setdefault(entry.plugin_name, []).append(f"{kind} {entry.name}")
+    rows = [
+        {
+            "name": info.name,
+            "kind": info.kind,
+            "distribution": info.distribution,
+            "version": info.version,
+            "provides": provided.get(info.name, []),
+            "error": info.error,
+        }
+        for info in plugin_report()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="plugins")
+    for column in ("name", "kind", "version", "provides", "status"):
+        table.add_column(column)
+    for row in rows:
+        status = f"[red]error: {row['error']}[/red]" if row["error"] else "ok"
+        table.add_row(row["name"], row["kind"], row["version"] or "-", ", ".join(row["provides"]) or "-", status)
+    Console().print(table)
+
+
+@cli.command("corpus-stats", context_settings=CONTEXT_SETTINGS)
+@click.argument("corpus")
+@click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
+              callback=_parse_pairs, help="options passed to the corpus source (repeatable)")
+@click.option("--tokenizer", default="word", show_default=True, help="word or char")
+@click.option("--lowercase/--no-lowercase", default=True, show_default=True, help="lowercase text")
+@click.option("--max-vocab", type=int, default=10000, show_default=True, help="vocabulary size cap")
+@click.option("--min-freq", type=int, default=1, show_default=True, help="minimum train frequency")
+@click.option("--max-k", type=click.IntRange(1, 8), default=4, show_default=True,
+              help="largest oracle context length")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def corpus_stats(corpus: str, corpus_options: dict[str, Any], tokenizer: str, lowercase: bool,
+                 max_vocab: int, min_freq: int, max_k: int, as_json: bool) -> None:
+    """Token counts, vocabulary size, OOV rate and k-token oracle accuracy per split.
+
+    The oracle for context length k predicts, for each run of k tokens, the continuation most
+    frequent after it *in the same split*, and "oracle@k" is the fraction of next tokens it gets
+    right. Because it is fitted to the very text it is scored on, it is an upper bound for any
+    predictor that sees only the last k tokens (on small splits a loose one). "best" is the
+    corpus's exact best achievable accuracy where known (the grammar corpus).
+
+    \b
+    Examples:
+      irlm corpus-stats grammar
+      irlm corpus-stats text --corpus-option path=notes.txt --tokenizer char --json
+    """
+    from irlm_agents.corpus_stats import corpus_statistics
+    from irlm_env.corpus import load_corpus
+
+    loaded = load_corpus(corpus, tokenizer=tokenizer, lowercase=lowercase, max_vocab=max_vocab,
+                         min_freq=min_freq, **corpus_options)
+    stats = corpus_statistics(loaded, max_k=max_k)
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{corpus}: vocabulary {stats['vocab_size']} tokens, best accuracy "
+                        f"{'unknown' if stats['best_accuracy'] is None else format(stats['best_accuracy'], '.4f')}")
+    columns = ["tokens", "oov_rate", *[f"oracle@{k}" for k in range(1, max_k + 1)]]
+    table.add_column("split")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for split, row in stats["splits"].items():
+        table.add_row(split, *(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    Console().print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry: run the group, turning every user error into one line."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="irlm", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Error: aborted", err=True)
+        sys.exit(1)
+    except IrlmError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt as exc:
+        # TrainingInterrupted (raised after the run saved its model) says where the model went.
+        click.echo(f"Interrupted: {exc}" if str(exc) else "Interrupted; nothing was saved.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def run_agent(name: str) -> None:
+    """``python -m irlm_agents.<name> [options]``: the same as ``irlm train <name> [options]``."""
+    main(["train", name, *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
