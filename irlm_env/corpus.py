@@ -20,13 +20,11 @@ import hashlib
 import io
 import json
 import os
-import typing
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from types import UnionType
 from typing import Any
 
 import numpy as np
@@ -139,12 +137,12 @@ def load_corpus(
     types, so options given on a command line work unchanged.
     """
     # The registry sits above corpora (it imports the built-in corpus modules): import on use.
-    from irlm_env.plugins import corpus_registry, make_corpus_source
+    from irlm_env.plugins import bind_options, corpus_registry, make_corpus_source
 
     check_vocab_options(max_vocab, min_freq)
     tok = make_tokenizer(tokenizer, lowercase=lowercase)
     entry = corpus_registry().get(name)
-    options = _coerce_options(entry.factory, name, source_options)
+    options = bind_options("corpus", entry, source_options)  # "60" and 60 share one memo entry
     key = (name, entry.factory, tuple(sorted(tok.config().items())), max_vocab, min_freq,
            tuple(sorted((k, repr(v)) for k, v in options.items())))
     corpus = _MEMO.get(key)
@@ -153,42 +151,6 @@ def load_corpus(
         corpus = _build(name, source, tok, max_vocab, min_freq)
         _MEMO[key] = corpus
     return corpus
-
-
-def _coerce_options(factory: Callable[..., Any], name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Convert string option values to the int, float or bool the factory's annotations ask for.
-
-    Command lines and config files deliver every option as a string; the factory should not
-    have to parse them. Options the factory does not know pass through unchanged, to be
-    rejected (with the accepted names) by ``make_corpus_source``.
-    """
-    try:
-        hints = typing.get_type_hints(factory)
-    except (NameError, TypeError):  # annotations that cannot be resolved give nothing to convert to
-        hints = {}
-    return {k: _coerce(name, k, v, hints.get(k)) for k, v in options.items()}
-
-
-def _coerce(corpus: str, option: str, value: Any, hint: Any) -> Any:
-    if not isinstance(value, str) or hint is None:
-        return value
-    types = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) else (hint,)
-    if str in types:
-        return value
-    for target in (bool, int, float):
-        if target in types:
-            try:
-                if target is bool:
-                    lowered = value.strip().lower()
-                    if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                        raise ValueError(value)
-                    return lowered in ("true", "1", "yes")
-                return target(value)
-            except ValueError:
-                raise IrlmError(
-                    f"corpus {corpus!r} option {option}={value!r} must be of type {target.__name__}"
-                ) from None
-    return value
 
 
 def _check_units(name: str, units: Sequence[str]) -> None:

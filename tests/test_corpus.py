@@ -1,0 +1,211 @@
+"""load_corpus: splits, vocabulary from train only, the disk cache, the memo and bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irlm_env.corpus import SPLITS, Corpus, clear_memo, load_corpus, split_boundaries
+from irlm_env.errors import IrlmError
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh cache folder and memo per test, so each test sees exactly what it built."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("IRLM_CACHE_DIR", str(folder))
+    clear_memo()
+    yield folder
+    clear_memo()
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> Path:
+    lines = [f"line {i} says the {'cat' if i % 3 else 'dog'} sat ." for i in range(200)]
+    lines[-1] = "zebra only appears in the test split ."
+    return write_lines(tmp_path / "small.txt", lines)
+
+
+def test_splits_frame_every_unit_with_eos(text_file: Path) -> None:
+    corpus = load_corpus("text", path=str(text_file))
+    eos = corpus.vocab.eos_id
+    total_units = 0
+    for name in SPLITS:
+        ids = corpus.split(name)
+        assert ids.dtype == np.int64 and ids.ndim == 1 and ids.flags.c_contiguous
+        assert ids[0] == eos and ids[-1] == eos
+        assert not ids.flags.writeable  # shared by many envs: nobody may change it
+        total_units += int(np.count_nonzero(ids == eos)) - 1
+    assert total_units == 200
+
+
+def test_splits_are_contiguous_blocks_in_order_and_disjoint(text_file: Path) -> None:
+    corpus = load_corpus("text", path=str(text_file), max_vocab=None)
+    vocab, tok = corpus.vocab, corpus.tokenizer
+    units: list[list[str]] = []
+    for name in SPLITS:
+        tokens = vocab.decode(corpus.split(name))
+        ends = [i for i, t in enumerate(tokens) if t == "<eos>"]
+        units.extend(tokens[a + 1 : b] for a, b in zip(ends, ends[1:]))
+    expected = [[t if t in vocab else "<unk>" for t in tok.split(line)] for line in text_file.read_text().splitlines()]
+    assert units == expected
+
+
+def test_split_sizes_are_90_5_5_by_tokens(text_file: Path) -> None:
+    corpus = load_corpus("text", path=str(text_file))
+    sizes = np.array([len(corpus.split(s)) for s in SPLITS], dtype=float)
+    assert np.allclose(sizes / sizes.sum(), [0.9, 0.05, 0.05], atol=0.02)
+
+
+def test_every_split_gets_a_unit_even_for_three_units(tmp_path: Path) -> None:
+    corpus = load_corpus("text", path=str(write_lines(tmp_path / "t.txt", ["a b", "c a b", "b"])))
+    assert [corpus.vocab.decode(corpus.split(s)) for s in SPLITS] == [
+        ["<eos>", "a", "b", "<eos>"], ["<eos>", "<unk>", "a", "b", "<eos>"], ["<eos>", "b", "<eos>"],
+    ]
+    assert split_boundaries(np.array([100, 1, 1, 1])) == (1, 2)
+    assert split_boundaries(np.array([1, 1, 1, 100])) == (2, 3)
+
+
+def test_fewer_than_three_units_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(IrlmError, match="only 2 line.*at least 3"):
+        load_corpus("text", path=str(write_lines(tmp_path / "t.txt", ["a b", "c"])))
+
+
+def test_vocabulary_comes_from_train_only(text_file: Path) -> None:
+    corpus = load_corpus("text", path=str(text_file))
+    assert "zebra" not in corpus.vocab
+    assert corpus.vocab.unk_id in corpus.split("test")
+    assert corpus.vocab.unk_id not in corpus.split("train")
+
+
+def test_line_starts_are_the_eos_before_each_unit(text_file: Path) -> None:
+    corpus = load_corpus("text", path=str(text_file))
+    for name in SPLITS:
+        ids, starts = corpus.split(name), corpus.line_starts(name)
+        assert starts.dtype == np.int64 and starts[0] == 0
+        assert np.all(ids[starts] == corpus.vocab.eos_id)
+        assert len(starts) == np.count_nonzero(ids == corpus.vocab.eos_id) - 1
+        assert starts[-1] < len(ids) - 1
+        assert corpus.line_starts(name) is starts  # computed once
+
+
+def test_unknown_split_suggests(text_file: Path) -> None:
+    corpus = load_corpus("text", path=str(text_file))
+    with pytest.raises(IrlmError, match=r"unknown split 'valid'.*did you mean 'validation'"):
+        corpus.split("valid")
+
+
+def test_memo_shares_one_corpus_and_is_deterministic(text_file: Path) -> None:
+    first = load_corpus("text", path=str(text_file))
+    assert load_corpus("text", path=str(text_file)) is first
+    clear_memo()
+    again = load_corpus("text", path=str(text_file))
+    assert again is not first and again.vocab == first.vocab
+    for name in SPLITS:
+        np.testing.assert_array_equal(again.split(name), first.split(name))
+
+
+def test_cache_is_written_atomically_and_keyed_by_settings(text_file: Path, cache: Path) -> None:
+    load_corpus("text", path=str(text_file))
+    load_corpus("text", path=str(text_file), tokenizer="char")
+    load_corpus("text", path=str(text_file), max_vocab=10)
+    files = sorted(p.name for p in (cache / "corpora").iterdir())
+    assert len(files) == 6 and all(not name.startswith(".") for name in files)  # no temp files left
+
+
+def test_changed_text_is_never_served_from_the_cache(text_file: Path) -> None:
+    load_corpus("text", path=str(text_file))
+    clear_memo()
+    write_lines(text_file, ["brand new words here"] * 5)
+    corpus = load_corpus("text", path=str(text_file))
+    assert "brand" in corpus.vocab and "cat" not in corpus.vocab
+
+
+@pytest.mark.parametrize("damage", ["npy", "vocab", "json"])
+def test_a_corrupt_cache_entry_is_rebuilt(text_file: Path, cache: Path, damage: str) -> None:
+    first = load_corpus("text", path=str(text_file))
+    clear_memo()
+    meta_path = next((cache / "corpora").glob("*.json"))
+    if damage == "npy":
+        npy = meta_path.with_suffix(".npy")
+        data = bytearray(npy.read_bytes())
+        data[-8] ^= 0x7F
+        npy.write_bytes(bytes(data))
+    elif damage == "vocab":
+        meta = json.loads(meta_path.read_text())
+        meta["vocab"]["tokens"][3] = "tampered"
+        meta_path.write_text(json.dumps(meta))
+    else:
+        meta_path.write_text("{truncated")
+    with pytest.warns(RuntimeWarning, match="rebuilding the corpus cache entry"):
+        rebuilt = load_corpus("text", path=str(text_file))
+    assert rebuilt.vocab == first.vocab
+    np.testing.assert_array_equal(rebuilt.split("train"), first.split("train"))
+    clear_memo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_corpus("text", path=str(text_file))  # the rebuilt entry is trusted again
+
+
+def test_cached_multi_megabyte_corpus_loads_fast(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(5000)])
+    lines = [" ".join(words[rng.zipf(1.3, size=12) % 5000]) + "." for _ in range(70000)]
+    path = write_lines(tmp_path / "big.txt", lines)
+    assert path.stat().st_size > 3_000_000
+    built = load_corpus("text", path=str(path))
+    clear_memo()
+    start = time.perf_counter()
+    cached = load_corpus("text", path=str(path))
+    elapsed = time.perf_counter() - start
+    assert cached is not built and len(cached.split("train")) == len(built.split("train"))
+    assert elapsed < 1.0, f"cached load took {elapsed:.2f} s"
+
+
+def test_string_options_are_converted_to_the_factory_types() -> None:
+    corpus = load_corpus("grammar", n_sentences="60", seed="2")
+    assert corpus is load_corpus("grammar", n_sentences=60, seed=2) or len(corpus.split("train")) > 0
+    with pytest.raises(IrlmError, match=r"n_sentences='many' must be of type int"):
+        load_corpus("grammar", n_sentences="many")
+
+
+def test_unknown_corpus_suggests() -> None:
+    with pytest.raises(IrlmError, match=r"unknown corpus 'gramar'.*did you mean 'grammar'"):
+        load_corpus("gramar")
+
+
+def test_unknown_tokenizer_suggests() -> None:
+    with pytest.raises(IrlmError, match=r"did you mean 'char'"):
+        load_corpus("grammar", tokenizer="chars")
+
+
+def test_unknown_source_option_names_the_accepted_options() -> None:
+    with pytest.raises(IrlmError, match=r"no option 'sed'.*did you mean 'seed'.*n_sentences, seed"):
+        load_corpus("grammar", sed=1)
+
+
+def test_missing_required_option_is_named() -> None:
+    with pytest.raises(IrlmError, match=r"requires .*option.*path"):
+        load_corpus("text")
+
+
+def test_max_vocab_below_the_specials_fails_before_any_work() -> None:
+    with pytest.raises(IrlmError, match=r"max_vocab=2 .*>= 3"):
+        load_corpus("pydocs", max_vocab=2)
+
+
+def test_repr_is_short(text_file: Path) -> None:
+    text = repr(load_corpus("text", path=str(text_file)))
+    assert text.startswith("Corpus(name='text'") and len(text) < 200
+    assert isinstance(load_corpus("text", path=str(text_file)), Corpus)
