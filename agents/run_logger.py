@@ -14,9 +14,10 @@ same tools (``irlm eval``, ``irlm plot``, TensorBoard)::
 
 Usage inside an agent::
 
-    with RunLogger("ppo", args, corpus, model, eval_context_length=args.context_length) as run:
+    with RunLogger("ppo", args, corpus, model, eval_context_length=args.context_length,
+                   extra_columns=["loss"]) as run:
         ...                        # training; call run.advance(tokens, accuracy=..., reward=...)
-        run.evaluate(tokens)       # every args.eval_every tokens
+        run.evaluate(tokens, loss=...)   # every args.eval_every tokens
         metrics = run.finish(tokens)
 
 Ctrl-C inside the ``with`` block saves ``final.irlm`` and re-raises as ``TrainingInterrupted``,
@@ -33,6 +34,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from collections.abc import Sequence
 from typing import IO, Any
 
 from torch.utils.tensorboard import SummaryWriter
@@ -99,6 +101,7 @@ class RunLogger:
         model: RNNLanguageModel,
         *,
         eval_context_length: int | None,
+        extra_columns: Sequence[str] = (),
     ) -> None:
         self.agent = agent
         self.args = args
@@ -115,9 +118,9 @@ class RunLogger:
         self.best_top1 = float("-inf")
         self.last_metrics: dict[str, float] = {}
         self._last_eval_tokens: int | None = None
-        self._columns: list[str] | None = None
+        self._columns = ["tokens", "seconds", *METRIC_COLUMNS, *extra_columns]
         self._csv_file: IO[str] | None = None
-        self._csv: csv.DictWriter[str] | None = None
+        self._csv: csv.DictWriter[str]
         self._writer: SummaryWriter | None = None
         self._bar: tqdm | None = None
         self._postfix: dict[str, str] = {}
@@ -191,7 +194,8 @@ class RunLogger:
     def evaluate(self, tokens: int, **extras: float) -> dict[str, float]:
         """Score the model on validation, record a metrics row, keep the best checkpoint.
 
-        ``extras`` are agent-specific columns (the same names at every call).
+        ``extras`` fill the agent's ``extra_columns`` (training loss, say); a column left out
+        of a row is written as ``nan``, e.g. at the evaluation before training starts.
         """
         was_training = self.model.training
         self.model.eval()
@@ -207,12 +211,11 @@ class RunLogger:
         finally:
             self.model.train(was_training)
         metrics = {name: float(scores[name]) for name in METRIC_COLUMNS}
-        row: dict[str, float] = {
-            "tokens": tokens,
-            "seconds": round(time.perf_counter() - self._start, 3),
-            **metrics,
-            **extras,
-        }
+        unknown = sorted(set(extras) - set(self._columns))
+        if unknown:
+            raise ValueError(f"metrics column(s) {unknown} were not declared in RunLogger(extra_columns=...)")
+        row: dict[str, float] = {column: float("nan") for column in self._columns}
+        row.update(tokens=tokens, seconds=round(time.perf_counter() - self._start, 3), **metrics, **extras)
         self._append_row(row)
         if self._writer is not None:
             for name, value in metrics.items():
@@ -265,17 +268,10 @@ class RunLogger:
         }
 
     def _append_row(self, row: dict[str, float]) -> None:
-        if self._columns is None:
-            self._columns = list(row)
+        if self._csv_file is None:
             self._csv_file = (self.run_dir / METRICS_FILE).open("w", newline="")
             self._csv = csv.DictWriter(self._csv_file, fieldnames=self._columns)
             self._csv.writeheader()
-        elif list(row) != self._columns:
-            raise ValueError(
-                f"metrics columns changed from {self._columns} to {list(row)}; "
-                "pass the same extras at every evaluation"
-            )
-        assert self._csv is not None and self._csv_file is not None
         self._csv.writerow(row)
         self._csv_file.flush()
 
@@ -309,5 +305,5 @@ class RunLogger:
         )
 
     def _plot(self) -> None:
-        if self._columns is not None:
+        if self._last_eval_tokens is not None:
             plot_runs([self.run_dir], self.run_dir / CURVE_FILE, metric="top1")

@@ -1,0 +1,137 @@
+"""RunLogger's run directory, its Ctrl-C behaviour, and the learning-curve plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from irlm_agents.args import TrainArgs, build_model, load_corpus_for
+from irlm_agents.plotting import plot_runs, read_metrics
+from irlm_agents.run_logger import RunLogger, TrainingInterrupted
+from irlm_env.checkpoints import load_model
+from irlm_env.errors import IrlmError
+
+
+def tiny_args(run_dir: Path, **overrides: object) -> TrainArgs:
+    settings: dict[str, object] = dict(
+        corpus="grammar", embedding_dim=8, hidden_size=16, total_tokens=300, eval_every=100,
+        eval_tokens=500, run_dir=str(run_dir), progress=False,
+    )
+    settings.update(overrides)
+    return TrainArgs(**settings)  # type: ignore[arg-type]
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 5_000
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def run_once(run_dir: Path) -> tuple[RunLogger, dict[str, float]]:
+    args = tiny_args(run_dir)
+    corpus = load_corpus_for(args)
+    model = build_model(args, corpus)
+    with RunLogger("unit", args, corpus, model, eval_context_length=4, extra_columns=["loss"]) as run:
+        run.advance(100, accuracy=0.5, reward=0.5)
+        run.evaluate(100, loss=1.5)
+        run.evaluate(200, loss=1.25)
+        metrics = run.finish(200)
+    return run, metrics
+
+
+def test_run_directory_contents(tmp_path: Path) -> None:
+    run, metrics = run_once(tmp_path / "run")
+    folder = run.run_dir
+    for name in ("config.json", "metrics.csv", "best.irlm", "final.irlm", "curve.png", "summary.json"):
+        assert (folder / name).is_file(), name
+    assert list(folder.glob("events.out.tfevents.*")), "TensorBoard events missing"
+    with (folder / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    # Evaluation at 0 on entry, then the two explicit ones; finish(200) does not repeat the last.
+    assert [int(float(r["tokens"])) for r in rows] == [0, 100, 200]
+    assert list(rows[0]) == ["tokens", "seconds", "top1", "top5", "perplexity", "reward", "loss"]
+    for row in rows:
+        assert 0.0 <= float(row["top1"]) <= float(row["top5"]) <= 1.0
+        assert float(row["perplexity"]) >= 1.0
+    assert rows[0]["loss"] == "nan" and float(rows[2]["loss"]) == 1.25
+    config = json.loads((folder / "config.json").read_text())
+    assert config["agent"] == "unit"
+    assert config["args"]["hidden_size"] == 16
+    assert config["eval_context_length"] == 4
+    assert config["corpus"]["name"] == "grammar"
+    assert config["corpus"]["best_accuracy"] > 0.3
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["final"] == metrics
+    final = load_model(folder / "final.irlm")
+    assert final.extra["agent"] == "unit" and final.extra["eval_context_length"] == 4
+    assert final.extra["train_args"]["corpus"] == "grammar"
+    assert_png(folder / "curve.png")
+
+
+def test_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
+    run_once(tmp_path / "run")
+    args = tiny_args(tmp_path / "run")
+    corpus = load_corpus_for(args)
+    with pytest.raises(IrlmError, match="already holds a run"):
+        RunLogger("unit", args, corpus, build_model(args, corpus), eval_context_length=None)
+
+
+def test_ctrl_c_saves_the_model_and_says_where(tmp_path: Path) -> None:
+    args = tiny_args(tmp_path / "run")
+    corpus = load_corpus_for(args)
+    model = build_model(args, corpus)
+    with pytest.raises(TrainingInterrupted) as caught:
+        with RunLogger("unit", args, corpus, model, eval_context_length=None) as run:
+            run.advance(150)
+            raise KeyboardInterrupt
+    assert caught.value.checkpoint == tmp_path / "run" / "final.irlm"
+    assert caught.value.tokens == 150
+    assert "150 tokens" in str(caught.value)
+    assert load_model(caught.value.checkpoint).extra["tokens"] == 150
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"
+    assert not list((tmp_path / "run").glob("*.tmp")) and not list((tmp_path / "run").glob(".*"))
+
+
+def test_other_errors_propagate_without_checkpoint(tmp_path: Path) -> None:
+    args = tiny_args(tmp_path / "run")
+    corpus = load_corpus_for(args)
+    with pytest.raises(RuntimeError, match="boom"):
+        with RunLogger("unit", args, corpus, build_model(args, corpus), eval_context_length=None):
+            raise RuntimeError("boom")
+    assert not (tmp_path / "run" / "final.irlm").exists()
+
+
+def test_extras_must_be_declared(tmp_path: Path) -> None:
+    args = tiny_args(tmp_path / "run")
+    corpus = load_corpus_for(args)
+    with pytest.raises(ValueError, match="not declared"):
+        with RunLogger("unit", args, corpus, build_model(args, corpus), eval_context_length=None) as run:
+            run.evaluate(100, loss=1.0)
+
+
+def test_plot_compares_runs(tmp_path: Path) -> None:
+    first, _ = run_once(tmp_path / "a")
+    second, _ = run_once(tmp_path / "b")
+    out = plot_runs([first.run_dir, second.run_dir], tmp_path / "both.png", metric="perplexity",
+                    labels=["first", "second"])
+    assert_png(out)
+    assert read_metrics(first.run_dir)["tokens"] == [0.0, 100.0, 200.0]
+
+
+def test_plot_errors_are_clear(tmp_path: Path) -> None:
+    run, _ = run_once(tmp_path / "a")
+    with pytest.raises(IrlmError, match="no metric 'top2'; did you mean"):
+        plot_runs([run.run_dir], tmp_path / "x.png", metric="top2")
+    with pytest.raises(IrlmError, match="no metrics.csv"):
+        plot_runs([tmp_path / "missing"], tmp_path / "x.png")
+    with pytest.raises(IrlmError, match="ending in .png"):
+        plot_runs([run.run_dir], tmp_path / "x.jpg")
+    with pytest.raises(IrlmError, match="one label per run"):
+        plot_runs([run.run_dir], tmp_path / "x.png", labels=["a", "b"])
+    assert not (tmp_path / "x.png").exists()
