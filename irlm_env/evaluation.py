@@ -1,0 +1,185 @@
+"""Score a language model on a corpus split: top-1/top-5 accuracy, perplexity, mean reward.
+
+Every trainer reports these same figures, so they are computed in one place and fast enough to
+run during training: one batched pass under ``torch.inference_mode``, never a Python loop over
+positions.
+
+Two ways of reading the text, matching the two kinds of trainer:
+
+* ``context_length=None`` (recurrent; the native agents): the split is cut into ``batch_size``
+  contiguous streams run side by side, the hidden state carried along each stream. Each stream
+  starts from the zero state, so its first few predictions see less context than they would in
+  one sequential pass; with a few hundred tokens per stream the difference is negligible.
+* ``context_length=k`` (the SB3 policy's window): each prediction sees only the last ``k`` tokens,
+  left-padded with the pad id at the start of the split.
+
+The reward is that of the greedy (argmax) action, scored with the reward plugin's batched form
+against the last ``context_length or 8`` tokens, the context the environment would show.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from irlm_env.corpus import Corpus
+from irlm_env.devices import resolve_device
+from irlm_env.errors import IrlmError
+from irlm_env.model import RNNLanguageModel
+from irlm_env.plugins import make_reward
+from irlm_env.rewards import Reward
+
+#: Time steps per forward pass in recurrent mode (and windows per stream in window mode). Keeps
+#: the (batch, chunk, vocabulary) logits small: 64 x 32 x 10,000 floats is 82 MB.
+CHUNK = 32
+#: Context shown to the reward when the model itself is recurrent (the environment's default).
+DEFAULT_REWARD_CONTEXT = 8
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise IrlmError(f"evaluate(): {name} must be a positive integer or None, got {value!r}")
+
+
+def _windows(tokens: np.ndarray, length: int, pad_id: int) -> np.ndarray:
+    """(N, length) view: row i is the ``length`` tokens ending at position i, left-padded."""
+    padded = np.concatenate([np.full(length - 1, pad_id, dtype=np.int64), tokens])
+    return np.lib.stride_tricks.sliding_window_view(padded, length)
+
+
+class _Scores:
+    """Accumulates the per-chunk sums so the final figures need no second pass."""
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        self.nll = torch.zeros((), dtype=torch.float64, device=device)
+        self.top1 = torch.zeros((), dtype=torch.int64, device=device)
+        self.top5 = torch.zeros((), dtype=torch.int64, device=device)
+        self.greedy = np.empty(n, dtype=np.int64)
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor, index: np.ndarray | slice) -> None:
+        """``logits`` (M, V) and ``targets`` (M,) for the predictions at ``index``."""
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        self.nll -= log_probs.gather(1, targets[:, None]).sum(dtype=torch.float64)
+        top = log_probs.topk(min(5, log_probs.shape[-1]), dim=-1).indices
+        hits = top == targets[:, None]
+        self.top1 += hits[:, 0].sum()
+        self.top5 += hits.any(dim=1).sum()
+        self.greedy[index] = top[:, 0].cpu().numpy()
+
+
+def _recurrent_pass(
+    model: RNNLanguageModel, inputs: np.ndarray, targets: np.ndarray, batch_size: int, device: torch.device
+) -> _Scores:
+    n = len(inputs)
+    streams = min(batch_size, n)
+    length = math.ceil(n / streams)
+    # Pad to a (streams, length) grid; position b*length + t of the flat split is stream b, step t.
+    grid_in = np.zeros(streams * length, dtype=np.int64)
+    grid_in[:n] = inputs
+    grid_tg = np.zeros(streams * length, dtype=np.int64)
+    grid_tg[:n] = targets
+    flat_index = np.arange(streams * length).reshape(streams, length)
+    x_all = torch.from_numpy(grid_in.reshape(streams, length)).to(device)
+    y_all = torch.from_numpy(grid_tg.reshape(streams, length)).to(device)
+    scores = _Scores(n, device)
+    hidden = model.initial_hidden(streams, device)
+    for start in range(0, length, CHUNK):
+        features, hidden = model.features(x_all[:, start : start + CHUNK], hidden)
+        index = flat_index[:, start : start + CHUNK].reshape(-1)
+        valid = index < n
+        logits = model.head(features).reshape(len(index), -1)
+        keep = torch.from_numpy(valid).to(device)
+        scores.add(logits[keep], y_all[:, start : start + CHUNK].reshape(-1)[keep], index[valid])
+    return scores
+
+
+def _window_pass(
+    model: RNNLanguageModel,
+    windows: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> _Scores:
+    n = len(targets)
+    scores = _Scores(n, device)
+    step = batch_size * CHUNK
+    for start in range(0, n, step):
+        x = torch.from_numpy(np.ascontiguousarray(windows[start : start + step])).to(device)
+        features, _ = model.features(x)
+        logits = model.head(features[:, -1])
+        y = torch.from_numpy(targets[start : start + step]).to(device)
+        scores.add(logits, y, slice(start, start + len(y)))
+    return scores
+
+
+def evaluate(
+    model: RNNLanguageModel,
+    corpus: Corpus,
+    split: str = "validation",
+    *,
+    reward: str | Reward = "exact",
+    context_length: int | None = None,
+    max_tokens: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Greedy next-token figures of ``model`` on ``corpus``'s ``split``.
+
+    Returns ``top1``, ``top5`` (fractions), ``perplexity`` (exp of the mean negative
+    log-likelihood of the true next token), ``reward`` (mean reward of the argmax token) and
+    ``tokens`` (predictions scored). ``max_tokens`` scores only the first that many predictions
+    of the split, so repeated evaluations during training are comparable and cheap.
+    """
+    _positive("context_length", context_length)
+    _positive("max_tokens", max_tokens)
+    _positive("batch_size", batch_size)
+    if model.config.vocab_size != len(corpus.vocab):
+        raise IrlmError(
+            f"the model has a vocabulary of {model.config.vocab_size} tokens but corpus "
+            f"{corpus.name!r} has {len(corpus.vocab)}; evaluate a model trained on this corpus"
+        )
+    text = corpus.split(split)
+    if max_tokens is not None:
+        text = text[: max_tokens + 1]
+    if len(text) < 2:
+        raise IrlmError(f"split {split!r} of corpus {corpus.name!r} has fewer than 2 tokens; nothing to predict")
+    reward_fn = make_reward(reward, corpus) if isinstance(reward, str) else reward
+    # Copies: corpus arrays are read-only, and torch wants writable memory to share.
+    inputs = np.array(text[:-1], dtype=np.int64)
+    targets = np.array(text[1:], dtype=np.int64)
+
+    model_device = next(model.parameters()).device
+    target_device = model_device if device is None else resolve_device(device)
+    # Evaluating on another device must not move the caller's model as a side effect.
+    runner = model if target_device == model_device else _copy_to(model, target_device)
+    was_training = runner.training
+    runner.eval()
+    try:
+        with torch.inference_mode():
+            if context_length is None:
+                scores = _recurrent_pass(runner, inputs, targets, batch_size, target_device)
+            else:
+                windows = _windows(inputs, context_length, model.config.pad_id)
+                scores = _window_pass(runner, windows, targets, batch_size, target_device)
+    finally:
+        runner.train(was_training)
+
+    contexts = np.ascontiguousarray(_windows(inputs, context_length or DEFAULT_REWARD_CONTEXT, model.config.pad_id))
+    rewards = np.asarray(reward_fn.batch(scores.greedy[:, None], targets, contexts), dtype=np.float64)
+    n = len(targets)
+    return {
+        "top1": scores.top1.item() / n,
+        "top5": scores.top5.item() / n,
+        "perplexity": math.exp(scores.nll.item() / n),
+        "reward": float(rewards.mean()),
+        "tokens": float(n),
+    }
+
+
+def _copy_to(model: RNNLanguageModel, device: torch.device) -> RNNLanguageModel:
+    copy = RNNLanguageModel(model.config).to(device)
+    copy.load_state_dict(model.state_dict())
+    return copy

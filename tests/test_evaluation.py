@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.errors import IrlmError
+from irlm_env.evaluation import evaluate
+from irlm_env.model import ModelConfig, RNNLanguageModel
+from irlm_env.rewards import Reward
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models: one thread avoids thread hand-off costs on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    return load_corpus("grammar", n_sentences=3000)
+
+
+def _model(corpus: Corpus, cell: str = "gru") -> RNNLanguageModel:
+    torch.manual_seed(0)
+    return RNNLanguageModel(ModelConfig(vocab_size=len(corpus.vocab), embedding_dim=8, hidden_size=12, cell=cell))
+
+
+def _brute_force(
+    model: RNNLanguageModel, text: np.ndarray, context_length: int | None, streams: int, reward_context: int
+) -> dict[str, float]:
+    """One prediction at a time: the definition evaluate() must reproduce."""
+    n = len(text) - 1
+    length = math.ceil(n / min(streams, n))
+    nll = top1 = top5 = reward = 0.0
+    hidden = None
+    with torch.no_grad():
+        for i in range(n):
+            if context_length is None:
+                if i % length == 0:
+                    hidden = None  # each stream starts from the zero state
+                logits, hidden = model(torch.tensor([[int(text[i])]]), hidden)
+                logits = logits[0, -1]
+            else:
+                window = [0] * context_length + text[: i + 1].tolist()
+                logits = model(torch.tensor([window[-context_length:]]))[0][0, -1]
+            target = int(text[i + 1])
+            log_probs = torch.log_softmax(logits.double(), -1)
+            nll -= float(log_probs[target])
+            ranked = torch.argsort(logits, descending=True)[:5].tolist()
+            top1 += ranked[0] == target
+            top5 += target in ranked
+            reward += ranked[0] == target  # the "exact" reward
+    return {"top1": top1 / n, "top5": top5 / n, "perplexity": math.exp(nll / n), "reward": reward / n, "tokens": float(n)}
+
+
+@pytest.mark.parametrize("context_length", [None, 3])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_matches_brute_force(corpus: Corpus, context_length: int | None, cell: str) -> None:
+    model = _model(corpus, cell)
+    text = corpus.split("validation")[:201]
+    got = evaluate(model, corpus, "validation", context_length=context_length, max_tokens=200, batch_size=7)
+    want = _brute_force(model, text, context_length, 7, context_length or 8)
+    assert got["tokens"] == want["tokens"] == 200
+    for key in ("top1", "top5", "reward"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+    assert got["perplexity"] == pytest.approx(want["perplexity"], rel=1e-5)
+
+
+def test_trained_signal_and_train_mode_restored(corpus: Corpus) -> None:
+    model = _model(corpus)
+    model.train()
+    untrained = evaluate(model, corpus, context_length=4, max_tokens=500)
+    assert model.training
+    # make the model always predict the most frequent validation token: accuracy must follow
+    text = corpus.split("validation")[:501]
+    frequent = int(np.bincount(text[1:]).argmax())
+    with torch.no_grad():
+        model.decoder.bias.zero_()
+        model.decoder.weight.zero_()
+        model.decoder.bias[frequent] = 10.0
+    scores = evaluate(model, corpus, context_length=4, max_tokens=500)
+    assert scores["top1"] == pytest.approx(float(np.mean(text[1:] == frequent)))
+    assert scores["top1"] != untrained["top1"]
+
+
+class _ContextReward(Reward):
+    """Rewards an action by the last context token, to check which context the reward sees."""
+
+    name = "context"
+
+    def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+        return float(context[-1])
+
+    def batch(self, actions: np.ndarray, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        assert contexts.shape[1] == self.expected_width
+        return np.repeat(contexts[:, -1:].astype(np.float64), actions.shape[1], axis=1)
+
+
+@pytest.mark.parametrize("context_length, width", [(None, 8), (5, 5)])
+def test_reward_sees_environment_context(corpus: Corpus, context_length: int | None, width: int) -> None:
+    reward = _ContextReward()
+    reward.expected_width = width  # type: ignore[attr-defined]
+    scores = evaluate(_model(corpus), corpus, reward=reward, context_length=context_length, max_tokens=100)
+    text = corpus.split("validation")
+    assert scores["reward"] == pytest.approx(float(text[:100].mean()))
+
+
+def test_errors(corpus: Corpus) -> None:
+    model = _model(corpus)
+    with pytest.raises(IrlmError, match="max_tokens"):
+        evaluate(model, corpus, max_tokens=0)
+    with pytest.raises(IrlmError, match="context_length"):
+        evaluate(model, corpus, context_length=-2)
+    with pytest.raises(IrlmError, match="did you mean"):
+        evaluate(model, corpus, "valid")
+    with pytest.raises(IrlmError, match="vocabulary"):
+        evaluate(RNNLanguageModel(ModelConfig(vocab_size=len(corpus.vocab) + 1)), corpus)
+    with pytest.raises(IrlmError, match="did you mean"):
+        evaluate(model, corpus, reward="exakt")
+    if not torch.cuda.is_available():
+        with pytest.raises(IrlmError, match="not usable"):
+            evaluate(model, corpus, device="cuda")
