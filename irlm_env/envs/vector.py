@@ -158,7 +158,6 @@ class NextWordVectorEnv(VectorEnv):
         self._ended = np.zeros(n, np.bool_)
         self._info_mask = np.ones(n, np.bool_)
         self._all_true = np.ones(n, np.bool_)
-        self._actions = np.zeros(n, np.int64)
         self.pending_reset = np.zeros(n, np.bool_)
         self.episode_starts = np.zeros(n, np.bool_)
         self._any_pending = False
