@@ -66,7 +66,7 @@ class Corpus:
     splits: Mapping[str, np.ndarray]
     source_hash: str
     best_accuracy: float | None = None
-    _line_starts: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _line_starts: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def split(self, name: str) -> np.ndarray:
         """The int64 token ids of split ``name`` ("train", "validation" or "test")."""
@@ -135,6 +135,10 @@ def load_corpus(
     ``source_options`` go to the corpus factory (for example ``path=`` for ``text``, ``seed=``
     for ``grammar``); string values are converted to the factory's annotated int, float or bool
     types, so options given on a command line work unchanged.
+
+    The result is memoized on these arguments for the life of the process, so every env gets
+    the same object cheaply; after editing a ``text`` file in a running process, call
+    :func:`clear_memo` (the disk cache notices the change by itself: it is keyed by content).
     """
     # The registry sits above corpora (it imports the built-in corpus modules): import on use.
     from irlm_env.plugins import bind_options, corpus_registry, make_corpus_source

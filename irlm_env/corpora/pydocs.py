@@ -29,7 +29,7 @@ from irlm_env.corpus import CorpusSource, atomic_write_bytes, cache_dir
 from irlm_env.errors import IrlmError
 
 # Bumped whenever the extraction rules change, so cached extractions are redone.
-_EXTRACTION_VERSION = 1
+_EXTRACTION_VERSION = 2
 _SKIP_DIRS = frozenset({"test", "tests", "idlelib", "turtledemo", "site-packages", "dist-packages",
                         "lib2to3", "__pycache__", "ensurepip", "venv"})
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'`])")
@@ -53,12 +53,22 @@ def stdlib_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _docstrings(tree: ast.Module) -> Iterator[str]:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            doc = ast.get_docstring(node, clean=True)
-            if doc:
-                yield doc
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _docstrings(node: ast.AST) -> Iterator[str]:
+    """Docstrings of a module and of every class and function in it, however nested.
+
+    Only statements are searched (``if``/``try`` bodies included): a full ``ast.walk`` would
+    also visit every expression node, which costs as much again as the parsing.
+    """
+    if isinstance(node, _DOCUMENTED):
+        doc = ast.get_docstring(node, clean=True)
+        if doc:
+            yield doc
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.stmt, ast.excepthandler, ast.match_case)):
+            yield from _docstrings(child)
 
 
 def _topics(tree: ast.Module) -> Iterator[str]:
