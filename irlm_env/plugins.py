@@ -377,12 +377,23 @@ def bind_options(kind: str, entry: Entry, options: Mapping[str, Any], *, skip: i
             f"{label} requires the option(s) {', '.join(missing)}; pass them in the {kind} options "
             f"(e.g. {', '.join(f'{m}=...' for m in missing)})."
         )
-    try:
-        factory = entry.factory
-        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
-    except Exception:  # annotations that cannot be resolved: nothing to convert to
-        hints = {}
+    hints = {p.name: _annotation(entry.factory, p) for p in named}
     return {name: _coerce(label, name, value, hints.get(name)) for name, value in options.items()}
+
+
+def _annotation(factory: Callable[..., Any], param: inspect.Parameter) -> Any:
+    """One parameter's type, resolved on its own: ``typing.get_type_hints`` gives up on all of
+    them when any one names a type imported only under ``TYPE_CHECKING`` (as ``Corpus`` often is)."""
+    annotation = param.annotation
+    if annotation is param.empty:
+        return None
+    if isinstance(annotation, str):
+        function = factory.__init__ if inspect.isclass(factory) else factory
+        try:
+            return eval(annotation, getattr(function, "__globals__", {}))  # what typing does too
+        except Exception:  # unresolvable: nothing to convert to
+            return None
+    return annotation
 
 
 def _coerce(label: str, option: str, value: Any, hint: Any) -> Any:
