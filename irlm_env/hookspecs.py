@@ -25,9 +25,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 class Register(Protocol):
     """The callback handed to each registration hook.
 
-    ``register(name, factory, description="")`` validates at once (the name must be a
-    non-empty identifier-like string, the factory callable, the name not taken by another
-    plugin) and records which plugin registered the item.
+    ``register(name, factory, description="")`` validates at once and records which plugin
+    registered the item: the name must be 1-64 lowercase letters, digits, ``_``, ``-`` or
+    ``.`` starting with a letter and not taken by another plugin (a clash names both), the
+    factory callable with the shape its hook describes. Options reach the factory as keyword
+    arguments; unknown ones are rejected with the accepted names, and strings (from a command
+    line) are converted to the ``int``, ``float`` or ``bool`` the parameter is annotated with.
     """
 
     def __call__(self, name: str, factory: Callable[..., Any], description: str = "") -> None: ...
@@ -52,9 +55,21 @@ def irlm_register_rewards(register: Register) -> None:
       reward of every vocabulary token, for exact-gradient agents. Return ``None`` or omit
       it when the reward cannot be tabulated.
 
-    Subclassing :class:`irlm_env.rewards.Reward` provides the optional forms. Every value
-    must be a finite number; anything else is reported as an error naming the reward and
-    its plugin.
+    Subclassing :class:`irlm_env.rewards.Reward` provides the optional forms (``batch``
+    loops over the scalar form; ``has_table`` tells whether ``table`` is implemented). Every
+    value must be a finite real number (ints, bools and numpy scalars become floats); NaN,
+    infinity, a non-number, or an array of the wrong shape is reported as an error naming the
+    reward and its plugin. Example::
+
+        class Half(irlm_env.Reward):
+            def __init__(self, corpus, credit: float = 0.5):
+                self.credit = credit
+            def __call__(self, action, target, context):
+                return 1.0 if action == target else self.credit
+
+        @irlm_env.hookimpl
+        def irlm_register_rewards(register):
+            register("half", Half, "half credit for every miss")
     """
 
 
@@ -65,6 +80,7 @@ def irlm_register_corpora(register: Register) -> None:
     ``factory(**options)`` receives the user's ``corpus_options`` and returns a
     :class:`irlm_env.corpus.CorpusSource`: the text as a sequence of units (lines or
     sentences; a ``line`` episode is one unit), and optionally the best achievable
-    next-token accuracy when it is known. Tokenization, vocabulary, splits and the on-disk
-    cache are handled by irlm_env, identically for every corpus.
+    next-token accuracy when it is known (with ``best_accuracy_tokenizer`` naming the
+    tokenizer it holds for). Tokenization, vocabulary, splits and the on-disk cache are
+    handled by irlm_env, identically for every corpus, keyed by the content of the units.
     """

@@ -49,8 +49,6 @@ _NAME_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _FLOAT64 = np.dtype(np.float64)
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _KINDS = {"reward": "irlm_register_rewards", "corpus": "irlm_register_corpora"}
-
-
 _FIX_HOOKS = (
     "Fix the plugin's @hookimpl functions to match irlm_env.hookspecs: "
     "irlm_register_rewards(register) and irlm_register_corpora(register)."
@@ -448,8 +446,8 @@ class CheckedReward(Reward):
     """A plugin's reward behind checks that turn a bad value into an error naming the plugin.
 
     The env trusts what this returns: a finite Python float from the scalar form, finite
-    float64 arrays of the right shape from ``batch`` and ``table``. The checks cost one
-    vectorized ``isfinite`` per call, so fast rewards stay fast.
+    float64 arrays of the right shape from ``batch`` and ``table``. An array check costs one
+    vectorized sum (a few microseconds for 4096 streams), so fast rewards stay fast.
     """
 
     def __init__(self, reward: Callable[..., Any], entry: Entry, vocab_size: int) -> None:
