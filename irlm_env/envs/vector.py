@@ -231,8 +231,10 @@ class NextWordVectorEnv(VectorEnv):
         np.copyto(self._rewards, rewards[:, 0])
         np.equal(actions, target, out=self._correct)
         # Teacher forcing: every context moves on by the true token, whatever the action.
+        # One contiguous copy shifted by one element moves every row left; each row's last
+        # slot, which received the next row's first token, is then overwritten by the target.
         new_obs = self._obs_next
-        new_obs[:, :-1] = obs[:, 1:]
+        new_obs.reshape(-1)[:-1] = obs.reshape(-1)[1:]
         new_obs[:, -1] = target
         self._obs, self._obs_next = new_obs, obs
         np.add(self._target_pos, 1, out=self._target_pos)
