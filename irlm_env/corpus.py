@@ -158,6 +158,11 @@ def load_corpus(
 
 
 def _check_units(name: str, units: Sequence[str]) -> None:
+    if isinstance(units, str) or not isinstance(units, Sequence):
+        raise IrlmError(
+            f"corpus {name!r}: CorpusSource.units is a {type(units).__name__}; it must be a list of "
+            "strings, one per line or sentence (fix the corpus factory)"
+        )
     if len(units) == 0:
         raise IrlmError(f"corpus {name!r} has no text: it is empty or whitespace only; give it some text")
     for i, unit in enumerate(units):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irlm_env.corpus import SPLITS, Corpus, clear_memo, load_corpus, split_boundaries
+from irlm_env.corpus import SPLITS, Corpus, _check_units, clear_memo, load_corpus, split_boundaries
 from irlm_env.errors import IrlmError
 
 
@@ -203,6 +203,16 @@ def test_missing_required_option_is_named() -> None:
 def test_max_vocab_below_the_specials_fails_before_any_work() -> None:
     with pytest.raises(IrlmError, match=r"max_vocab=2 .*>= 3"):
         load_corpus("pydocs", max_vocab=2)
+
+
+@pytest.mark.parametrize(
+    ("units", "problem"),
+    [("one string", "is a str"), (iter(["a", "b", "c"]), "is a list_iterator"), (["a", "  ", "c"], "unit 1 is '  '"),
+     ([], "no text")],
+)
+def test_bad_units_from_a_factory_are_named(units: object, problem: str) -> None:
+    with pytest.raises(IrlmError, match=problem):
+        _check_units("mine", units)  # type: ignore[arg-type]
 
 
 def test_repr_is_short(text_file: Path) -> None:
