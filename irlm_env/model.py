@@ -93,7 +93,8 @@ class RNNLanguageModel(nn.Module):
             )
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
-        self.dropout = nn.Dropout(config.dropout)
+        # Identity when off: even p=0 dropout copies its input in training mode.
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.rnn = CELLS[config.cell](
             input_size=config.embedding_dim,
             hidden_size=config.hidden_size,

@@ -1,0 +1,243 @@
+"""``RNNLanguagePolicy``: an SB3 actor-critic whose actor *is* the language model.
+
+The observation is the environment's context window (token ids). The features extractor embeds
+it and runs the RNN; the model's own head turns the last RNN output into next-token logits, and
+those logits are the action distribution: no extra action layer sits on top, so training the
+policy trains an ordinary ``RNNLanguageModel`` that every other tool in the project can evaluate,
+save or fine-tune. The critic is one small linear layer on the same RNN output, so the RNN runs
+once per batch for both.
+
+Sizes go through ``policy_kwargs``::
+
+    PPO(RNNLanguagePolicy, env, policy_kwargs=dict(cell="lstm", embedding_dim=64, hidden_size=128))
+
+``init_from="model.irlm"`` warm-starts from a checkpoint saved by ``irlm_env.checkpoints``; the
+model's sizes are then read from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+from torch.distributions import Categorical
+
+from irlm_env.checkpoints import load_model
+from irlm_env.devices import resolve_device
+from irlm_env.errors import IrlmError
+from irlm_env.model import ModelConfig, RNNLanguageModel
+
+#: Model options accepted through ``policy_kwargs``; ``None`` means "the default, or the
+#: checkpoint's value when warm-starting".
+MODEL_OPTIONS = ("cell", "embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights", "pad_id")
+
+
+class _FastCategorical(CategoricalDistribution):
+    """SB3's categorical distribution without torch's per-call argument validation.
+
+    Validation scans the whole (batch, vocabulary) logits for NaN on every call, a measurable cost
+    at a 10,000-token vocabulary; the logits here come straight from the model.
+    """
+
+    def proba_distribution(self, action_logits: torch.Tensor) -> _FastCategorical:
+        self.distribution = Categorical(logits=action_logits, validate_args=False)
+        return self
+
+
+class RNNFeaturesExtractor(BaseFeaturesExtractor):
+    """Embeds the context window and runs the RNN; the features are its last output."""
+
+    def __init__(self, observation_space: gym.spaces.Box, model: RNNLanguageModel) -> None:
+        super().__init__(observation_space, features_dim=model.config.hidden_size)
+        self.model = model
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        # SB3 stores observations as float in some code paths; the embedding needs integer ids.
+        output, _ = self.model.features(observations.long())
+        return output[:, -1]
+
+
+class _LanguageHead(nn.Module):
+    """The model's own output layer, exposed as SB3's ``action_net`` without copying weights."""
+
+    def __init__(self, model: RNNLanguageModel) -> None:
+        super().__init__()
+        self.projection = model.projection
+        self.decoder = model.decoder
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.projection is not None:
+            features = self.projection(features)
+        return self.decoder(features)
+
+
+def _requested_device() -> str | torch.device | None:
+    """The ``device`` argument the SB3 algorithm building this policy was given, if any.
+
+    SB3 resolves ``device`` in ``BaseAlgorithm.__init__`` (and ``load``) with its own
+    ``get_device``, which turns ``"cuda"`` into the CPU without a word when no GPU is present,
+    and only then builds the policy. The policy never sees the original request, so it reads it
+    from the algorithm's constructor (or ``load``) frame on the call stack and validates it.
+    """
+    frame = sys._getframe(2)
+    while frame is not None:
+        local = frame.f_locals
+        owner = local.get("self", local.get("cls"))
+        is_algorithm = isinstance(owner, BaseAlgorithm) or (
+            isinstance(owner, type) and issubclass(owner, BaseAlgorithm)
+        )
+        if is_algorithm and "device" in local:
+            return local["device"]
+        frame = frame.f_back
+    return None
+
+
+def _model_config(vocab_size: int, options: dict[str, Any], init_from: str | Path | None) -> tuple[ModelConfig, RNNLanguageModel | None]:
+    """Build the config from explicit options, or from the warm-start checkpoint.
+
+    An option given explicitly that disagrees with the checkpoint is an error, not a silent
+    override: the weights could not be loaded into a model of another shape.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    if init_from is None:
+        return ModelConfig(vocab_size=vocab_size, **given), None
+    checkpoint = load_model(init_from)
+    saved = checkpoint.model.config
+    if saved.vocab_size != vocab_size:
+        raise IrlmError(
+            f"checkpoint {str(init_from)!r} has a vocabulary of {saved.vocab_size} tokens but the "
+            f"environment's action space has {vocab_size}; warm-start from a model trained on "
+            "this corpus and vocabulary settings"
+        )
+    clashes = {k: (v, getattr(saved, k)) for k, v in given.items() if getattr(saved, k) != v}
+    if clashes:
+        listed = ", ".join(f"{k}={v!r} (checkpoint has {s!r})" for k, (v, s) in clashes.items())
+        raise IrlmError(f"policy_kwargs disagree with checkpoint {str(init_from)!r}: {listed}; drop them to use the checkpoint's sizes")
+    return saved, checkpoint.model
+
+
+class RNNLanguagePolicy(ActorCriticPolicy):
+    """Actor-critic policy hosting an ``RNNLanguageModel`` (see the module docstring).
+
+    ``ortho_init`` defaults to ``False`` and cannot be switched on: SB3's orthogonal
+    initialisation would overwrite the language model's output layer (and, with tied weights,
+    its embedding), which also breaks warm starts.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        lr_schedule: Schedule,
+        *,
+        cell: str | None = None,
+        embedding_dim: int | None = None,
+        hidden_size: int | None = None,
+        num_layers: int | None = None,
+        dropout: float | None = None,
+        tie_weights: bool | None = None,
+        pad_id: int | None = None,
+        init_from: str | Path | None = None,
+        ortho_init: bool = False,
+        net_arch: list[int] | None = None,
+        share_features_extractor: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        requested = _requested_device()
+        if requested is not None:
+            resolve_device(requested)
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise IrlmError(f"RNNLanguagePolicy needs a Discrete action space (one action per token), got {action_space}")
+        if not (
+            isinstance(observation_space, gym.spaces.Box)
+            and len(observation_space.shape) == 1
+            and np.issubdtype(observation_space.dtype, np.integer)
+        ):
+            raise IrlmError(
+                "RNNLanguagePolicy needs a 1-D integer Box observation (the context window of token "
+                f"ids, as irlm/NextWord-v0 gives), got {observation_space}"
+            )
+        if ortho_init:
+            raise IrlmError("ortho_init=True is not supported: it would overwrite the language model's weights")
+        if net_arch:
+            raise IrlmError(f"net_arch={net_arch!r} is not supported: the language model's head is the actor; size it with hidden_size")
+        if not share_features_extractor:
+            raise IrlmError("share_features_extractor=False is not supported: actor and critic share the RNN by design")
+        if "features_extractor_class" in kwargs or "features_extractor_kwargs" in kwargs:
+            raise IrlmError("RNNLanguagePolicy builds its own features extractor; pass model sizes directly in policy_kwargs")
+
+        options = dict(
+            cell=cell, embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=num_layers,
+            dropout=dropout, tie_weights=tie_weights, pad_id=pad_id,
+        )
+        config, warm = _model_config(int(action_space.n), options, init_from)
+        self.model_config = config
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch=[],
+            ortho_init=False,
+            features_extractor_class=RNNFeaturesExtractor,
+            features_extractor_kwargs={"model": RNNLanguageModel(config)},
+            share_features_extractor=True,
+            **kwargs,
+        )
+        if warm is not None:
+            self.language_model.load_state_dict(warm.state_dict())
+
+    @property
+    def language_model(self) -> RNNLanguageModel:
+        """The hosted model; training the policy trains it in place."""
+        return self.features_extractor.model  # type: ignore[return-value]
+
+    def make_features_extractor(self) -> BaseFeaturesExtractor:
+        return RNNFeaturesExtractor(self.observation_space, **self.features_extractor_kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        """Actor = the model's head over shared RNN features; critic = one linear layer."""
+        self.action_dist = _FastCategorical(int(self.action_space.n))
+        self.action_net = _LanguageHead(self.language_model)
+        self.value_net = nn.Linear(self.features_dim, 1)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        for name in ("net_arch", "features_extractor_class", "features_extractor_kwargs", "ortho_init"):
+            data.pop(name, None)
+        config = self.model_config
+        data.update({name: getattr(config, name) for name in MODEL_OPTIONS})
+        # Saved weights already hold the warm start; a reload must not need the original file.
+        data["init_from"] = None
+        return data
+
+    def extract_features(self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor | None = None) -> torch.Tensor:  # type: ignore[override]
+        # Skip SB3's preprocess_obs: it casts a Box observation to float; token ids must stay ids.
+        return self.features_extractor(obs)  # type: ignore[arg-type]
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.extract_features(obs)
+        distribution = self.action_dist.proba_distribution(self.action_net(features))
+        actions = distribution.get_actions(deterministic=deterministic)
+        return actions, self.value_net(features), distribution.log_prob(actions)
+
+    def evaluate_actions(self, obs: PyTorchObs, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        features = self.extract_features(obs)
+        distribution = self.action_dist.proba_distribution(self.action_net(features))
+        return self.value_net(features), distribution.log_prob(actions), distribution.entropy()
+
+    def get_distribution(self, obs: PyTorchObs) -> CategoricalDistribution:
+        return self.action_dist.proba_distribution(self.action_net(self.extract_features(obs)))
+
+    def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
+        return self.value_net(self.extract_features(obs))

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import A2C, PPO
+
+from irlm_env.checkpoints import save_model
+from irlm_env.errors import IrlmError
+from irlm_env.model import RNNLanguageModel
+from irlm_env.sb3 import RNNLanguagePolicy, make_vec_env
+
+ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4, "episode_length": 16}
+TINY = {"embedding_dim": 8, "hidden_size": 12}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models: one thread avoids thread hand-off costs on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _ppo(seed: int = 0, **policy_kwargs: object) -> PPO:
+    env = make_vec_env(n_envs=4, seed=seed, **ENV)
+    return PPO(RNNLanguagePolicy, env, n_steps=8, batch_size=16, n_epochs=2, seed=seed, device="cpu",
+               policy_kwargs={**TINY, **policy_kwargs})
+
+
+@pytest.mark.parametrize("algo", [PPO, A2C])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_learn_runs_for_every_cell(algo: type, cell: str) -> None:
+    env = make_vec_env(n_envs=4, seed=0, **ENV)
+    extra = {"batch_size": 16, "n_epochs": 1} if algo is PPO else {}
+    model = algo(RNNLanguagePolicy, env, n_steps=8, seed=0, device="cpu",
+                 policy_kwargs={**TINY, "cell": cell, "num_layers": 2}, **extra)
+    before = [p.detach().clone() for p in model.policy.language_model.parameters()]
+    model.learn(64)
+    lm = model.policy.language_model
+    assert isinstance(lm, RNNLanguageModel) and lm.config.cell == cell and lm.config.num_layers == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, lm.parameters()))
+
+
+def test_policy_is_the_language_model() -> None:
+    policy = _ppo(tie_weights=True).policy
+    lm = policy.language_model
+    obs = torch.randint(0, lm.config.vocab_size, (5, 4))
+    logits, _ = lm(obs)
+    distribution = policy.get_distribution(obs)
+    expected = torch.log_softmax(logits[:, -1], -1)
+    assert torch.allclose(distribution.distribution.logits, expected, atol=1e-6)
+    # one set of weights: the actor adds nothing of its own; the critic is one linear layer
+    lm_params = {id(p) for p in lm.parameters()}
+    own = [p for p in policy.parameters() if id(p) not in lm_params]
+    assert sum(p.numel() for p in own) == lm.config.hidden_size + 1
+    actions, values, log_prob = policy(obs, deterministic=True)
+    assert torch.equal(actions, logits[:, -1].argmax(-1))
+    assert values.shape == (5, 1)
+    assert torch.allclose(log_prob, expected.max(-1).values, atol=1e-6)
+    # float observations (as some SB3 buffers store them) give the same result
+    assert torch.equal(policy.get_distribution(obs.float()).distribution.logits, distribution.distribution.logits)
+
+
+def test_same_seed_same_parameters() -> None:
+    runs = []
+    for _ in range(2):
+        model = _ppo(seed=7)
+        model.learn(64)
+        runs.append([p.detach().clone() for p in model.policy.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    other = _ppo(seed=8)
+    other.learn(64)
+    assert any(not torch.equal(a, b) for a, b in zip(runs[0], other.policy.parameters()))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_absent_device_is_an_error_at_construction(device: str, tmp_path: Path) -> None:
+    env = make_vec_env(n_envs=2, **ENV)
+    with pytest.raises(IrlmError, match=f"device '{device}' is not usable"):
+        PPO(RNNLanguagePolicy, env, device=device, policy_kwargs=TINY)
+    with pytest.raises(IrlmError, match="is not usable"):
+        A2C(RNNLanguagePolicy, env, device=device, policy_kwargs=TINY)
+    model = _ppo()
+    model.save(tmp_path / "agent.zip")
+    with pytest.raises(IrlmError, match="is not usable"):
+        PPO.load(tmp_path / "agent.zip", device=device)
+    PPO.load(tmp_path / "agent.zip", device="auto")
+
+
+RELOAD = """
+import json, sys, numpy as np, torch
+from stable_baselines3 import PPO
+from irlm_env.sb3 import make_vec_env
+model = PPO.load(sys.argv[1], device="cpu")
+obs = np.array(json.loads(sys.argv[2]), dtype=np.int64)
+actions, _ = model.predict(obs, deterministic=True)
+digest = float(sum(p.double().sum() for p in model.policy.parameters()))
+model.set_env(make_vec_env(n_envs=4, seed=1, **json.loads(sys.argv[3])))
+model.learn(32, reset_num_timesteps=False)
+print(json.dumps({"actions": actions.tolist(), "digest": digest,
+                  "type": type(model.policy).__name__, "steps": model.num_timesteps}))
+"""
+
+
+def test_sb3_zip_round_trip_in_fresh_process(tmp_path: Path) -> None:
+    model = _ppo(cell="lstm")
+    model.learn(32)
+    path = tmp_path / "agent.zip"
+    model.save(path)
+    obs = np.random.default_rng(0).integers(0, model.action_space.n, size=(6, 4))
+    actions, _ = model.predict(obs, deterministic=True)
+    digest = float(sum(p.detach().double().sum() for p in model.policy.parameters()))
+    out = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(path), json.dumps(obs.tolist()), json.dumps(ENV)],
+        capture_output=True, text=True, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["actions"] == actions.tolist()
+    assert result["digest"] == pytest.approx(digest, rel=1e-12)
+    assert result["type"] == "RNNLanguagePolicy"
+    assert result["steps"] == model.num_timesteps + 32
+
+
+def test_warm_start_from_checkpoint(tmp_path: Path) -> None:
+    source = _ppo(cell="lstm", tie_weights=True, hidden_size=8)
+    source.learn(32)
+    env = source.get_env()
+    vocab = env.get_attr("vocab")[0]  # type: ignore[union-attr]
+    path = save_model(source.policy.language_model, tmp_path / "m.irlm", vocab, {"name": "word"})
+    warm = PPO(RNNLanguagePolicy, make_vec_env(n_envs=4, **ENV), device="cpu", policy_kwargs={"init_from": str(path)})
+    a, b = source.policy.language_model.state_dict(), warm.policy.language_model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert warm.policy.language_model.config.cell == "lstm"
+    with pytest.raises(IrlmError, match="hidden_size=32 \\(checkpoint has 8\\)"):
+        PPO(RNNLanguagePolicy, make_vec_env(n_envs=2, **ENV), policy_kwargs={"init_from": str(path), "hidden_size": 32})
+    # a checkpoint for another vocabulary size is refused
+    small = make_vec_env(n_envs=2, corpus="grammar", corpus_options={"n_sentences": 1000}, max_vocab=20)
+    with pytest.raises(IrlmError, match="vocabulary of"):
+        PPO(RNNLanguagePolicy, small, policy_kwargs={"init_from": str(path)})
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"ortho_init": True}, "ortho_init"),
+        ({"net_arch": [64]}, "net_arch"),
+        ({"share_features_extractor": False}, "share"),
+        ({"cell": "transformer"}, "unknown RNN cell"),
+        ({"hidden_size": 0}, "hidden_size"),
+    ],
+)
+def test_bad_policy_kwargs(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(IrlmError, match=fragment):
+        _ppo(**kwargs)
+
+
+def test_wrong_spaces() -> None:
+    with pytest.raises(IrlmError, match="integer Box"):
+        PPO(RNNLanguagePolicy, "CartPole-v1", device="cpu")
+    env = gym.make("Pendulum-v1")
+    with pytest.raises(IrlmError, match="Discrete action space"):
+        PPO(RNNLanguagePolicy, env, device="cpu")
