@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, SupportsFloat
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from irlm_env.corpus import Corpus, load_corpus
 from irlm_env.errors import IrlmError, suggest
-
-if TYPE_CHECKING:
-    from irlm_env.corpus import Corpus
-    from irlm_env.rewards import Reward
+from irlm_env.plugins import make_reward
+from irlm_env.rewards import Reward
 
 MODES = ("window", "line")
 
@@ -81,9 +80,6 @@ class EpisodeSetup:
         mode: str,
         episode_length: int,
     ) -> EpisodeSetup:
-        from irlm_env.corpus import Corpus, load_corpus
-        from irlm_env.plugins import make_reward
-
         context_length = _positive_int(
             context_length, "context_length", "use 1 or more tokens of context"
         )
