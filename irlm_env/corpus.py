@@ -31,7 +31,7 @@ import numpy as np
 
 from irlm_env.errors import IrlmError, suggest
 from irlm_env.tokenizers import Tokenizer, make_tokenizer
-from irlm_env.vocabulary import EOS, Vocabulary, check_vocab_options
+from irlm_env.vocabulary import EOS, Vocabulary, atomic_write_bytes, check_vocab_options
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 # Cumulative token-count fractions at which validation and test begin (90/5/5).
@@ -97,20 +97,6 @@ def cache_dir() -> Path:
     """The on-disk cache folder: ``$IRLM_CACHE_DIR`` or ``~/.cache/irlm_env``."""
     configured = os.environ.get("IRLM_CACHE_DIR")
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "irlm_env"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder, so readers never see half a file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise IrlmError(
-            f"cannot write the cache file {str(path)!r} ({exc.strerror or exc}); make the folder "
-            "writable or point IRLM_CACHE_DIR at a writable folder"
-        ) from None
 
 
 _MEMO: dict[tuple[Any, ...], Corpus] = {}

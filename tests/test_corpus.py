@@ -124,6 +124,15 @@ def test_cache_is_written_atomically_and_keyed_by_settings(text_file: Path, cach
     assert len(files) == 6 and all(not name.startswith(".") for name in files)  # no temp files left
 
 
+def test_an_unwritable_cache_folder_is_a_clear_error(text_file: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setenv("IRLM_CACHE_DIR", str(blocker))
+    with pytest.raises(IrlmError, match=r"cannot write .*not_a_folder.*IRLM_CACHE_DIR"):
+        load_corpus("text", path=str(text_file))
+
+
 def test_changed_text_is_never_served_from_the_cache(text_file: Path) -> None:
     load_corpus("text", path=str(text_file))
     clear_memo()

@@ -25,8 +25,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from irlm_env.corpus import CorpusSource, atomic_write_bytes, cache_dir
+from irlm_env.corpus import CorpusSource, cache_dir
 from irlm_env.errors import IrlmError
+from irlm_env.vocabulary import atomic_write_bytes
 
 # Bumped whenever the extraction rules change, so cached extractions are redone.
 _EXTRACTION_VERSION = 2
