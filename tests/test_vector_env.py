@@ -54,7 +54,7 @@ def assert_same(a: Any, b: Any, where: str) -> None:
                 assert_same(x, y, f"{where}[{i}]")
     else:
         assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray), where
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), f"{where}: {a.dtype} {b.dtype}"
         assert np.array_equal(a, b), f"{where}: {a} != {b}"
 
 
@@ -204,7 +204,8 @@ def test_no_memory_growth_over_many_episodes(grammar: Corpus) -> None:
     [
         ({"num_envs": 0}, IrlmError, "num_envs must be an integer >= 1, got 0"),
         ({"autoreset_mode": "next"}, IrlmError, "unknown autoreset_mode 'next'.*NextStep"),
-        ({"contxt_length": 4}, TypeError, "unknown keyword argument 'contxt_length'.*did you mean 'context_length'"),
+        ({"contxt_length": 4}, TypeError,
+         "unknown keyword argument 'contxt_length'.*did you mean 'context_length'"),
         ({"context_length": 0}, IrlmError, "context_length must be an integer >= 1"),
         ({"mode": "lines"}, IrlmError, "unknown episode mode 'lines'.*did you mean 'line'"),
     ],
