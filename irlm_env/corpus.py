@@ -260,7 +260,7 @@ def _read_cache(folder: Path, key: str, digest: str) -> tuple[Vocabulary, np.nda
             raise ValueError("the token array has the wrong shape or type")
         if _array_digest(ids) != meta["ids_sha256"]:
             raise ValueError("the token array does not match its hash")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         warnings.warn(f"rebuilding the corpus cache entry {str(meta_path)!r}: {exc}", RuntimeWarning, stacklevel=4)
         return None
     return vocab, ids, lengths

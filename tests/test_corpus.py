@@ -141,7 +141,7 @@ def test_changed_text_is_never_served_from_the_cache(text_file: Path) -> None:
     assert "brand" in corpus.vocab and "cat" not in corpus.vocab
 
 
-@pytest.mark.parametrize("damage", ["npy", "vocab", "json"])
+@pytest.mark.parametrize("damage", ["npy", "vocab", "json", "list"])
 def test_a_corrupt_cache_entry_is_rebuilt(text_file: Path, cache: Path, damage: str) -> None:
     first = load_corpus("text", path=str(text_file))
     clear_memo()
@@ -155,8 +155,10 @@ def test_a_corrupt_cache_entry_is_rebuilt(text_file: Path, cache: Path, damage: 
         meta = json.loads(meta_path.read_text())
         meta["vocab"]["tokens"][3] = "tampered"
         meta_path.write_text(json.dumps(meta))
-    else:
+    elif damage == "json":
         meta_path.write_text("{truncated")
+    else:
+        meta_path.write_text("[]")
     with pytest.warns(RuntimeWarning, match="rebuilding the corpus cache entry"):
         rebuilt = load_corpus("text", path=str(text_file))
     assert rebuilt.vocab == first.vocab
