@@ -246,7 +246,8 @@ def register_plugin(plugin: object, name: str) -> None:
     """
     loaded = _load()
     if name in loaded.infos:
-        raise IrlmError(f"a plugin named {name!r} is already loaded ({loaded.infos[name].label}); choose another name.")
+        taken = loaded.infos[name].label
+        raise IrlmError(f"a plugin named {name!r} is already loaded ({taken}); choose another name.")
     problem = _register_plugin(loaded, plugin, PluginInfo(name, "registered", None, None))
     if problem is not None:
         raise IrlmError(f"plugin {name!r} {problem}. {_FIX_HOOKS}")
@@ -286,7 +287,9 @@ def _call_registration_hook(
                 "1-64 lowercase letters, digits, '_', '-' or '.', starting with a letter. Rename it."
             )
         if not callable(factory):
-            raise IrlmError(f"{where} with a factory that is not callable ({factory!r}); pass a function or class.")
+            raise IrlmError(
+                f"{where} with a factory that is not callable ({factory!r}); pass a function or class."
+            )
         if not isinstance(description, str):
             raise IrlmError(f"{where} with a description that is not a string ({description!r}).")
         _check_factory_signature(kind, factory, where)
@@ -330,7 +333,7 @@ def _check_factory_signature(kind: str, factory: Callable[..., Any], where: str)
                 "factory(corpus, **options), so make the corpus its first parameter."
             )
         params = params[1:]
-    required = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is p.empty]
+    required = [p.name for p in params if p.kind is p.POSITIONAL_ONLY and p.default is p.empty]
     if required:
         raise IrlmError(
             f"{where} with a factory whose parameter(s) {', '.join(required)} are positional-only; "
@@ -477,7 +480,8 @@ class CheckedReward(Reward):
             if isinstance(value, (bool, int, np.integer, np.floating, np.bool_)):
                 value = float(value)
             else:
-                raise self._fail(f"returned {value!r} of type {type(value).__name__} for action {action}, target {target}")
+                kind = type(value).__name__
+                raise self._fail(f"returned {value!r} of type {kind} for action {action}, target {target}")
         if not math.isfinite(value):
             raise self._fail(f"returned {value} for action {action}, target {target}")
         return value
@@ -494,7 +498,8 @@ class CheckedReward(Reward):
 
     def _conform(self, values: Any, shape: tuple[int, ...], method: str) -> np.ndarray:
         if not isinstance(values, np.ndarray):
-            raise self._fail(f".{method}() returned {type(values).__name__}, not a numpy array of shape {shape}")
+            kind = type(values).__name__
+            raise self._fail(f".{method}() returned {kind}, not a numpy array of shape {shape}")
         if values.shape != shape:
             raise self._fail(f".{method}() returned shape {values.shape}, expected {shape}")
         if values.dtype.kind not in "biuf":

@@ -26,7 +26,10 @@ OPERATIONS: dict[str, Callable[[int, int], int]] = {
 }
 MAX_OPERAND = 100  # keeps results below 10,001 and best_accuracy's enumeration cheap
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -100,7 +103,7 @@ def arithmetic_corpus(
     lefts = rng.integers(max_operand + 1, size=n_sentences)
     rights = rng.integers(max_operand + 1, size=n_sentences)
     units = [
-        " ".join(_sentence(names[op], int(a), int(b))) for op, a, b in zip(ops.tolist(), lefts.tolist(), rights.tolist())
+        " ".join(_sentence(names[op], a, b)) for op, a, b in zip(ops.tolist(), lefts.tolist(), rights.tolist())
     ]
     return CorpusSource(
         units=units, best_accuracy=best_accuracy(max_operand, tuple(names)), best_accuracy_tokenizer="word"
@@ -109,4 +112,6 @@ def arithmetic_corpus(
 
 @hookimpl
 def irlm_register_corpora(register: Register) -> None:
-    register("arithmetic", arithmetic_corpus, "seeded sentences like 'three plus four is seven .' (known best accuracy)")
+    register(
+        "arithmetic", arithmetic_corpus, "seeded sentences like 'three plus four is seven .' (known best accuracy)"
+    )

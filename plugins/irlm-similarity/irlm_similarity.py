@@ -29,11 +29,18 @@ _SVD_OVERSAMPLE = 10
 _SVD_POWER_ITERATIONS = 2
 
 # One set of embeddings per corpus object and settings; dies with the corpus.
-_CACHE: weakref.WeakKeyDictionary[Corpus, dict[tuple[int, int, int], np.ndarray]] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Corpus, dict[tuple[int, int, int], np.ndarray]]
+_CACHE = weakref.WeakKeyDictionary()
 
 
 def cooccurrence_embeddings(
-    tokens: np.ndarray, vocab_size: int, *, window: int, dim: int, max_words: int, exclude: tuple[int, ...] = ()
+    tokens: np.ndarray,
+    vocab_size: int,
+    *,
+    window: int,
+    dim: int,
+    max_words: int,
+    exclude: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Unit-length ``(vocab_size, dim)`` word vectors; words outside the top ``max_words`` are zero.
 
@@ -128,15 +135,21 @@ class SimilarityReward(Reward):
 
     name = "similarity"
 
-    def __init__(self, corpus: Corpus, scale: float = 0.5, window: int = 2, dim: int = 64, max_words: int = 2000) -> None:
-        if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not 0.0 <= scale <= 1.0:
+    def __init__(
+        self, corpus: Corpus, scale: float = 0.5, window: int = 2, dim: int = 64, max_words: int = 2000
+    ) -> None:
+        number = isinstance(scale, (int, float, np.floating)) and not isinstance(scale, bool)
+        if not number or not 0.0 <= scale <= 1.0:
             raise IrlmError(
                 f"similarity reward option scale={scale!r} must be a number between 0 and 1 "
                 "(partial credit stays below the 1.0 of an exact hit)."
             )
         self.scale = float(scale)
         self.embeddings = embeddings_for(
-            corpus, _positive_int("window", window, 1), _positive_int("dim", dim, 1), _positive_int("max_words", max_words, 2)
+            corpus,
+            _positive_int("window", window, 1),
+            _positive_int("dim", dim, 1),
+            _positive_int("max_words", max_words, 2),
         )
 
     def __call__(self, action: int, target: int, context: np.ndarray) -> float:
