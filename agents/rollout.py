@@ -14,15 +14,25 @@ gradient built from those stored probabilities into the recomputed features and 
 
 from __future__ import annotations
 
+import random
+import resource
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode
 
+from irlm_agents.args import TrainArgs, TrainResult, build_model, load_corpus_for
+from irlm_agents.run_logger import RunLogger
+from irlm_env.corpus import Corpus
+from irlm_env.devices import resolve_device
+from irlm_env.envs.vector import NextWordVectorEnv
+from irlm_env.errors import IrlmError
 from irlm_env.model import Hidden, RNNLanguageModel
+from irlm_env.ngram import ngram_baselines
 
 #: Picks the candidate tokens of each stream from the policy's logits (N, V): returns (N, K)
 #: int64, column 0 being the action the env is stepped with.
@@ -100,6 +110,7 @@ class Rollout:
         for t in range(steps):
             tokens[:, t] = self._obs
             starts[:, t] = self._starts
+            targets[:, t] = self.env.targets()
             if sampler is None:
                 step_actions = self._fixed_action
             else:
@@ -120,8 +131,7 @@ class Rollout:
                 step_actions = cand[:, 0]
                 if score:
                     rewards[:, t] = torch.from_numpy(np.asarray(self.env.score(cand), dtype=np.float32))
-            obs, step_rewards, terminated, truncated, info = self.env.step(step_actions)
-            targets[:, t] = info["target"]
+            obs, step_rewards, terminated, truncated, _ = self.env.step(step_actions)
             if sampler is not None and not score:
                 rewards[:, t, 0] = torch.from_numpy(np.asarray(step_rewards, dtype=np.float32))
             self._obs = np.asarray(obs)[:, 0]
@@ -183,3 +193,129 @@ def head_surrogate(model: RNNLanguageModel, features: torch.Tensor, direction: t
         + (weight * (g.t() @ h.detach())).sum()
         + (bias * g.sum(0)).sum()
     )
+
+
+@dataclass
+class NativeArgs(TrainArgs):
+    """Settings shared by the native agents (recurrent policy, segment updates)."""
+
+    context_length: int = field(
+        default=1, metadata={"help": "must be 1: the native agents' policy is recurrent and carries its own context"}
+    )
+    rollout_steps: int = field(
+        default=35, metadata={"help": "steps per stream in one segment (truncated backpropagation length)"}
+    )
+    episode_mode: str = field(
+        default="window", metadata={"help": "env episodes: window (random stretches of text) or line"}
+    )
+    episode_length: int = field(
+        default=700, metadata={"help": "steps of a window episode; the hidden state is reset between episodes"}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this (0: no clipping)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.context_length != 1:
+            raise IrlmError(
+                f"context_length must be 1 for the native agents, got {self.context_length}; "
+                "their recurrent policy sees one token per step and carries the rest in its state"
+            )
+        for name in ("rollout_steps", "episode_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise IrlmError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_grad_norm < 0:
+            raise IrlmError(f"max_grad_norm must be >= 0 (0 turns clipping off), got {self.max_grad_norm!r}")
+
+
+@dataclass
+class Setup:
+    """What every native agent builds before its loop."""
+
+    corpus: Corpus
+    model: RNNLanguageModel
+    device: torch.device
+    env: NextWordVectorEnv
+    rollout: Rollout
+
+
+def seed_everything(seed: int) -> None:
+    """All seeding of a run, in one place: Python, numpy and torch (the env is seeded at reset)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_setup(args: NativeArgs) -> Setup:
+    """Corpus, model on its device, the train-split vector env and the rollout driving it."""
+    device = resolve_device(args.device)
+    corpus = load_corpus_for(args)
+    model = build_model(args, corpus).to(device)
+    env = NextWordVectorEnv(
+        args.n_envs,
+        autoreset_mode=AutoresetMode.SAME_STEP,
+        corpus=corpus,
+        reward=args.reward,
+        reward_options=dict(args.reward_options),
+        split="train",
+        context_length=1,
+        mode=args.episode_mode,
+        episode_length=args.episode_length,
+    )
+    return Setup(corpus, model, device, env, Rollout(env, model, device, args.seed))
+
+
+def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> None:
+    """One optimizer step on ``loss``, with the shared gradient clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm > 0:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+
+
+@dataclass
+class UpdateStats:
+    """What one collect-and-update round reports to the loop."""
+
+    tokens: int  # env steps taken (streams x steps)
+    queries: int  # reward evaluations the agent used
+    reward: float  # mean reward of the stepped actions (or of teacher-forced predictions)
+    accuracy: float  # fraction of stepped actions equal to the true next token
+
+
+def train_loop(agent: str, args: NativeArgs, setup: Setup, update: Callable[[], UpdateStats]) -> TrainResult:
+    """Runs ``update`` until the token budget is spent, evaluating on validation as it goes.
+
+    Training throughput (tokens/s) counts only the time spent in ``update`` (rollout and
+    optimisation), not evaluation. The returned metrics add ``tokens_per_second``,
+    ``queries_per_token``, ``peak_rss_mb`` and the n-gram peers on the same validation tokens.
+    """
+    peers = ngram_baselines(setup.corpus, "validation", orders=(1, 2, 4), max_tokens=args.eval_tokens)
+    tokens = queries = 0
+    train_seconds = 0.0
+    next_eval = args.eval_every
+    with RunLogger(agent, args, setup.corpus, setup.model, eval_context_length=None) as run:
+        run.log_scalars(0, **{f"peers/{name}": value for name, value in peers.items()})
+        setup.model.train()
+        while tokens < args.total_tokens:
+            start = time.perf_counter()
+            stats = update()
+            train_seconds += time.perf_counter() - start
+            tokens += stats.tokens
+            queries += stats.queries
+            run.advance(tokens, reward=stats.reward, accuracy=stats.accuracy)
+            if tokens >= next_eval and tokens < args.total_tokens:
+                run.evaluate(tokens)
+                run.log_scalars(tokens, tokens_per_second=tokens / train_seconds, queries_per_token=queries / tokens)
+                next_eval += args.eval_every
+        metrics = run.finish(tokens)
+    metrics.update(peers)
+    metrics["tokens"] = float(tokens)
+    metrics["tokens_per_second"] = tokens / max(train_seconds, 1e-9)
+    metrics["queries_per_token"] = queries / max(tokens, 1)
+    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if setup.device.type == "cuda":
+        metrics["peak_cuda_mb"] = torch.cuda.max_memory_allocated(setup.device) / 2**20
+    return TrainResult(model=setup.model, corpus=setup.corpus, metrics=metrics, run_dir=run.run_dir)

@@ -1,0 +1,156 @@
+"""Group sampling: K candidate tokens per context, each scored by the reward plugin.
+
+At every step the policy draws K candidates (with replacement, or distinct ones by Gumbel
+top-k), the env scores all of them at the current state without advancing (``env.score``, the
+reward plugin's batched form), and the stream is stepped with the first candidate. This is still
+bandit feedback: the agent only learns the rewards of tokens it proposed, never the target and
+never a reward table; it spends K reward queries per token (fewer with ``stop_at_hit``).
+
+Estimators (per context, weights on ∇log π(a_k)):
+
+- ``rloo``: leave-one-out baseline, ``(R_k - mean_{j≠k} R_j) / K``; unbiased for ∇E[R] with
+  replacement.
+- ``grpo``: group-normalised, ``(R_k - mean R) / (std R) / K``.
+- ``logexp``: the log-expected-reward objective E_context[log E_a R]:
+  ``R_k / Σ_j R_j`` (zero when every R_k is 0). REINFORCE weights a context's target by π(y);
+  this weights it by about min(1, K π(y)), so rare-but-right tokens are learnt as fast as common
+  ones. With the 0/1 reward and distinct candidates that contain the target, the update on that
+  context is exactly ∇log π(y), the supervised gradient.
+
+Options that spend queries better (for the 0/1 reward, where at most one candidate can hit):
+
+- ``stop_at_hit``: query the candidates in order and stop at the first positive reward; the
+  remaining candidates are never scored (their rewards are unknown to the update), so the mean
+  queries per token drop to the expected position of the first hit.
+- ``miss_weight``: on a context where every candidate missed, also maximise log(1 - π(S)) for the
+  queried set S: the feedback says the target is none of them, so mass moves off them. Together
+  with a hit's log π(y) this is the log-likelihood of the observed feedback; it needs distinct
+  candidates.
+- ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
+
+The update reuses the rollout's probabilities (see ``irlm_agents.rollout.head_surrogate``), so a
+group costs K samples and K reward queries, not K forward passes.
+
+    python -m irlm_agents.group --corpus grammar --k 8 --estimator logexp
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from irlm_agents.args import TrainResult
+from irlm_agents.objectives import ESTIMATORS, group_weights, miss_terms, policy_gradient_logits
+from irlm_agents.rollout import (
+    NativeArgs,
+    UpdateStats,
+    build_setup,
+    head_surrogate,
+    optimise,
+    sample_candidates,
+    seed_everything,
+    segment_features,
+    train_loop,
+)
+from irlm_env.errors import IrlmError, suggest
+
+
+@dataclass
+class Args(NativeArgs):
+    """Group-sampling settings."""
+
+    k: int = field(default=8, metadata={"help": "candidate tokens scored per context (reward queries per token)"})
+    estimator: str = field(default="logexp", metadata={"help": "rloo, grpo or logexp (log-expected-reward)"})
+    replacement: bool = field(
+        default=False, metadata={"help": "sample candidates with replacement (default: distinct, Gumbel top-k)"}
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "propose from softmax(logits / temperature); 0 = the K most probable"}
+    )
+    stop_at_hit: bool = field(
+        default=False, metadata={"help": "query candidates in order and stop at the first positive reward"}
+    )
+    miss_weight: float = field(
+        default=0.0, metadata={"help": "weight of log(1 - π(queried)) on contexts where every candidate missed"}
+    )
+    entropy_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (exploration)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise IrlmError(f"k must be a positive integer, got {self.k!r}")
+        if self.estimator not in ESTIMATORS:
+            raise IrlmError(f"unknown estimator {self.estimator!r}; {suggest(self.estimator, ESTIMATORS)}")
+        if self.estimator == "rloo" and self.k < 2:
+            raise IrlmError("the rloo estimator needs k >= 2 (it compares each candidate with the others)")
+        if self.temperature < 0:
+            raise IrlmError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.temperature == 0 and self.replacement:
+            raise IrlmError("temperature 0 proposes the K most probable tokens; it cannot sample with replacement")
+        if self.stop_at_hit and self.estimator != "logexp":
+            raise IrlmError("stop_at_hit needs the logexp estimator (rloo and grpo compare all K rewards)")
+        if self.miss_weight and self.replacement:
+            raise IrlmError("miss_weight needs distinct candidates; drop --replacement")
+        if self.miss_weight < 0:
+            raise IrlmError(f"miss_weight must be >= 0, got {self.miss_weight!r}")
+
+
+def known_rewards(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards a sequential querier would see when it stops at the first positive one.
+
+    Returns the rewards with the unqueried candidates zeroed and the number of queries per row.
+    """
+    hit = rewards > 0
+    before = torch.cumsum(hit.long(), -1) - hit.long()  # hits strictly before each candidate
+    queried = before == 0
+    return rewards * queried, queried.sum(-1)
+
+
+def train(args: Args) -> TrainResult:
+    seed_everything(args.seed)
+    setup = build_setup(args)
+    model, rollout = setup.model, setup.rollout
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+
+    def sampler(logits: torch.Tensor) -> torch.Tensor:
+        return sample_candidates(logits, args.k, replacement=args.replacement, temperature=args.temperature)
+
+    def update() -> UpdateStats:
+        segment = rollout.collect(args.rollout_steps, sampler, score=args.k > 1)
+        assert segment.actions is not None and segment.rewards is not None and segment.probs is not None
+        features, final_hidden = segment_features(model, segment)
+        vocab = segment.probs.shape[-1]
+        probs = segment.probs.reshape(-1, vocab)
+        actions = segment.actions.reshape(-1, args.k)
+        rewards = segment.rewards.reshape(-1, args.k)
+        if args.stop_at_hit:
+            rewards, queries = known_rewards(rewards)
+            n_queries = int(queries.sum())
+        else:
+            n_queries = rewards.numel()
+        weights = group_weights(args.estimator, rewards)
+        coefficient = weights.sum(-1)
+        if args.miss_weight:
+            miss_w, miss_c = miss_terms(probs, actions, rewards)
+            weights = weights + args.miss_weight * miss_w
+            coefficient = coefficient + args.miss_weight * miss_c
+        direction = policy_gradient_logits(probs, actions, weights, coefficient, entropy_coef=args.entropy_coef)
+        loss = -head_surrogate(model, features, direction / actions.shape[0])
+        optimise(optimizer, loss, args.max_grad_norm)
+        rollout.carry(final_hidden)
+        stepped = segment.actions[..., 0]
+        return UpdateStats(
+            tokens=segment.num_tokens,
+            queries=n_queries,
+            reward=float(segment.rewards[..., 0].mean()),
+            accuracy=float((stepped == segment.targets).float().mean()),
+        )
+
+    return train_loop("group", args, setup, update)
+
+
+if __name__ == "__main__":
+    from irlm_agents.cli import agent_command
+
+    agent_command("group").main(prog_name="python -m irlm_agents.group")
