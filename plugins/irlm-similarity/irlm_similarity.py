@@ -66,6 +66,8 @@ def cooccurrence_embeddings(
         cooc += np.bincount(left[keep] * k + right[keep], minlength=k * k) / distance
     matrix = cooc.reshape(k, k)
     matrix += matrix.T
+    if not matrix.any():  # the frequent words never meet: no similarity to learn
+        return embeddings
     ppmi = _ppmi(matrix)
     vectors = _truncated_svd(ppmi, min(dim, k))
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -88,17 +90,34 @@ def _ppmi(cooc: np.ndarray) -> np.ndarray:
 def _truncated_svd(matrix: np.ndarray, rank: int) -> np.ndarray:
     """Rows of ``U * sqrt(S)`` for the top ``rank`` singular values (randomized, fixed seed).
 
-    A full SVD of a 2000 x 2000 matrix costs seconds on a laptop; the randomized range
-    finder (Halko et al. 2011) gets the leading vectors in a fraction of that.
+    A full SVD of a 2000 x 2000 matrix costs seconds; the randomized range finder (Halko et
+    al. 2011) gets the leading vectors from a few matrix products and small factorizations.
     """
     n = matrix.shape[0]
     probe = np.random.default_rng(0).standard_normal((n, min(n, rank + _SVD_OVERSAMPLE)))
-    basis, _ = np.linalg.qr(matrix @ probe)
+    basis = _orthonormalize(matrix @ probe)
     for _ in range(_SVD_POWER_ITERATIONS):
-        basis, _ = np.linalg.qr(matrix.T @ basis)
-        basis, _ = np.linalg.qr(matrix @ basis)
-    small_u, singular, _ = np.linalg.svd(basis.T @ matrix, full_matrices=False)
-    return (basis @ small_u[:, :rank]) * np.sqrt(singular[:rank])
+        basis = _orthonormalize(matrix.T @ basis)
+        basis = _orthonormalize(matrix @ basis)
+    small = basis.T @ matrix
+    eigenvalues, eigenvectors = np.linalg.eigh(small @ small.T)  # squared singular values
+    top = np.argsort(eigenvalues)[::-1][:rank]
+    singular = np.sqrt(np.clip(eigenvalues[top], 0.0, None))
+    return (basis @ eigenvectors[:, top]) * np.sqrt(singular)
+
+
+def _orthonormalize(block: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning ``block``, by Cholesky QR applied twice (CholeskyQR2).
+
+    LAPACK's Householder QR and SVD on tall matrices stall for seconds when BLAS threads
+    compete for a busy machine's cores; a Gram matrix, a tiny Cholesky factor and its inverse
+    do not. The small diagonal shift keeps rank-deficient blocks positive definite.
+    """
+    for _ in range(2):
+        gram = block.T @ block
+        gram.flat[:: len(gram) + 1] += 1e-12 * np.trace(gram) + np.finfo(np.float64).tiny
+        block = block @ np.linalg.inv(np.linalg.cholesky(gram)).T
+    return block
 
 
 def embeddings_for(corpus: Corpus, window: int, dim: int, max_words: int) -> np.ndarray:
