@@ -230,3 +230,9 @@ def test_arithmetic_best_accuracy_matches_an_empirical_optimal_predictor(arithme
 def test_arithmetic_rejects_bad_options(arithmetic: Any, options: dict[str, Any], problem: str) -> None:
     with pytest.raises(IrlmError, match=re.escape(problem)):
         arithmetic.arithmetic_corpus(**options)
+
+
+def test_similarity_without_co_occurrences_gives_zero_vectors(similarity: Any) -> None:
+    tokens = np.array([3, 1, 4, 1, 3, 1, 4])  # the frequent words 3 and 4 only meet <unk> (1)
+    embeddings = similarity.cooccurrence_embeddings(tokens, 5, window=1, dim=4, max_words=10, exclude=(0, 1))
+    assert embeddings.shape == (5, 4) and not embeddings.any()
