@@ -1,0 +1,66 @@
+"""n-gram peers: exact counts on hand-made sequences, backoff, top-5 filling, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from irlm_env.errors import IrlmError
+from irlm_env.ngram import NGramModel, ngram_baselines
+
+SEQ = np.array([2, 5, 6, 7, 2, 5, 6, 8, 2, 5, 6, 7, 2], dtype=np.int64)
+
+
+def test_majority_token_predicts_the_most_frequent_next_token() -> None:
+    model = NGramModel(SEQ, 1, 10)
+    # Next tokens: 2, 5 and 6 appear 3 times each; ties go to the lower id.
+    assert model.predict(SEQ, np.arange(3))[:, 0].tolist() == [2, 2, 2]
+    assert model.accuracy(SEQ) == (pytest.approx(3 / 12), pytest.approx(1.0))
+
+
+def test_bigram_counts_and_top5_fill_from_lower_orders() -> None:
+    model = NGramModel(SEQ, 2, 10)
+    predicted = model.predict(SEQ, np.array([2]))  # after 6: 7 (twice) beats 8 (once)
+    assert predicted[0, :2].tolist() == [7, 8]
+    assert sorted(predicted[0].tolist()) == [2, 5, 6, 7, 8]  # filled from the unigram, no repeats
+    top1, top5 = model.accuracy(SEQ)
+    assert top1 == pytest.approx(11 / 12) and top5 == 1.0
+
+
+def test_higher_order_backs_off_to_seen_contexts() -> None:
+    train = np.array([1, 2, 3, 1, 2, 4, 1, 2, 3], dtype=np.int64)
+    model = NGramModel(train, 3, 6)
+    # Context (1, 2) was followed by 3 twice and 4 once; context (5, 2) was never seen, so the
+    # bigram after 2 decides (also 3).
+    test = np.array([5, 2, 1, 2], dtype=np.int64)
+    assert model.predict(test, np.array([1, 3]))[:, 0].tolist() == [3, 3]
+    # An unseen unigram context cannot occur: the unigram table always answers.
+    assert model.predict(np.array([0, 0], dtype=np.int64), np.array([0]))[0, 0] >= 0
+
+
+def test_four_gram_memorises_its_training_text() -> None:
+    rng = np.random.default_rng(0)
+    text = rng.integers(3, 50, 2000)
+    assert NGramModel(text, 4, 50).accuracy(text)[0] > 0.95
+    assert NGramModel(text, 1, 50).accuracy(text)[0] < 0.1
+
+
+def test_bad_orders_and_tiny_inputs_are_rejected() -> None:
+    with pytest.raises(IrlmError, match="order must be an integer from 1 to 4"):
+        NGramModel(SEQ, 5, 10)
+    with pytest.raises(IrlmError, match="at least 2 training tokens"):
+        NGramModel(SEQ[:1], 2, 10)
+
+
+def test_baselines_on_a_corpus_split() -> None:
+    from irlm_env.corpus import load_corpus
+
+    corpus = load_corpus("grammar", n_sentences=2000)
+    scores = ngram_baselines(corpus, "validation", orders=(1, 2))
+    assert set(scores) == {"majority_top1", "majority_top5", "bigram_top1", "bigram_top5"}
+    assert scores["majority_top1"] < scores["bigram_top1"] <= scores["bigram_top5"]
+    # The grammar is a bigram language: counting bigrams nearly reaches the best accuracy.
+    assert corpus.best_accuracy is not None
+    assert scores["bigram_top1"] > 0.9 * corpus.best_accuracy
+    with pytest.raises(IrlmError, match="order must be one of"):
+        ngram_baselines(corpus, orders=(7,))
