@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -457,16 +457,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             hint = f" (see '{exc.ctx.command_path} --help')"
         click.echo(f"Error: {exc.format_message()}{hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:
+        # Click turns Ctrl-C into Abort; the original KeyboardInterrupt is its cause.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted(exc.__cause__)
         click.echo("Error: aborted", err=True)
         sys.exit(1)
     except IrlmError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt as exc:
-        # TrainingInterrupted (raised after the run saved its model) says where the model went.
-        click.echo(f"Interrupted: {exc}" if str(exc) else "Interrupted; nothing was saved.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _interrupted(exc)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
+    # TrainingInterrupted (raised after the run saved its model) says where the model went.
+    click.echo(f"Interrupted: {exc}" if str(exc) else "Interrupted; nothing was saved.", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def run_agent(name: str) -> None:

@@ -1,0 +1,236 @@
+"""The ``irlm`` command line end to end, each subcommand in a subprocess on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from irlm_agents.cli import main
+from irlm_env.checkpoints import load_model
+
+#: A model and budget small enough that a whole `irlm train` takes seconds.
+TINY = ["--corpus", "grammar", "--embedding-dim", "16", "--hidden-size", "32", "--context-length", "4",
+        "--n-envs", "16", "--eval-tokens", "1000", "--device", "cpu"]
+
+
+def irlm(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "irlm_agents.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=environment)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+    assert matplotlib.image.imread(path).shape[0] > 100
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """In-process run of the command line (cheap: no new interpreter importing torch)."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli") / "ppo-run"
+    result = irlm("train", "ppo", *TINY, "--total-tokens", "2048", "--eval-every", "1024",
+                  "--n-steps", "16", "--run-dir", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert f"run saved to {folder}" in result.stdout
+    # The progress bar (stderr) shows live validation accuracy and the rollouts' reward.
+    assert "val_top1=" in result.stderr and "reward=" in result.stderr
+    return folder
+
+
+def test_train_writes_a_run_directory(run_dir: Path) -> None:
+    for name in ("config.json", "metrics.csv", "best.irlm", "final.irlm", "curve.png", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["agent"] == "ppo" and config["args"]["hidden_size"] == 32 and config["args"]["n_steps"] == 16
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("tokens,seconds,top1,top5,perplexity,reward") and len(rows) == 4
+    assert_png(run_dir / "curve.png")
+
+
+def test_a2c_trains_too(tmp_path: Path) -> None:
+    result = irlm("train", "a2c", *TINY, "--total-tokens", "512", "--no-progress", "--run-dir", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r" / "final.irlm").is_file()
+
+
+def test_eval_json_and_table(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = irlm("eval", str(run_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["split"] == "validation" and metrics["checkpoint"].endswith("final.irlm")
+    assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
+    assert 1.0 <= metrics["perplexity"] < 1000 and 0.0 <= metrics["reward"] <= 1.0
+    assert metrics["tokens"] > 1000
+    # The run's own final evaluation scored the same model in the same way.
+    logged = json.loads((run_dir / "summary.json").read_text())["final"]
+    code, out, _ = run_main(capsys, "eval", str(run_dir / "final.irlm"), "--json", "--max-tokens", "1000")
+    assert code == 0 and json.loads(out)["top1"] == pytest.approx(logged["top1"])
+    code, out, err = run_main(capsys, "eval", str(run_dir), "--checkpoint", "best", "--split", "test")
+    assert code == 0, err
+    assert "top1" in out and "perplexity" in out
+
+
+def test_generate_is_seeded(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("generate", str(run_dir / "final.irlm"), "--prompt", "the", "--seed", "3", "--top-k", "5")
+    result = irlm(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("the") and len(result.stdout.split()) > 1
+    assert run_main(capsys, *args)[1] == result.stdout
+    code, greedy, _ = run_main(capsys, "generate", str(run_dir), "--prompt", "the", "--temperature", "0",
+                               "--max-tokens", "5")
+    assert code == 0 and 1 < len(greedy.split()) <= 6
+
+
+def test_plot_several_runs(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "compare.png"
+    result = irlm("plot", str(run_dir), str(run_dir), "-o", str(out), "--metric", "perplexity",
+                  "--label", "first", "--label", "second")
+    assert result.returncode == 0, result.stderr
+    assert_png(out)
+
+
+def test_listings_name_their_plugins() -> None:
+    corpora = json.loads(irlm("corpora", "--json").stdout)
+    assert {"pydocs", "grammar", "text"} <= {row["name"] for row in corpora}
+    assert all(row["plugin"] and row["version"] for row in corpora)
+    rewards = json.loads(irlm("rewards", "--json").stdout)
+    assert "exact" in {row["name"] for row in rewards}
+    plugins = json.loads(irlm("plugins", "--json").stdout)
+    builtins = [row for row in plugins if row["kind"] == "builtin"]
+    assert builtins and all(row["error"] is None and row["version"] for row in builtins)
+    assert any("corpus grammar" in row["provides"] for row in plugins)
+    table = irlm("plugins")
+    assert table.returncode == 0 and "builtin" in table.stdout
+
+
+def test_broken_plugin_is_listed_with_its_error(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "irlm_broken-1.2.3.dist-info").mkdir(parents=True)
+    (site / "irlm_broken-1.2.3.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: irlm-broken\nVersion: 1.2.3\n")
+    (site / "irlm_broken-1.2.3.dist-info" / "entry_points.txt").write_text("[irlm_env]\nbroken = irlm_broken\n")
+    (site / "irlm_broken.py").write_text("raise RuntimeError('this plugin is broken on purpose')\n")
+    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    result = irlm("plugins", "--json", env={"PYTHONPATH": path})
+    assert result.returncode == 0, result.stderr
+    broken = [row for row in json.loads(result.stdout) if row["name"] == "broken"]
+    assert broken and "broken on purpose" in broken[0]["error"] and broken[0]["version"] == "1.2.3"
+    # Listing corpora still works, the broken plugin only costs a warning.
+    assert irlm("corpora", env={"PYTHONPATH": path}).returncode == 0
+
+
+def test_corpus_stats(tmp_path: Path) -> None:
+    result = irlm("corpus-stats", "grammar", "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["vocab_size"] > 10 and set(stats["splits"]) == {"train", "validation", "test"}
+    for row in stats["splits"].values():
+        assert row["tokens"] > 1000 and row["oov_rate"] == 0.0
+        oracles = [row[f"oracle@{k}"] for k in range(1, 5)]
+        # Longer contexts refine the partition, so the same-split oracle never gets worse.
+        assert oracles == sorted(oracles) and 0.0 < oracles[0] <= 1.0
+    # On the large train split the 1-token oracle is close to the grammar's exact best accuracy.
+    assert stats["splits"]["train"]["oracle@1"] == pytest.approx(stats["best_accuracy"], abs=0.02)
+    text = tmp_path / "notes.txt"
+    text.write_text("\n".join(f"line {i} says hello world" for i in range(60)))
+    table = irlm("corpus-stats", "text", "--corpus-option", f"path={text}", "--max-vocab", "20")
+    assert table.returncode == 0, table.stderr
+    assert "oracle@4" in table.stdout and "validation" in table.stdout
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ([], ["train"], ["train", "ppo"], ["eval"], ["generate"], ["plot"], ["corpora"],
+                    ["rewards"], ["plugins"], ["corpus-stats"]):
+        code, out, err = run_main(capsys, *command, "--help")
+        assert code == 0, (command, err)
+        assert "Examples:" in out, command
+    _, train_help, _ = run_main(capsys, "train", "ppo", "--help")
+    for option in ("--corpus-option KEY=VALUE", "--n-steps", "--clip-range", "--hidden-size", "--seed",
+                   "--progress / --no-progress"):
+        assert option in train_help, option
+
+
+def test_bad_input_in_a_subprocess(tmp_path: Path) -> None:
+    assert_one_line_error(irlm("train", "ppo", *TINY, "--corpus", "grammr"), "unknown corpus 'grammr'",
+                          "did you mean 'grammar'")
+
+
+def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def check(args: list[str], *fragments: str) -> None:
+        code, _, err = run_main(capsys, *args)
+        assert_one_line_error(subprocess.CompletedProcess(args, code, "", err), *fragments)
+
+    check(["train", "ppo", *TINY, "--reward", "exactt", "--run-dir", str(tmp_path / "x")],
+          "unknown reward 'exactt'", "did you mean 'exact'")
+    check(["train", "ppo", *TINY, "--device", "tpu"], "tpu")
+    check(["eval", str(run_dir), "--device", "cuda:7"], "cuda:7")
+    check(["eval", str(tmp_path / "missing.irlm")], "missing.irlm", "no such")
+    check(["generate", str(tmp_path), "--prompt", "x"], "no final.irlm")
+    check(["eval", str(run_dir), "--corpus-option", "seed=7", "--corpus-option", "n_sentences=300"],
+          "different vocabulary")
+    check(["train", "ppx"], "unknown agent 'ppx'", "did you mean 'ppo'")
+    check(["train", "ppo", "--corpus-option", "novalue"], "KEY=VALUE")
+    check(["train", "ppo", "--total-tokens", "-5"], "total_tokens")
+    check(["plot", str(run_dir), "--metric", "top2"], "no metric 'top2'")
+    check(["train", "ppo", *TINY, "--run-dir", str(run_dir)], "already holds a run")
+    check(["corpus-stats", "nope"], "unknown corpus 'nope'")
+    assert not list(run_dir.glob("*.tmp"))
+
+
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "irlm_agents.cli", "train", "ppo", *TINY, "--total-tokens", "10000000",
+         "--eval-every", "5000000", "--run-dir", str(folder), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        # metrics.csv appears with the evaluation before the first update; then let it train a bit.
+        while not (folder / "metrics.csv").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.2)
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Interrupted: interrupted after") and str(folder / "final.irlm") in last
+    checkpoint = load_model(folder / "final.irlm")
+    assert checkpoint.extra["tokens"] > 0
+    assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
