@@ -26,6 +26,8 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
   queried set S: the feedback says the target is none of them, so mass moves off them. Together
   with a hit's log π(y) this is the log-likelihood of the observed feedback; it needs distinct
   candidates.
+- ``truncate``: draw the distinct candidates from the M most probable tokens only (cheaper
+  than a Gumbel draw over the whole vocabulary; the far tail is never proposed).
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
 
 The update reuses the rollout's probabilities (see ``irlm_agents.rollout.head_surrogate``), so a
@@ -68,6 +70,10 @@ class Args(NativeArgs):
     temperature: float = field(
         default=1.0, metadata={"help": "propose from softmax(logits / temperature); 0 = the K most probable"}
     )
+    truncate: int = field(
+        default=0,
+        metadata={"help": "distinct sampling only among the this many most probable tokens (0: whole vocabulary)"},
+    )
     stop_at_hit: bool = field(
         default=False, metadata={"help": "query candidates in order and stop at the first positive reward"}
     )
@@ -84,6 +90,10 @@ class Args(NativeArgs):
             raise IrlmError(f"unknown estimator {self.estimator!r}; {suggest(self.estimator, ESTIMATORS)}")
         if self.estimator == "rloo" and self.k < 2:
             raise IrlmError("the rloo estimator needs k >= 2 (it compares each candidate with the others)")
+        if isinstance(self.truncate, bool) or not isinstance(self.truncate, int) or self.truncate < 0:
+            raise IrlmError(f"truncate must be a non-negative integer, got {self.truncate!r}")
+        if self.truncate and (self.replacement or self.truncate < self.k):
+            raise IrlmError("truncate needs distinct candidates (no --replacement) and truncate >= k")
         if self.temperature < 0:
             raise IrlmError(f"temperature must be >= 0, got {self.temperature!r}")
         if self.temperature == 0 and self.replacement:
@@ -114,7 +124,9 @@ def train(args: Args) -> TrainResult:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
 
     def sampler(logits: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, args.k, replacement=args.replacement, temperature=args.temperature)
+        return sample_candidates(
+            logits, args.k, replacement=args.replacement, temperature=args.temperature, truncate=args.truncate
+        )
 
     def update() -> UpdateStats:
         segment = rollout.collect(args.rollout_steps, sampler, score=args.k > 1)

@@ -102,10 +102,10 @@ def policy_gradient_logits(
     ``c`` defaults to ``Σ_k w_k``, which makes this exactly ``∇_z Σ_k w_k log π(a_k)``. With
     ``entropy_coef = β`` it adds ``β ∇_z H(π) = -β π (log π + H)``.
     """
-    direction = torch.zeros_like(probs).scatter_add_(1, actions, weights.to(probs.dtype))
     if coefficient is None:
         coefficient = weights.sum(-1)
-    direction -= coefficient.to(probs.dtype)[:, None] * probs
+    direction = probs * (-coefficient.to(probs.dtype))[:, None]
+    direction.scatter_add_(1, actions, weights.to(probs.dtype))
     if entropy_coef:
         log_p = probs.clamp_min(1e-30).log()
         entropy = -(probs * log_p).sum(-1, keepdim=True)

@@ -56,17 +56,29 @@ class Segment:
         return self.tokens.numel()
 
 
-def sample_candidates(logits: torch.Tensor, k: int, *, replacement: bool, temperature: float) -> torch.Tensor:
+def sample_candidates(
+    logits: torch.Tensor, k: int, *, replacement: bool, temperature: float, truncate: int = 0
+) -> torch.Tensor:
     """K candidate tokens per row from ``softmax(logits / temperature)``.
 
-    Without replacement this is Gumbel top-k (distinct tokens, in the order a sequential sampler
-    would draw them); ``temperature = 0`` takes the K most probable tokens deterministically.
+    With replacement: inverse-CDF sampling (one cumulative sum and a binary search per draw,
+    much cheaper than ``torch.multinomial`` over a large vocabulary). Without replacement:
+    Gumbel top-k (distinct tokens, in the order a sequential sampler would draw them); with
+    ``truncate = M > 0`` only the M most probable tokens are candidates, which makes the draw
+    cost O(M) instead of O(V) and never proposes tokens from the far tail.
+    ``temperature = 0`` takes the K most probable tokens deterministically.
     """
     if temperature == 0:
         return logits.topk(k, dim=-1).indices
-    scaled = logits / temperature
+    scaled = logits / temperature if temperature != 1 else logits
     if replacement:
-        return torch.multinomial(F.softmax(scaled, -1), k, replacement=True)
+        cdf = F.softmax(scaled, -1).cumsum_(-1)
+        draws = torch.rand(cdf.shape[0], k, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+        return torch.searchsorted(cdf, draws).clamp_(max=cdf.shape[-1] - 1)
+    if 0 < truncate < scaled.shape[-1]:
+        top = scaled.topk(max(truncate, k), dim=-1)
+        gumbel = -torch.empty_like(top.values).exponential_().log()
+        return top.indices.gather(-1, (top.values + gumbel).topk(k, dim=-1).indices)
     gumbel = -torch.empty_like(scaled).exponential_().log()
     return (scaled + gumbel).topk(k, dim=-1).indices
 

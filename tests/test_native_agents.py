@@ -77,6 +77,23 @@ def test_rollout_probabilities_match_fused_recomputation_across_episode_starts()
     assert torch.equal(segment.targets[:, :-1][same_episode], segment.tokens[:, 1:][same_episode])
 
 
+def test_sampling_follows_the_policy() -> None:
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(40_000, 4)
+    draws = sample_candidates(logits, 1, replacement=True, temperature=1.0)[:, 0]
+    frequencies = torch.bincount(draws, minlength=4).double() / len(draws)
+    torch.testing.assert_close(frequencies, torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64), atol=0.01, rtol=0)
+    # Gumbel top-k: distinct, and the first candidate is itself a sample from π.
+    distinct = sample_candidates(logits, 3, replacement=False, temperature=1.0)
+    assert (distinct[:, 0] != distinct[:, 1]).all() and (distinct[:, 1] != distinct[:, 2]).all()
+    first = torch.bincount(distinct[:, 0], minlength=4).double() / len(distinct)
+    torch.testing.assert_close(first, frequencies, atol=0.015, rtol=0)
+    # Truncated: only the 2 most probable tokens are ever proposed.
+    truncated = sample_candidates(logits, 2, replacement=False, temperature=1.0, truncate=2)
+    assert set(truncated.flatten().tolist()) == {0, 1}
+    assert sample_candidates(logits[:1], 2, replacement=False, temperature=0.0).tolist() == [[0, 1]]
+
+
 def test_native_args_reject_a_context_window() -> None:
     with pytest.raises(IrlmError, match="context_length must be 1"):
         NativeArgs(context_length=8)
