@@ -249,15 +249,9 @@ def eval_command(
     if as_json:
         click.echo(json.dumps({"checkpoint": str(path), "split": split, **metrics}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{path} on {split}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console().print(table)
+    rows = [{"metric": key, "value": f"{value:.4f}" if isinstance(value, float) else value}
+            for key, value in metrics.items()]
+    _show(rows, f"{path} on {split}", as_json=False)
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -306,52 +300,46 @@ def plot(runs: tuple[str, ...], output: str, metric: str, labels: tuple[str, ...
     click.echo(f"wrote {path}")
 
 
-def _print_entries(kind: str, as_json: bool) -> None:
-    from irlm_env.plugins import corpus_registry, reward_registry
-
-    registry = corpus_registry() if kind == "corpora" else reward_registry()
-    rows = [
-        {"name": e.name, "plugin": e.plugin_name, "version": e.plugin_version, "description": e.description}
-        for e in registry.entries()
-    ]
+def _show(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
+    """Rows as JSON (for scripts) or as a rich table (for people); lists in cells are joined."""
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=kind)
-    for column in ("name", "plugin", "version", "description"):
+    table = Table(title=title)
+    for column in rows[0] if rows else ():
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], row["plugin"], row["version"] or "-", row["description"])
+        cells = (", ".join(v) if isinstance(v, list) else "-" if v is None else str(v) for v in row.values())
+        table.add_row(*cells)
     Console().print(table)
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def corpora(as_json: bool) -> None:
-    """Registered corpora and the plugin that registered each.
+def _registry_command(kind: str, what: str) -> None:
+    """``irlm corpora`` / ``irlm rewards``: one registry's entries and who registered them."""
 
-    \b
-    Examples:
-      irlm corpora
-      irlm corpora --json
-    """
-    _print_entries("corpora", as_json)
+    def command(as_json: bool) -> None:
+        from irlm_env import plugins
+
+        registry = plugins.corpus_registry() if kind == "corpora" else plugins.reward_registry()
+        rows = [
+            {"name": e.name, "plugin": e.plugin_name, "version": e.plugin_version, "description": e.description}
+            for e in registry.entries()
+        ]
+        _show(rows, kind, as_json)
+
+    command.__doc__ = (
+        f"Registered {what} and the plugin that registered each.\n\n"
+        f"\b\nExamples:\n  irlm {kind}\n  irlm {kind} --json\n"
+    )
+    option = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+    cli.command(kind, context_settings=CONTEXT_SETTINGS)(option(command))
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def rewards(as_json: bool) -> None:
-    """Registered rewards and the plugin that registered each.
-
-    \b
-    Examples:
-      irlm rewards
-      irlm rewards --json
-    """
-    _print_entries("rewards", as_json)
+_registry_command("corpora", "corpora")
+_registry_command("rewards", "rewards")
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -381,19 +369,7 @@ def plugins(as_json: bool) -> None:
         }
         for info in plugin_report()
     ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="plugins")
-    for column in ("name", "kind", "version", "provides", "status"):
-        table.add_column(column)
-    for row in rows:
-        status = f"[red]error: {row['error']}[/red]" if row["error"] else "ok"
-        table.add_row(row["name"], row["kind"], row["version"] or "-", ", ".join(row["provides"]) or "-", status)
-    Console().print(table)
+    _show(rows, "plugins", as_json)
 
 
 @cli.command("corpus-stats", context_settings=CONTEXT_SETTINGS)

@@ -11,17 +11,12 @@ short run on the default corpus::
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
 from stable_baselines3 import PPO
 
-from irlm_agents.args import TrainArgs, TrainResult, build_model, load_corpus_for
-from irlm_agents.sb3_common import learn, make_env, policy_kwargs
-from irlm_env.devices import resolve_device
-from irlm_env.sb3 import RNNLanguagePolicy
+from irlm_agents.args import TrainArgs, TrainResult
+from irlm_agents.sb3_common import train_sb3
 
 
 @dataclass
@@ -38,26 +33,19 @@ class Args(TrainArgs):
     gamma: float = field(default=0.0, metadata={"help": "discount; 0 suits immediate rewards"})
     gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda (irrelevant when gamma is 0)"})
     clip_range: float = field(default=0.2, metadata={"help": "PPO policy ratio clip"})
-    ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus; keeps sampling alive so the policy does not lock onto a wrong word early"})
+    ent_coef: float = field(
+        default=0.01,
+        metadata={"help": "entropy bonus; keeps sampling alive so the policy does not lock onto a wrong word early"},
+    )
     vf_coef: float = field(default=0.5, metadata={"help": "value loss coefficient"})
     max_grad_norm: float = field(default=0.5, metadata={"help": "gradient norm clip"})
 
 
 def train(args: Args) -> TrainResult:
-    device = resolve_device(args.device)
-    corpus = load_corpus_for(args)
-
-    # Seeding: everything random below derives from args.seed.
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    env = make_env(args, corpus)
-    model = build_model(args, corpus)
-
-    agent = PPO(
-        RNNLanguagePolicy,
-        env,
-        learning_rate=args.learning_rate,
+    return train_sb3(
+        "ppo",
+        PPO,
+        args,
         n_steps=args.n_steps,
         batch_size=args.batch_size,
         n_epochs=args.n_epochs,
@@ -67,15 +55,7 @@ def train(args: Args) -> TrainResult:
         ent_coef=args.ent_coef,
         vf_coef=args.vf_coef,
         max_grad_norm=args.max_grad_norm,
-        policy_kwargs=policy_kwargs(model),
-        device=device,
-        seed=args.seed,
     )
-    agent.policy.language_model.load_state_dict(model.state_dict())
-    try:
-        return learn("ppo", agent, args, corpus)
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -4,20 +4,23 @@ callback, and the logged ``learn`` call. Each agent file keeps only its algorith
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv
 
-from irlm_agents.args import TrainArgs, TrainResult
+from irlm_agents.args import TrainArgs, TrainResult, build_model, load_corpus_for
 from irlm_agents.run_logger import RunLogger
 from irlm_env import ENV_ID
 from irlm_env.corpus import Corpus
+from irlm_env.devices import resolve_device
 from irlm_env.model import RNNLanguageModel
-from irlm_env.sb3 import make_vec_env
+from irlm_env.sb3 import RNNLanguagePolicy, make_vec_env
 
 #: Folder inside the run directory for SB3's own logger (progress.csv and its TensorBoard events),
 #: kept apart from the RunLogger's metrics.csv.
@@ -85,6 +88,39 @@ class EvaluationCallback(BaseCallback):
         if self._steps:
             self.run.advance(self.num_timesteps, reward=self._reward_sum / self._steps)
         self._reward_sum, self._steps = 0.0, 0
+
+
+def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: TrainArgs, **settings: Any) -> TrainResult:
+    """Build ``algorithm(RNNLanguagePolicy, env, **settings)`` from ``args`` and train it.
+
+    The device is checked first, so a bad ``--device`` fails before any work. A fresh model is
+    built here (or loaded with ``init_from``, its vocabulary checked against the corpus) and its
+    weights copied into the policy, so SB3 and the native agents start from the same model.
+    """
+    device = resolve_device(args.device)
+    corpus = load_corpus_for(args)
+
+    # Seeding: everything random below derives from args.seed.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    env = make_env(args, corpus)
+    model = build_model(args, corpus)
+
+    agent = algorithm(
+        RNNLanguagePolicy,
+        env,
+        learning_rate=args.learning_rate,
+        policy_kwargs=policy_kwargs(model),
+        device=device,
+        seed=args.seed,
+        **settings,
+    )
+    agent.policy.language_model.load_state_dict(model.state_dict())  # type: ignore[attr-defined]
+    try:
+        return learn(name, agent, args, corpus)
+    finally:
+        env.close()
 
 
 def learn(name: str, agent: BaseAlgorithm, args: TrainArgs, corpus: Corpus) -> TrainResult:
