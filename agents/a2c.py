@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from stable_baselines3 import A2C
 
-from irlm_agents.args import TrainArgs, TrainResult
+from irlm_agents.args import TrainArgs, TrainResult, default
 from irlm_agents.sb3_common import train_sb3
 
 
@@ -24,9 +24,11 @@ class Args(TrainArgs):
     """A2C settings on top of the shared ones."""
 
     # A short default budget, so running the file with no arguments finishes in minutes on a CPU.
-    total_tokens: int = field(default=60_000, metadata={"help": "training budget in env tokens (steps x envs)"})
-    eval_every: int = field(default=10_000, metadata={"help": "evaluate on validation every this many tokens"})
-    eval_tokens: int = field(default=5_000, metadata={"help": "validation tokens scored per evaluation"})
+    total_tokens: int = default("total_tokens", 60_000)
+    eval_every: int = default("eval_every", 10_000)
+    eval_tokens: int = default("eval_tokens", 5_000)
+    # Without it a policy over thousands of words almost never samples a rewarded one.
+    unigram_init: bool = default("unigram_init", True)
     n_steps: int = field(default=8, metadata={"help": "env steps per stream per update"})
     gamma: float = field(default=0.0, metadata={"help": "discount; 0 suits immediate rewards"})
     gae_lambda: float = field(default=1.0, metadata={"help": "GAE lambda (irrelevant when gamma is 0)"})

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from stable_baselines3 import PPO
 
-from irlm_agents.args import TrainArgs, TrainResult
+from irlm_agents.args import TrainArgs, TrainResult, default
 from irlm_agents.sb3_common import train_sb3
 
 
@@ -24,9 +24,11 @@ class Args(TrainArgs):
     """PPO settings on top of the shared ones."""
 
     # A short default budget, so running the file with no arguments finishes in minutes on a CPU.
-    total_tokens: int = field(default=30_000, metadata={"help": "training budget in env tokens (steps x envs)"})
-    eval_every: int = field(default=10_000, metadata={"help": "evaluate on validation every this many tokens"})
-    eval_tokens: int = field(default=5_000, metadata={"help": "validation tokens scored per evaluation"})
+    total_tokens: int = default("total_tokens", 30_000)
+    eval_every: int = default("eval_every", 10_000)
+    eval_tokens: int = default("eval_tokens", 5_000)
+    # Without it a policy over thousands of words almost never samples a rewarded one.
+    unigram_init: bool = default("unigram_init", True)
     n_steps: int = field(default=16, metadata={"help": "env steps per stream per rollout"})
     batch_size: int = field(default=256, metadata={"help": "minibatch size (tokens) of each gradient step"})
     n_epochs: int = field(default=4, metadata={"help": "passes over each rollout"})

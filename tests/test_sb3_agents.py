@@ -6,10 +6,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from irlm_agents import a2c, ppo
+from irlm_agents.args import build_model, load_corpus_for
 from irlm_agents.plotting import read_metrics
 from irlm_env.checkpoints import load_model
 from irlm_env.errors import IrlmError
@@ -86,3 +88,14 @@ def test_invalid_device_fails_before_training(tmp_path: Path) -> None:
     with pytest.raises(IrlmError, match="device"):
         ppo.train(ppo.Args(**{**TINY, "device": "tpu"}, run_dir=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()
+
+
+def test_unigram_init_starts_at_word_frequencies() -> None:
+    args = ppo.Args(**TINY)
+    assert args.unigram_init  # the SB3 agents' default
+    corpus = load_corpus_for(args)
+    bias = build_model(args, corpus).decoder.bias.detach().numpy()
+    counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab)) + 1.0
+    np.testing.assert_allclose(bias, np.log(counts / counts.sum()), rtol=1e-5)
+    plain = build_model(ppo.Args(**TINY, unigram_init=False), corpus).decoder.bias.detach().numpy()
+    assert not np.allclose(plain, bias)
