@@ -17,6 +17,7 @@ from irlm_env.checkpoints import save_model
 from irlm_env.errors import IrlmError
 from irlm_env.model import RNNLanguageModel
 from irlm_env.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_env.sb3.policy import TokenDistribution
 
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4, "episode_length": 16}
 TINY = {"embedding_dim": 8, "hidden_size": 12}
@@ -58,7 +59,7 @@ def test_policy_is_the_language_model() -> None:
     logits, _ = lm(obs)
     distribution = policy.get_distribution(obs)
     expected = torch.log_softmax(logits[:, -1], -1)
-    assert torch.allclose(distribution.distribution.logits, expected, atol=1e-6)
+    assert torch.allclose(distribution.log_probs, expected, atol=1e-6)
     # one set of weights: the actor adds nothing of its own; the critic is one linear layer
     lm_params = {id(p) for p in lm.parameters()}
     own = [p for p in policy.parameters() if id(p) not in lm_params]
@@ -68,7 +69,7 @@ def test_policy_is_the_language_model() -> None:
     assert values.shape == (5, 1)
     assert torch.allclose(log_prob, expected.max(-1).values, atol=1e-6)
     # float observations (as some SB3 buffers store them) give the same result
-    assert torch.equal(policy.get_distribution(obs.float()).distribution.logits, distribution.distribution.logits)
+    assert torch.equal(policy.get_distribution(obs.float()).log_probs, distribution.log_probs)
 
 
 def test_same_seed_same_parameters() -> None:
@@ -171,3 +172,19 @@ def test_wrong_spaces() -> None:
     env = gym.make("Pendulum-v1")
     with pytest.raises(IrlmError, match="Discrete action space"):
         PPO(RNNLanguagePolicy, env, device="cpu")
+
+
+def test_token_distribution_samples_and_scores_like_categorical() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6) * 2
+    logits[1, 2] = -1e4  # a token that must never be drawn
+    dist = TokenDistribution(6).proba_distribution(logits)
+    reference = torch.distributions.Categorical(logits=logits)
+    actions = torch.tensor([0, 5, 3])
+    assert torch.allclose(dist.log_prob(actions), reference.log_prob(actions), atol=1e-6)
+    assert torch.allclose(dist.entropy(), reference.entropy(), atol=1e-5)
+    assert torch.equal(dist.mode(), logits.argmax(-1))
+    draws = torch.stack([dist.sample() for _ in range(20000)])  # (20000, 3)
+    frequencies = torch.stack([torch.bincount(draws[:, row], minlength=6) for row in range(3)]) / 20000
+    assert torch.allclose(frequencies, reference.probs, atol=0.015)
+    assert frequencies[1, 2] == 0

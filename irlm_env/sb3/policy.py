@@ -30,7 +30,6 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
-from torch.distributions import Categorical
 
 from irlm_env.checkpoints import load_model
 from irlm_env.devices import resolve_device
@@ -42,16 +41,36 @@ from irlm_env.model import ModelConfig, RNNLanguageModel
 MODEL_OPTIONS = ("cell", "embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights", "pad_id")
 
 
-class _FastCategorical(CategoricalDistribution):
-    """SB3's categorical distribution without torch's per-call argument validation.
+class TokenDistribution(CategoricalDistribution):
+    """SB3's categorical distribution over next tokens, computed with fewer passes.
 
-    Validation scans the whole (batch, vocabulary) logits for NaN on every call, a measurable cost
-    at a 10,000-token vocabulary; the logits here come straight from the model.
+    At a 10,000-token vocabulary the distribution, not the network, was a large share of a
+    rollout step: torch's ``Categorical`` validates its arguments, normalises the logits with
+    ``logsumexp``, computes ``softmax`` again for sampling, and ``torch.multinomial`` is slow on
+    the CPU. Here one ``log_softmax`` serves log-probabilities, entropy and sampling, and
+    sampling is inverse-CDF (``cumsum`` + ``searchsorted``), which draws exactly from the same
+    distribution. ``log_probs`` holds the (batch, vocabulary) log-probabilities.
     """
 
-    def proba_distribution(self, action_logits: torch.Tensor) -> _FastCategorical:
-        self.distribution = Categorical(logits=action_logits, validate_args=False)
+    log_probs: torch.Tensor
+
+    def proba_distribution(self, action_logits: torch.Tensor) -> TokenDistribution:  # type: ignore[override]
+        self.log_probs = torch.log_softmax(action_logits, dim=-1)
         return self
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_probs.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.log_probs.exp() * self.log_probs).sum(-1)
+
+    def sample(self) -> torch.Tensor:
+        cdf = self.log_probs.detach().exp().cumsum(-1)
+        uniform = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+        return torch.searchsorted(cdf, uniform).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+
+    def mode(self) -> torch.Tensor:
+        return self.log_probs.argmax(-1)
 
 
 class RNNFeaturesExtractor(BaseFeaturesExtractor):
@@ -206,7 +225,7 @@ class RNNLanguagePolicy(ActorCriticPolicy):
 
     def _build(self, lr_schedule: Schedule) -> None:
         """Actor = the model's head over shared RNN features; critic = one linear layer."""
-        self.action_dist = _FastCategorical(int(self.action_space.n))
+        self.action_dist = TokenDistribution(int(self.action_space.n))
         self.action_net = _LanguageHead(self.language_model)
         self.value_net = nn.Linear(self.features_dim, 1)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
@@ -236,7 +255,7 @@ class RNNLanguagePolicy(ActorCriticPolicy):
         distribution = self.action_dist.proba_distribution(self.action_net(features))
         return self.value_net(features), distribution.log_prob(actions), distribution.entropy()
 
-    def get_distribution(self, obs: PyTorchObs) -> CategoricalDistribution:
+    def get_distribution(self, obs: PyTorchObs) -> TokenDistribution:
         return self.action_dist.proba_distribution(self.action_net(self.extract_features(obs)))
 
     def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
