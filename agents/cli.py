@@ -424,9 +424,10 @@ def corpus_stats(corpus: str, corpus_options: dict[str, Any], tokenizer: str, lo
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry: run the group, turning every user error into one line."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="irlm", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        # Without standalone mode click hands back --help/--version's exit code instead of exiting.
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="irlm", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.ClickException as exc:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:

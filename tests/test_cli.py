@@ -234,3 +234,13 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
     assert checkpoint.extra["tokens"] > 0
     assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_agent_module_takes_the_same_options(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m irlm_agents.ppo ARGS`` is ``irlm train ppo ARGS``."""
+    from irlm_agents.cli import run_agent
+
+    monkeypatch.setattr(sys, "argv", ["irlm_agents.ppo", "--help"])
+    run_agent("ppo")
+    assert "--clip-range" in capsys.readouterr().out
