@@ -17,7 +17,7 @@ from irlm_env.checkpoints import save_model
 from irlm_env.errors import IrlmError
 from irlm_env.model import RNNLanguageModel
 from irlm_env.sb3 import RNNLanguagePolicy, make_vec_env
-from irlm_env.sb3.policy import TokenDistribution
+from irlm_env.sb3.policy import LogProbEntropy, TokenDistribution, draw_tokens
 
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4, "episode_length": 16}
 TINY = {"embedding_dim": 8, "hidden_size": 12}
@@ -188,3 +188,34 @@ def test_token_distribution_samples_and_scores_like_categorical() -> None:
     frequencies = torch.stack([torch.bincount(draws[:, row], minlength=6) for row in range(3)]) / 20000
     assert torch.allclose(frequencies, reference.probs, atol=0.015)
     assert frequencies[1, 2] == 0
+
+
+def test_log_prob_entropy_gradient_matches_autograd() -> None:
+    torch.manual_seed(0)
+    logits = (torch.randn(4, 7, dtype=torch.float64) * 3).requires_grad_()
+    actions = torch.tensor([0, 6, 2, 2])
+    assert torch.autograd.gradcheck(lambda z: LogProbEntropy.apply(z, actions), (logits,))
+    log_prob, entropy = LogProbEntropy.apply(logits, actions)
+    reference = torch.distributions.Categorical(logits=logits)
+    weights = torch.randn(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    ours = torch.autograd.grad((log_prob * weights[0]).sum() + (entropy * weights[1]).sum(), logits)[0]
+    theirs = torch.autograd.grad(
+        (reference.log_prob(actions) * weights[0]).sum() + (reference.entropy() * weights[1]).sum(), logits
+    )[0]
+    assert torch.allclose(ours, theirs, atol=1e-10)
+
+
+def test_draw_tokens_matches_the_distribution() -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(3, 5) * 2
+    logits[2, 4] = -1e4
+    reference = torch.distributions.Categorical(logits=logits)
+    actions, log_prob = draw_tokens(logits, deterministic=True)
+    assert torch.equal(actions, logits.argmax(-1))
+    assert torch.allclose(log_prob, reference.log_prob(actions), atol=1e-6)
+    draws = torch.stack([draw_tokens(logits, deterministic=False)[0] for _ in range(20000)])
+    frequencies = torch.stack([torch.bincount(draws[:, row], minlength=5) for row in range(3)]) / 20000
+    assert torch.allclose(frequencies, reference.probs, atol=0.015)
+    assert frequencies[2, 4] == 0
+    sampled, sampled_log_prob = draw_tokens(logits, deterministic=False)
+    assert torch.allclose(sampled_log_prob, reference.log_prob(sampled), atol=1e-6)

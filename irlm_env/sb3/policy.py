@@ -73,6 +73,55 @@ class TokenDistribution(CategoricalDistribution):
         return self.log_probs.argmax(-1)
 
 
+def draw_tokens(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions (sampled, or argmax) and their log-probabilities, for the rollout hot path.
+
+    Uses the unnormalised weights ``exp(logits - max)`` for everything: their running sum is
+    the inverse-CDF table and its last column the normaliser, so no separate softmax or
+    log-softmax pass over the vocabulary is needed.
+    """
+    top = logits.max(dim=-1, keepdim=True).values
+    weights = (logits - top).exp_()
+    if deterministic:
+        actions = logits.argmax(dim=-1)
+        total = weights.sum(dim=-1)
+    else:
+        cdf = weights.cumsum_(dim=-1)
+        total = cdf[:, -1]
+        uniform = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+        actions = torch.searchsorted(cdf, uniform).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+    log_prob = logits.gather(-1, actions[:, None]).squeeze(-1) - top.squeeze(-1) - total.log()
+    return actions, log_prob
+
+
+class LogProbEntropy(torch.autograd.Function):
+    """``log π(a)`` and the entropy of ``softmax(logits)`` with a hand-written backward.
+
+    Autograd's version of ``log_softmax -> gather`` plus ``-(exp(lp) * lp).sum()`` keeps several
+    (batch, vocabulary) intermediates and walks them all in backward; at a 10,000-token
+    vocabulary those memory-bound passes cost more than the output layer's matrix products. The
+    gradient has a closed form, ``-p * (c + g_ent * log p) + g_lp * onehot(a)`` with
+    ``c = g_lp + g_ent * H``, which takes two passes given the saved ``log p`` and ``p``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_probs = torch.log_softmax(logits, dim=-1)
+        probs = log_probs.exp()
+        entropy = -torch.linalg.vecdot(probs, log_probs)
+        index = actions.long().reshape(-1, 1)
+        ctx.save_for_backward(log_probs, probs, index, entropy)
+        return log_probs.gather(-1, index).squeeze(-1), entropy
+
+    @staticmethod
+    def backward(ctx: Any, grad_log_prob: torch.Tensor, grad_entropy: torch.Tensor) -> tuple[torch.Tensor, None]:
+        log_probs, probs, index, entropy = ctx.saved_tensors
+        shift = (grad_log_prob + grad_entropy * entropy).neg_()[:, None]
+        grad = torch.addcmul(shift, log_probs, grad_entropy.neg()[:, None]).mul_(probs)
+        grad.scatter_add_(-1, index, grad_log_prob[:, None])
+        return grad, None
+
+
 class RNNFeaturesExtractor(BaseFeaturesExtractor):
     """Embeds the context window and runs the RNN; the features are its last output."""
 
@@ -246,14 +295,13 @@ class RNNLanguagePolicy(ActorCriticPolicy):
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = self.extract_features(obs)
-        distribution = self.action_dist.proba_distribution(self.action_net(features))
-        actions = distribution.get_actions(deterministic=deterministic)
-        return actions, self.value_net(features), distribution.log_prob(actions)
+        actions, log_prob = draw_tokens(self.action_net(features), deterministic)
+        return actions, self.value_net(features), log_prob
 
     def evaluate_actions(self, obs: PyTorchObs, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         features = self.extract_features(obs)
-        distribution = self.action_dist.proba_distribution(self.action_net(features))
-        return self.value_net(features), distribution.log_prob(actions), distribution.entropy()
+        log_prob, entropy = LogProbEntropy.apply(self.action_net(features), actions)
+        return self.value_net(features), log_prob, entropy
 
     def get_distribution(self, obs: PyTorchObs) -> TokenDistribution:
         return self.action_dist.proba_distribution(self.action_net(self.extract_features(obs)))
