@@ -61,7 +61,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, after the model was saved; carries where it went."""
 
     def __init__(self, run_dir: Path, checkpoint: Path, tokens: int) -> None:
-        super().__init__(f"interrupted after {tokens:,} tokens; model saved to {checkpoint}")
+        super().__init__(f"training stopped after {tokens:,} tokens; model saved to {checkpoint}")
         self.run_dir = run_dir
         self.checkpoint = checkpoint
         self.tokens = tokens
