@@ -94,7 +94,7 @@ class Rollout:
     per token); otherwise only the stepped action's reward is kept (1 query per token).
     """
 
-    def __init__(self, env, model: RNNLanguageModel, device: torch.device, seed: int) -> None:
+    def __init__(self, env: NextWordVectorEnv, model: RNNLanguageModel, device: torch.device, seed: int) -> None:
         if env.autoreset_mode != AutoresetMode.SAME_STEP:
             raise ValueError("Rollout needs a vector env with autoreset_mode=AutoresetMode.SAME_STEP")
         if env.single_observation_space.shape != (1,):

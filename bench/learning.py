@@ -53,6 +53,9 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "group-logexp-k64": ("group", {"estimator": "logexp", "k": 64}, "bandit"),
     "group-logexp-k64-t256": ("group", {"estimator": "logexp", "k": 64, "truncate": 256}, "bandit"),
     "group-logexp-k64-hit": ("group", {"estimator": "logexp", "k": 64, "stop_at_hit": True}, "bandit"),
+    "group-logexp-k8-hit": ("group", {"estimator": "logexp", "k": 8, "stop_at_hit": True}, "bandit"),
+    "group-logexp-k12-hit": ("group", {"estimator": "logexp", "k": 12, "stop_at_hit": True}, "bandit"),
+    "group-logexp-k8-miss": ("group", {"estimator": "logexp", "k": 8, "miss_weight": 1.0}, "bandit"),
     "group-logexp-k8-hit-miss": (
         "group",
         {"estimator": "logexp", "k": 8, "stop_at_hit": True, "miss_weight": 1.0, "temperature": 0.0},
