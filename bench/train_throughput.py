@@ -116,7 +116,24 @@ def timed(unit: Unit, seconds: float) -> tuple[int, float]:
     return tokens, time.perf_counter() - start
 
 
+def reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS counter (Linux >= 4.0), so a phase's peak excludes the
+    corpus loading before it. Returns False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def peak_rss_mb() -> float:
+    """Peak resident set size since the last reset (VmHWM), else since the process started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
@@ -149,6 +166,7 @@ def main() -> None:
 
     corpus = load(args.corpus_path)
     if args.phase:
+        reset_peak_rss()
         unit = make_unit(args.phase, corpus, args.seed)
         unit()  # warm-up
         tokens, elapsed = timed(unit, args.seconds)
