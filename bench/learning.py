@@ -56,6 +56,11 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "group-logexp-k8-hit": ("group", {"estimator": "logexp", "k": 8, "stop_at_hit": True}, "bandit"),
     "group-logexp-k12-hit": ("group", {"estimator": "logexp", "k": 12, "stop_at_hit": True}, "bandit"),
     "group-logexp-k8-miss": ("group", {"estimator": "logexp", "k": 8, "miss_weight": 1.0}, "bandit"),
+    "group-logexp-k8-hit-miss-sampled": (
+        "group",
+        {"estimator": "logexp", "k": 8, "stop_at_hit": True, "miss_weight": 1.0},
+        "bandit",
+    ),
     "group-logexp-k8-hit-miss": (
         "group",
         {"estimator": "logexp", "k": 8, "stop_at_hit": True, "miss_weight": 1.0, "temperature": 0.0},
