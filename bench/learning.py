@@ -45,6 +45,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "reinforce-none": ("reinforce", {"baseline": "none"}, "bandit"),
     "reinforce-mean": ("reinforce", {"baseline": "mean"}, "bandit"),
     "reinforce-critic": ("reinforce", {"baseline": "critic", "entropy_coef": 0.01}, "bandit"),
+    "reinforce-critic-unigram": ("reinforce", {"baseline": "critic", "unigram_init": True}, "bandit"),
     "group-rloo-k8": ("group", {"estimator": "rloo", "k": 8, "replacement": True}, "bandit"),
     "group-grpo-k8": ("group", {"estimator": "grpo", "k": 8, "replacement": True}, "bandit"),
     "group-logexp-k8": ("group", {"estimator": "logexp", "k": 8}, "bandit"),
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.list:
         for name, (module, extra, feedback) in AGENTS.items():
-            print(f"{name:28s} {feedback:7s} irlm_agents.{module} {extra}")
+            print(f"{name:34s} {feedback:7s} irlm_agents.{module} {extra}")
         return 0
     names = [name.strip() for name in options.agents.split(",") if name.strip()]
     unknown = [name for name in names if name not in AGENTS]
@@ -194,20 +195,20 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(results: list[dict[str, Any]], peers: dict[str, float], total_tokens: int) -> None:
     reference = next((row for row in results if row["name"] == "supervised"), None)
     print(f"\nlearning benchmark, {total_tokens:,} training tokens per agent (test split)")
-    header = f"{'agent':28s} {'feedback':8s} {'test top1':>9s} {'x sup':>6s} {'tok/s':>8s} {'x sup':>6s} {'peak MB':>8s} {'queries/tok':>11s}"
+    header = f"{'agent':34s} {'feedback':8s} {'test top1':>9s} {'x sup':>6s} {'tok/s':>8s} {'x sup':>6s} {'peak MB':>8s} {'queries/tok':>11s}"
     print(header)
     print("-" * len(header))
     for row in results:
         acc_ratio = row["test_top1"] / reference["test_top1"] if reference else float("nan")
         speed_ratio = row["tokens_per_second"] / reference["tokens_per_second"] if reference else float("nan")
         print(
-            f"{row['name']:28s} {row['feedback']:8s} {row['test_top1']:9.4f} {acc_ratio:6.2f} "
+            f"{row['name']:34s} {row['feedback']:8s} {row['test_top1']:9.4f} {acc_ratio:6.2f} "
             f"{row['tokens_per_second']:8.0f} {speed_ratio:6.2f} {row['peak_mb']:8.0f} {row['queries_per_token']:11.2f}"
         )
     for name in ("majority", "bigram", "4gram"):
         top1 = peers[f"{name}_top1"]
         ratio = top1 / reference["test_top1"] if reference else float("nan")
-        print(f"{name + ' (n-gram)':28s} {'full':8s} {top1:9.4f} {ratio:6.2f}")
+        print(f"{name + ' (n-gram)':34s} {'full':8s} {top1:9.4f} {ratio:6.2f}")
 
 
 if __name__ == "__main__":
