@@ -48,7 +48,7 @@ class TokenDistribution(CategoricalDistribution):
     rollout step: torch's ``Categorical`` validates its arguments, normalises the logits with
     ``logsumexp``, computes ``softmax`` again for sampling, and ``torch.multinomial`` is slow on
     the CPU. Here one ``log_softmax`` serves log-probabilities, entropy and sampling, and
-    sampling is inverse-CDF (``cumsum`` + ``searchsorted``), which draws exactly from the same
+    sampling is inverse-CDF (:func:`draw_tokens`), which draws exactly from the same
     distribution. ``log_probs`` holds the (batch, vocabulary) log-probabilities.
     """
 
@@ -65,9 +65,7 @@ class TokenDistribution(CategoricalDistribution):
         return -(self.log_probs.exp() * self.log_probs).sum(-1)
 
     def sample(self) -> torch.Tensor:
-        cdf = self.log_probs.detach().exp().cumsum(-1)
-        uniform = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-        return torch.searchsorted(cdf, uniform).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+        return draw_tokens(self.log_probs.detach(), deterministic=False)[0]
 
     def mode(self) -> torch.Tensor:
         return self.log_probs.argmax(-1)
