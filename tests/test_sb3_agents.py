@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,6 @@ SHARE_OF_BEST = 0.8
 TINY = dict(corpus="grammar", embedding_dim=32, hidden_size=64, context_length=4, n_envs=32,
             eval_tokens=3000, device="cpu", seed=0, progress=False)
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine, more threads only fight each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -22,14 +21,6 @@ from irlm_env.sb3.policy import LogProbEntropy, TokenDistribution, draw_tokens
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4, "episode_length": 16}
 TINY = {"embedding_dim": 8, "hidden_size": 12}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one thread avoids thread hand-off costs on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _ppo(seed: int = 0, **policy_kwargs: object) -> PPO:

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 from stable_baselines3 import A2C
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecMonitor
@@ -12,14 +10,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecMonito
 from irlm_env.envs.next_word import NextWordEnv
 from irlm_env.errors import IrlmError
 from irlm_env.sb3 import NextWordVecEnv, RNNLanguagePolicy, make_vec_env
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one thread avoids thread hand-off costs on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4}
