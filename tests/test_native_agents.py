@@ -34,15 +34,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """Small models run fastest (and least disturbed by other processes) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(agent: str, tmp_path: Path, **options: Any) -> dict[str, float]:
     module = importlib.import_module(f"irlm_agents.{agent}")
     args = module.Args(**{**TINY, "run_dir": str(tmp_path / agent), **options})
