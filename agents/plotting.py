@@ -7,9 +7,8 @@ backend and works without a display.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from irlm_env.errors import IrlmError, suggest
+from irlm_env.fileio import atomic_write_bytes
 
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"
@@ -99,13 +99,7 @@ def _save_png(figure: Figure, out: Path) -> Path:
     """Write atomically, so an interrupted plot never leaves a truncated PNG behind."""
     if out.suffix.lower() != ".png":
         raise IrlmError(f"{out}: plots are written as PNG; give a file name ending in .png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(out, buffer.getvalue())
     return out

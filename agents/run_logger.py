@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +44,7 @@ from irlm_agents.plotting import CONFIG_FILE, METRICS_FILE, plot_runs
 from irlm_env.checkpoints import save_model
 from irlm_env.corpus import Corpus
 from irlm_env.errors import IrlmError
+from irlm_env.fileio import atomic_write_bytes
 from irlm_env.evaluation import evaluate
 from irlm_env.model import RNNLanguageModel
 from irlm_env.plugins import make_reward
@@ -73,15 +72,7 @@ def default_run_dir(agent: str) -> Path:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 class RunLogger:

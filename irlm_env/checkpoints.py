@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -30,6 +28,7 @@ from safetensors.torch import save as save_tensors
 
 from irlm_env.devices import resolve_device
 from irlm_env.errors import IrlmError
+from irlm_env.fileio import atomic_write_bytes
 from irlm_env.model import ModelConfig, RNNLanguageModel
 from irlm_env.vocabulary import Vocabulary
 
@@ -81,24 +80,6 @@ def _weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _write_payload(handle: IO[bytes], payload: bytes) -> None:
-    """Write the bytes out; its own function so tests can simulate a crash mid-write."""
-    handle.write(payload)
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            _write_payload(handle, payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_model(
     model: RNNLanguageModel,
     path: str | Path,
@@ -137,7 +118,7 @@ def save_model(
         metadata = {"irlm": json.dumps(header)}
     except (TypeError, ValueError) as error:
         raise IrlmError(f"cannot save checkpoint {str(path)!r}: tokenizer_config/extra must be JSON-serializable ({error})") from None
-    _atomic_write(path, save_tensors(state, metadata=metadata))
+    atomic_write_bytes(path, save_tensors(state, metadata=metadata))
     return path
 
 

@@ -31,7 +31,8 @@ import numpy as np
 
 from irlm_env.errors import IrlmError, suggest
 from irlm_env.tokenizers import Tokenizer, make_tokenizer
-from irlm_env.vocabulary import EOS, Vocabulary, atomic_write_bytes, check_vocab_options
+from irlm_env.fileio import atomic_write_bytes
+from irlm_env.vocabulary import EOS, Vocabulary, check_vocab_options
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 # Cumulative token-count fractions at which validation and test begin (90/5/5).
@@ -91,6 +92,10 @@ class Corpus:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
         return f"Corpus(name={self.name!r}, vocab={len(self.vocab)}, tokenizer={self.tokenizer!r}, {sizes})"
+
+
+#: What to do when the cache folder cannot be written.
+CACHE_FIX = "make the folder writable, or point IRLM_CACHE_DIR at a writable folder"
 
 
 def cache_dir() -> Path:
@@ -232,10 +237,10 @@ def _write_cache(folder: Path, key: str, digest: str, vocab: Vocabulary, ids: np
     """Write the ids, then the JSON that vouches for them (the JSON is the commit marker)."""
     buffer = io.BytesIO()
     np.save(buffer, ids, allow_pickle=False)
-    atomic_write_bytes(folder / f"{key}.npy", buffer.getvalue())
+    atomic_write_bytes(folder / f"{key}.npy", buffer.getvalue(), fix=CACHE_FIX)
     meta = {"format": _CACHE_FORMAT, "source": digest, "vocab": vocab.to_dict(),
             "lengths": lengths, "ids_sha256": _array_digest(ids)}
-    atomic_write_bytes(folder / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+    atomic_write_bytes(folder / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"), fix=CACHE_FIX)
 
 
 def _read_cache(folder: Path, key: str, digest: str) -> tuple[Vocabulary, np.ndarray, list[int]] | None:

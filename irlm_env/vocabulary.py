@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from irlm_env.errors import IrlmError
+from irlm_env.fileio import atomic_write_bytes
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 SPECIALS: tuple[str, ...] = (PAD, UNK, EOS)
@@ -36,29 +36,6 @@ def check_vocab_options(max_vocab: int | None, min_freq: int) -> None:
         )
     if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
         raise IrlmError(f"min_freq must be an integer >= 1, got {min_freq!r}")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder, then rename it into place.
-
-    Readers (another process loading the cache, a resumed run) then see the old file or the
-    new one, never half of one; on failure the temporary file is removed. Lives here, in the
-    lowest module that saves files, so the vocabulary and the corpus caches share it.
-    """
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise IrlmError(
-            f"cannot write {str(path)!r} ({exc.strerror or exc}); make the folder writable "
-            "(for the corpus cache, or point IRLM_CACHE_DIR at a writable folder)"
-        ) from None
 
 
 def _hash_tokens(tokens: Sequence[str]) -> str:

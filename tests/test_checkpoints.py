@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from irlm_env import checkpoints
+from irlm_env import fileio
 from irlm_env.checkpoints import check_vocabulary, load_model, save_model
 from irlm_env.errors import IrlmError
 from irlm_env.model import ModelConfig, RNNLanguageModel
@@ -70,8 +70,8 @@ def test_crash_mid_save_keeps_old_checkpoint(tmp_path: Path, monkeypatch: pytest
         handle.write(payload[: len(payload) // 2])  # type: ignore[attr-defined]
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoints, "_write_payload", crash)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(fileio, "_write", crash)
+    with pytest.raises(IrlmError, match="disk full"):
         save_model(_model(hidden_size=7), path, VOCAB, TOKENIZER)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.irlm"]

@@ -25,9 +25,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from irlm_env.corpus import CorpusSource, cache_dir
+from irlm_env.corpus import CACHE_FIX, CorpusSource, cache_dir
 from irlm_env.errors import IrlmError
-from irlm_env.vocabulary import atomic_write_bytes
+from irlm_env.fileio import atomic_write_bytes
 
 # Bumped whenever the extraction rules change, so cached extractions are redone.
 _EXTRACTION_VERSION = 2
@@ -185,5 +185,5 @@ def pydocs_corpus() -> CorpusSource:
             )
         units = extract_sentences(files)
         payload = {"units": units, "hash": hashlib.sha256(json.dumps(units).encode()).hexdigest()}
-        atomic_write_bytes(path, json.dumps(payload).encode("utf-8"))
+        atomic_write_bytes(path, json.dumps(payload).encode("utf-8"), fix=CACHE_FIX)
     return CorpusSource(units=units)
