@@ -64,8 +64,8 @@ def train(args: Args) -> TrainResult:
         )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
 
-    def sampler(logits: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 1, replacement=True, temperature=1.0)
+    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs)
 
     def update() -> UpdateStats:
         segment = rollout.collect(args.rollout_steps, sampler)

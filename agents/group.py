@@ -31,7 +31,13 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
 
 The update reuses the rollout's probabilities (see ``irlm_agents.rollout.head_surrogate``), so a
-group costs K samples and K reward queries, not K forward passes.
+group costs K samples and K reward queries, not K forward passes; and it backpropagates only
+through the contexts with a non-zero weight (with ``logexp``: the contexts where a candidate
+hit), so the update's vocabulary-sized matrix products shrink with the miss rate. With the 0/1
+reward, ``logexp`` with replacement makes the same update on a context as distinct candidates
+whenever the target is among the draws (all the weight lands on it), and K draws with
+replacement cost one cumulative sum and one binary search, so ``--replacement`` with a large K
+is the fast configuration.
 
     python -m irlm_agents.group --corpus grammar --k 8 --estimator logexp
 """
@@ -123,9 +129,14 @@ def train(args: Args) -> TrainResult:
     model, rollout = setup.model, setup.rollout
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
 
-    def sampler(logits: torch.Tensor) -> torch.Tensor:
+    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return sample_candidates(
-            logits, args.k, replacement=args.replacement, temperature=args.temperature, truncate=args.truncate
+            logits,
+            args.k,
+            replacement=args.replacement,
+            temperature=args.temperature,
+            truncate=args.truncate,
+            probs=probs,
         )
 
     def update() -> UpdateStats:
@@ -147,8 +158,17 @@ def train(args: Args) -> TrainResult:
             miss_w, miss_c = miss_terms(probs, actions, rewards)
             weights = weights + args.miss_weight * miss_w
             coefficient = coefficient + args.miss_weight * miss_c
+        contexts = actions.shape[0]
+        features = features.reshape(contexts, -1)
+        if not args.entropy_coef:
+            # Contexts whose weights are all zero (with logexp: every candidate missed) add
+            # nothing to the gradient; the backward matrix products run on the others only.
+            rows = torch.nonzero((weights != 0).any(-1) | (coefficient != 0))[:, 0]
+            if rows.numel() < contexts:
+                probs, actions, weights, coefficient = probs[rows], actions[rows], weights[rows], coefficient[rows]
+                features = features[rows]
         direction = policy_gradient_logits(probs, actions, weights, coefficient, entropy_coef=args.entropy_coef)
-        loss = -head_surrogate(model, features, direction / actions.shape[0])
+        loss = -head_surrogate(model, features, direction / contexts)
         optimise(optimizer, loss, args.max_grad_norm)
         rollout.carry(final_hidden)
         stepped = segment.actions[..., 0]

@@ -76,8 +76,8 @@ def train(args: Args) -> TrainResult:
     optimizer = torch.optim.Adam([*model.parameters(), *critic.parameters()], lr=args.learning_rate)
     tokens_seen = 0
 
-    def sampler(logits: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 1, replacement=True, temperature=1.0)
+    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs)
 
     def update() -> UpdateStats:
         nonlocal tokens_seen

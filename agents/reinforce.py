@@ -73,8 +73,8 @@ def train(args: Args) -> TrainResult:
     optimizer = torch.optim.Adam(params, lr=args.learning_rate)
     mean_reward = torch.zeros((), device=setup.device)
 
-    def sampler(logits: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 1, replacement=True, temperature=args.temperature)
+    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        return sample_candidates(logits, 1, replacement=True, temperature=args.temperature, probs=probs)
 
     def update() -> UpdateStats:
         nonlocal mean_reward

@@ -34,9 +34,10 @@ from irlm_env.errors import IrlmError
 from irlm_env.model import Hidden, RNNLanguageModel
 from irlm_env.ngram import ngram_baselines
 
-#: Picks the candidate tokens of each stream from the policy's logits (N, V): returns (N, K)
-#: int64, column 0 being the action the env is stepped with.
-Sampler = Callable[[torch.Tensor], torch.Tensor]
+#: Picks the candidate tokens of each stream from the policy's logits (N, V) and their softmax
+#: (N, V), which the rollout has already computed: returns (N, K) int64, column 0 being the
+#: action the env is stepped with.
+Sampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -49,7 +50,10 @@ class Segment:
     hidden: Hidden  # hidden state before step 0 (detached), for the fused recomputation
     actions: torch.Tensor | None = None  # (N, T, K) candidates, column 0 the stepped action
     rewards: torch.Tensor | None = None  # (N, T, K) their rewards
-    probs: torch.Tensor | None = None  # (N, T, V) π at each step, as computed during the rollout
+    #: (N, T, V) π at each step, as computed during the rollout. A buffer the rollout reuses
+    #: (allocating and first-touching it cost as much as a fifth of a rollout): it is valid
+    #: until the next ``collect``, which is all an update needs.
+    probs: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -57,12 +61,20 @@ class Segment:
 
 
 def sample_candidates(
-    logits: torch.Tensor, k: int, *, replacement: bool, temperature: float, truncate: int = 0
+    logits: torch.Tensor,
+    k: int,
+    *,
+    replacement: bool,
+    temperature: float,
+    truncate: int = 0,
+    probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """K candidate tokens per row from ``softmax(logits / temperature)``.
 
-    With replacement: inverse-CDF sampling (one cumulative sum and a binary search per draw,
-    much cheaper than ``torch.multinomial`` over a large vocabulary). Without replacement:
+    With replacement: inverse-CDF sampling, all K draws from one cumulative sum by one batched
+    binary search (far cheaper than ``torch.multinomial`` or Gumbel noise over a large
+    vocabulary); ``probs``, the softmax of ``logits`` when already computed, saves the softmax
+    at temperature 1. Without replacement:
     Gumbel top-k (distinct tokens, in the order a sequential sampler would draw them); with
     ``truncate = M > 0`` only the M most probable tokens are candidates, which makes the draw
     cost O(M) instead of O(V) and never proposes tokens from the far tail.
@@ -72,7 +84,7 @@ def sample_candidates(
         return logits.topk(k, dim=-1).indices
     scaled = logits / temperature if temperature != 1 else logits
     if replacement:
-        cdf = F.softmax(scaled, -1).cumsum_(-1)
+        cdf = probs.cumsum(-1) if probs is not None and temperature == 1 else F.softmax(scaled, -1).cumsum_(-1)
         draws = torch.rand(cdf.shape[0], k, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
         return torch.searchsorted(cdf, draws).clamp_(max=cdf.shape[-1] - 1)
     if 0 < truncate < scaled.shape[-1]:
@@ -108,6 +120,7 @@ class Rollout:
         self._starts = np.ones(self.num_envs, dtype=bool)
         self._hidden: Hidden = model.initial_hidden(self.num_envs, device)
         self._fixed_action = np.zeros(self.num_envs, dtype=np.int64)
+        self._probs: torch.Tensor | None = None
 
     def collect(self, steps: int, sampler: Sampler | None = None, *, score: bool = False) -> Segment:
         n, v = self.num_envs, self.model.config.vocab_size
@@ -117,7 +130,9 @@ class Rollout:
         hidden0 = self.model.detach_hidden(self._hidden)
         actions = rewards = probs = None
         if sampler is not None:
-            probs = torch.empty((n, steps, v), device=self.device)
+            if self._probs is None or self._probs.shape != (n, steps, v):
+                self._probs = torch.empty((n, steps, v), device=self.device)
+            probs = self._probs
         hidden = hidden0
         for t in range(steps):
             tokens[:, t] = self._obs
@@ -132,8 +147,9 @@ class Rollout:
                     x = torch.from_numpy(self._obs).to(self.device)[:, None]
                     features, hidden = self.model.features(x, hidden)
                     logits = self.model.head(features[:, 0])
-                    probs[:, t] = F.softmax(logits, -1)
-                    candidates = sampler(logits)
+                    step_probs = F.softmax(logits, -1)
+                    probs[:, t] = step_probs
+                    candidates = sampler(logits, step_probs)
                 if actions is None:
                     k = candidates.shape[1]
                     actions = torch.empty((n, steps, k), dtype=torch.int64, device=self.device)

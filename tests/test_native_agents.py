@@ -49,7 +49,7 @@ def test_rollout_probabilities_match_fused_recomputation_across_episode_starts()
     args = NativeArgs(**{**TINY, "episode_length": 7, "n_envs": 3, "rollout_steps": 10})
     setup = build_setup(args)
 
-    def sampler(logits: torch.Tensor) -> torch.Tensor:
+    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return sample_candidates(logits, 2, replacement=False, temperature=1.0)
 
     for _ in range(3):
