@@ -165,10 +165,15 @@ def train(args: Args) -> TrainResult:
             # nothing to the gradient; the backward matrix products run on the others only.
             rows = torch.nonzero((weights != 0).any(-1) | (coefficient != 0))[:, 0]
             if rows.numel() < contexts:
-                probs, actions, weights, coefficient = probs[rows], actions[rows], weights[rows], coefficient[rows]
+                probs = torch.index_select(probs, 0, rows, out=rollout.workspace(rows.numel()))
+                actions, weights, coefficient = actions[rows], weights[rows], coefficient[rows]
                 features = features[rows]
-        direction = policy_gradient_logits(probs, actions, weights, coefficient, entropy_coef=args.entropy_coef)
-        loss = -head_surrogate(model, features, direction / contexts)
+        # The rollout's probabilities are not needed after this: the direction overwrites them.
+        out = probs if not args.entropy_coef else rollout.workspace(probs.shape[0])
+        direction = policy_gradient_logits(
+            probs, actions, weights, coefficient, entropy_coef=args.entropy_coef, scale=1 / contexts, out=out
+        )
+        loss = -head_surrogate(model, features, direction)
         optimise(optimizer, loss, args.max_grad_norm)
         rollout.carry(final_hidden)
         stepped = segment.actions[..., 0]

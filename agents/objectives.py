@@ -96,20 +96,30 @@ def policy_gradient_logits(
     weights: torch.Tensor,
     coefficient: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
+    *,
+    scale: float = 1.0,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Ascent direction on the logits: ``scatter(w) - c·π`` (+ entropy gradient), shape (B, V).
+    """Ascent direction on the logits: ``scale·(scatter(w) - c·π)`` (+ entropy gradient), (B, V).
 
     ``c`` defaults to ``Σ_k w_k``, which makes this exactly ``∇_z Σ_k w_k log π(a_k)``. With
-    ``entropy_coef = β`` it adds ``β ∇_z H(π) = -β π (log π + H)``.
+    ``entropy_coef = β`` it adds ``β ∇_z H(π) = -β π (log π + H)``. ``scale`` (e.g. one over
+    the number of contexts) is folded into the small factors rather than applied to the (B, V)
+    result, and ``out`` receives the result (it may be ``probs`` itself when there is no entropy
+    term): every fresh vocabulary-sized array costs page faults comparable to a matrix product.
     """
     if coefficient is None:
         coefficient = weights.sum(-1)
-    direction = probs * (-coefficient.to(probs.dtype))[:, None]
-    direction.scatter_add_(1, actions, weights.to(probs.dtype))
+    coefficient = coefficient.to(probs.dtype)[:, None] * scale
     if entropy_coef:
-        log_p = probs.clamp_min(1e-30).log()
-        entropy = -(probs * log_p).sum(-1, keepdim=True)
-        direction -= entropy_coef * probs * (log_p + entropy)
+        if out is probs:
+            raise ValueError("the entropy term needs probs intact; pass an out buffer other than probs")
+        direction = torch.log(probs, out=out).clamp_min_(-69.0)  # log π, finite where π underflowed
+        entropy = -torch.bmm(probs.unsqueeze(1), direction.unsqueeze(2))[:, 0]
+        direction.add_(entropy).mul_(probs).mul_(-entropy_coef * scale).addcmul_(probs, -coefficient)
+    else:
+        direction = torch.mul(probs, -coefficient, out=out)
+    direction.scatter_add_(1, actions, weights.to(probs.dtype) * scale)
     return direction
 
 

@@ -94,10 +94,18 @@ def train(args: Args) -> TrainResult:
             baseline = 0.0
         weights = reinforce_weights(rewards, baseline).reshape(-1, 1)
         vocab = segment.probs.shape[-1]
+        probs = segment.probs.reshape(-1, vocab)
+        # The rollout's probabilities are not needed after this: without the entropy term the
+        # direction overwrites them.
         direction = policy_gradient_logits(
-            segment.probs.reshape(-1, vocab), segment.actions.reshape(-1, 1), weights, entropy_coef=args.entropy_coef
+            probs,
+            segment.actions.reshape(-1, 1),
+            weights,
+            entropy_coef=args.entropy_coef,
+            scale=1 / weights.shape[0],
+            out=rollout.workspace(probs.shape[0]) if args.entropy_coef else probs,
         )
-        loss = loss - head_surrogate(model, features, direction / weights.shape[0])
+        loss = loss - head_surrogate(model, features, direction)
         optimise(optimizer, loss, args.max_grad_norm)
         rollout.carry(final_hidden)
         hits = float((segment.actions[..., 0] == segment.targets).float().mean())

@@ -121,6 +121,7 @@ class Rollout:
         self._hidden: Hidden = model.initial_hidden(self.num_envs, device)
         self._fixed_action = np.zeros(self.num_envs, dtype=np.int64)
         self._probs: torch.Tensor | None = None
+        self._workspace: torch.Tensor | None = None
 
     def collect(self, steps: int, sampler: Sampler | None = None, *, score: bool = False) -> Segment:
         n, v = self.num_envs, self.model.config.vocab_size
@@ -173,6 +174,15 @@ class Rollout:
             rewards=rewards,
             probs=probs,
         )
+
+    def workspace(self, rows: int) -> torch.Tensor:
+        """A (rows, V) float buffer for an update's vocabulary-sized scratch, reused across
+        updates (a fresh one per update would cost page faults comparable to a matrix product);
+        valid until the next call."""
+        v = self.model.config.vocab_size
+        if self._workspace is None or self._workspace.shape[0] < rows:
+            self._workspace = torch.empty((rows, v), device=self.device)
+        return self._workspace[:rows]
 
     def carry(self, final_hidden: Hidden) -> None:
         """Carry the state at the segment's end (from the update's fused pass) into the next one.

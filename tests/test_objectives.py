@@ -153,3 +153,19 @@ def test_entropy_bonus_is_entropy_gradient() -> None:
 def test_unknown_estimator_names_the_choices() -> None:
     with pytest.raises(ValueError, match="rloo, grpo, logexp"):
         obj.group_weights("ppo", torch.zeros(1, 2))
+
+
+def test_policy_gradient_logits_scale_and_out_buffer_change_nothing_else() -> None:
+    """The in-place, pre-scaled form the agents use equals the plain formula times the scale."""
+    probs = F.softmax(torch.randn(4, 9), -1)
+    actions = torch.randint(0, 9, (4, 2))
+    weights = torch.randn(4, 2)
+    for beta in (0.0, 0.3):
+        expected = obj.policy_gradient_logits(probs, actions, weights, entropy_coef=beta) / 4
+        got = obj.policy_gradient_logits(probs, actions, weights, entropy_coef=beta, scale=0.25, out=torch.empty(4, 9))
+        torch.testing.assert_close(got, expected)
+    inplace = probs.clone()
+    assert obj.policy_gradient_logits(inplace, actions, weights, out=inplace) is inplace
+    torch.testing.assert_close(inplace, obj.policy_gradient_logits(probs, actions, weights))
+    with pytest.raises(ValueError, match="probs intact"):
+        obj.policy_gradient_logits(inplace, actions, weights, entropy_coef=0.1, out=inplace)
