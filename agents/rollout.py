@@ -52,7 +52,8 @@ class Segment:
     rewards: torch.Tensor | None = None  # (N, T, K) their rewards
     #: (N, T, V) π at each step, as computed during the rollout. A buffer the rollout reuses
     #: (allocating and first-touching it cost as much as a fifth of a rollout): it is valid
-    #: until the next ``collect``, which is all an update needs.
+    #: until the next ``collect``, which is all an update needs, and an update may overwrite it
+    #: with its logit-space direction once it has read it.
     probs: torch.Tensor | None = None
 
     @property

@@ -54,6 +54,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "group-logexp-k64": ("group", {"estimator": "logexp", "k": 64}, "bandit"),
     "group-logexp-k64-rep": ("group", {"estimator": "logexp", "k": 64, "replacement": True}, "bandit"),
     "group-logexp-k256-rep": ("group", {"estimator": "logexp", "k": 256, "replacement": True}, "bandit"),
+    "group-logexp-k1024-rep": ("group", {"estimator": "logexp", "k": 1024, "replacement": True}, "bandit"),
     "group-logexp-k64-t256": ("group", {"estimator": "logexp", "k": 64, "truncate": 256}, "bandit"),
     "group-logexp-k64-hit": ("group", {"estimator": "logexp", "k": 64, "stop_at_hit": True}, "bandit"),
     "group-logexp-k8-hit": ("group", {"estimator": "logexp", "k": 8, "stop_at_hit": True}, "bandit"),
