@@ -68,8 +68,8 @@ def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
     setup = build_setup(args)
     model, rollout = setup.model, setup.rollout
-    critic = nn.Linear(model.config.hidden_size, 1).to(setup.device)
-    params = list(model.parameters()) + (list(critic.parameters()) if args.baseline == "critic" else [])
+    critic = nn.Linear(model.config.hidden_size, 1).to(setup.device) if args.baseline == "critic" else None
+    params = [*model.parameters(), *(critic.parameters() if critic is not None else ())]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate)
     mean_reward = torch.zeros((), device=setup.device)
 
@@ -83,7 +83,7 @@ def train(args: Args) -> TrainResult:
         features, final_hidden = segment_features(model, segment)
         rewards = segment.rewards[..., 0]
         loss = torch.zeros((), device=setup.device)
-        if args.baseline == "critic":
+        if critic is not None:
             values = critic(features.detach())[..., 0]
             loss = args.critic_coef * F.mse_loss(values, rewards)
             baseline: torch.Tensor | float = values.detach()
