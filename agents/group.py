@@ -26,6 +26,12 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
   queried set S: the feedback says the target is none of them, so mass moves off them. Together
   with a hit's log π(y) this is the log-likelihood of the observed feedback; it needs distinct
   candidates.
+- ``query_budget``: adaptive K. Candidates are queried in order and querying a context stops at
+  the first hit, or as soon as the model's own chance that the next candidate is right, given
+  that the earlier ones were wrong (``π(a_j) / (1 - Σ_{i<j} π(a_i))``), falls below a threshold.
+  The threshold is tuned online so the mean queries per token settle at the budget, so queries
+  go where the model is unsure between a few tokens rather than to contexts it already knows
+  (which hit at once) or to flat ones where no candidate is likely; ``k`` caps a context.
 - ``truncate``: draw the distinct candidates from the M most probable tokens only (cheaper
   than a Gumbel draw over the whole vocabulary; the far tail is never proposed).
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
@@ -44,6 +50,7 @@ is the fast configuration.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -86,6 +93,13 @@ class Args(NativeArgs):
     miss_weight: float = field(
         default=0.0, metadata={"help": "weight of log(1 - π(queried)) on contexts where every candidate missed"}
     )
+    query_budget: float = field(
+        default=0.0,
+        metadata={
+            "help": "adaptive K: mean reward queries per token to spend, k being the per-context cap "
+            "(0: off); implies stop_at_hit"
+        },
+    )
     entropy_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (exploration)"})
 
     def __post_init__(self) -> None:
@@ -110,17 +124,74 @@ class Args(NativeArgs):
             raise IrlmError("miss_weight needs distinct candidates; drop --replacement")
         if self.miss_weight < 0:
             raise IrlmError(f"miss_weight must be >= 0, got {self.miss_weight!r}")
+        if self.query_budget:
+            if not 1 <= self.query_budget <= self.k:
+                raise IrlmError(
+                    f"query_budget must be between 1 and k={self.k} (k caps the queries of one context), "
+                    f"got {self.query_budget!r}; raise --k or lower --query-budget"
+                )
+            if self.estimator != "logexp" or self.replacement:
+                raise IrlmError("query_budget needs the logexp estimator and distinct candidates (no --replacement)")
+            self.stop_at_hit = True
 
 
-def known_rewards(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def known_rewards(rewards: torch.Tensor, allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards a sequential querier would see when it stops at the first positive one.
 
-    Returns the rewards with the unqueried candidates zeroed and the number of queries per row.
+    ``allowed`` (a prefix of each row, see :func:`budget_mask`) limits the candidates it may ask
+    about. Returns the rewards with the unqueried candidates zeroed and the queried mask.
     """
     hit = rewards > 0
     before = torch.cumsum(hit.long(), -1) - hit.long()  # hits strictly before each candidate
     queried = before == 0
-    return rewards * queried, queried.sum(-1)
+    if allowed is not None:
+        queried &= allowed
+    return rewards * queried, queried
+
+
+def budget_mask(candidate_probs: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The candidates an adaptive querier may ask about: a prefix of each row.
+
+    It goes on while the model's probability that the next candidate is right, given that the
+    earlier ones were wrong, is at least ``threshold``. The first candidate is always asked: it
+    is the action the env is stepped with.
+    """
+    before = torch.cumsum(candidate_probs, -1) - candidate_probs
+    keep = candidate_probs >= threshold * (1 - before).clamp_min(1e-6)
+    keep[:, 0] = True
+    return keep.long().cumprod(-1).bool()
+
+
+@dataclass
+class QueryBudget:
+    """The threshold of :func:`budget_mask`, steered so a run spends ``per_token`` on average.
+
+    After each segment the threshold's logarithm moves by the relative error between the
+    segment's spend and the spend still affordable per remaining token. It starts high, so
+    little is spent while the model is flat and its chances mean little; what is saved then is
+    spent later, when queries find more hits. Overspending is never planned: the affordable
+    spend only falls below the budget when earlier segments went over it.
+    """
+
+    per_token: float
+    total_tokens: int
+    threshold: float = 0.1
+    gain: float = 0.5
+    tokens: int = 0
+    queries: int = 0
+
+    def affordable(self) -> float:
+        """Queries per token the rest of the run may spend (never below 1: a token costs one)."""
+        left = self.total_tokens - self.tokens
+        if left <= 0:
+            return self.per_token
+        return max(1.0, (self.per_token * self.total_tokens - self.queries) / left)
+
+    def update(self, tokens: int, queries: int) -> None:
+        target = self.affordable()
+        self.tokens += tokens
+        self.queries += queries
+        self.threshold *= math.exp(self.gain * (queries / tokens - target) / target)
 
 
 def train(args: Args) -> TrainResult:
@@ -128,6 +199,8 @@ def train(args: Args) -> TrainResult:
     setup = build_setup(args)
     model, rollout = setup.model, setup.rollout
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    # Aim a little under the budget, so the last segments' swings cannot push the mean over it.
+    budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return sample_candidates(
@@ -147,15 +220,19 @@ def train(args: Args) -> TrainResult:
         probs = segment.probs.reshape(-1, vocab)
         actions = segment.actions.reshape(-1, args.k)
         rewards = segment.rewards.reshape(-1, args.k)
+        queried = None
         if args.stop_at_hit:
-            rewards, queries = known_rewards(rewards)
-            n_queries = int(queries.sum())
+            allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
+            rewards, queried = known_rewards(rewards, allowed)
+            n_queries = int(queried.sum())
+            if budget:
+                budget.update(rewards.shape[0], n_queries)
         else:
             n_queries = rewards.numel()
         weights = group_weights(args.estimator, rewards)
         coefficient = weights.sum(-1)
         if args.miss_weight:
-            miss_w, miss_c = miss_terms(probs, actions, rewards)
+            miss_w, miss_c = miss_terms(probs, actions, rewards, queried)
             weights = weights + args.miss_weight * miss_w
             coefficient = coefficient + args.miss_weight * miss_c
         contexts = actions.shape[0]

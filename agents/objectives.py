@@ -74,16 +74,21 @@ def group_weights(estimator: str, rewards: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
 
 
-def miss_terms(probs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def miss_terms(
+    probs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, queried: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights and π-coefficients of ``log(1 - π(S))`` on contexts where every candidate scored 0.
 
     A miss still says something: the queried set S does not hold a rewarded token. Maximising
     ``log(1 - π(S))`` moves mass off S; its logit gradient is ``-(onehot(S)π - π(S)π) / (1 - π(S))``,
     i.e. weights ``-π(a_k)/(1-π(S))`` and coefficient ``-π(S)/(1-π(S))`` in the form used by
     :func:`policy_gradient_logits`. ``actions`` must be distinct per row (sampling without
-    replacement) for π(S) to be the sum of the candidates' probabilities.
+    replacement) for π(S) to be the sum of the candidates' probabilities. ``queried`` (B, K)
+    marks the candidates whose reward was asked for (default: all); the others are not in S.
     """
     cand = probs.gather(1, actions)
+    if queried is not None:
+        cand = cand * queried
     mass = cand.sum(-1).clamp(max=1.0 - 1e-6)
     miss = (rewards.sum(-1) <= 0).to(probs.dtype)
     scale = miss / (1.0 - mass)

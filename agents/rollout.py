@@ -90,10 +90,17 @@ def sample_candidates(
         return torch.searchsorted(cdf, draws).clamp_(max=cdf.shape[-1] - 1)
     if 0 < truncate < scaled.shape[-1]:
         top = scaled.topk(max(truncate, k), dim=-1)
-        gumbel = -torch.empty_like(top.values).exponential_().log()
-        return top.indices.gather(-1, (top.values + gumbel).topk(k, dim=-1).indices)
-    gumbel = -torch.empty_like(scaled).exponential_().log()
-    return (scaled + gumbel).topk(k, dim=-1).indices
+        return top.indices.gather(-1, gumbel_perturbed(top.values).topk(k, dim=-1).indices)
+    return gumbel_perturbed(scaled).topk(k, dim=-1).indices
+
+
+def gumbel_perturbed(scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` plus independent Gumbel(0, 1) noise, as ``-log(-log U)`` in place on one buffer.
+
+    On CPU, ``Tensor.exponential_`` took about three times as long as a uniform draw and two
+    logarithms; over a whole vocabulary it was the largest cost of a distinct-candidate rollout.
+    """
+    return torch.rand_like(scores).log_().neg_().log_().neg_().add_(scores)
 
 
 class Rollout:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from irlm_agents import mixer
+from irlm_agents import group as group_module
 from irlm_agents.group import known_rewards
 from irlm_agents.rollout import NativeArgs, build_setup, sample_candidates, segment_features
 from irlm_env.errors import IrlmError
@@ -79,6 +80,9 @@ def test_sampling_follows_the_policy() -> None:
     assert (distinct[:, 0] != distinct[:, 1]).all() and (distinct[:, 1] != distinct[:, 2]).all()
     first = torch.bincount(distinct[:, 0], minlength=4).double() / len(distinct)
     torch.testing.assert_close(first, frequencies, atol=0.015, rtol=0)
+    # ... and the second, after token 0, is drawn from π restricted to the rest.
+    second = torch.bincount(distinct[distinct[:, 0] == 0, 1], minlength=4).double()
+    torch.testing.assert_close(second / second.sum(), torch.tensor([0.0, 0.6, 0.3, 0.1], dtype=torch.float64), atol=0.02, rtol=0)
     # Truncated: only the 2 most probable tokens are ever proposed.
     truncated = sample_candidates(logits, 2, replacement=False, temperature=1.0, truncate=2)
     assert set(truncated.flatten().tolist()) == {0, 1}
@@ -91,9 +95,36 @@ def test_native_args_reject_a_context_window() -> None:
 
 
 def test_known_rewards_stop_at_first_hit() -> None:
-    rewards, queries = known_rewards(torch.tensor([[0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]))
+    rewards, queried = known_rewards(torch.tensor([[0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]))
     assert torch.equal(rewards, torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0] * 4, [1.0, 0.0, 0.0, 0.0]]))
-    assert queries.tolist() == [2, 4, 1]
+    assert queried.sum(-1).tolist() == [2, 4, 1]
+
+
+def test_budget_mask_asks_while_the_conditional_chance_stays_above_the_threshold() -> None:
+    # Row 0: 0.5, then 0.3 / (1 - 0.5) = 0.6, then 0.1 / 0.2 = 0.5, then 0.05 / 0.1 = 0.5: all asked.
+    # Row 1: 0.02 < 0.25 but the first is always asked; the rest stop with it.
+    # Row 2: 0.4, then 0.1 / 0.6 = 0.17 < 0.25: stops, even though 0.3 / 0.5 would pass.
+    probs = torch.tensor([[0.5, 0.3, 0.1, 0.05], [0.02, 0.02, 0.02, 0.02], [0.4, 0.1, 0.3, 0.01]])
+    allowed = group_module.budget_mask(probs, 0.25)
+    assert allowed.tolist() == [[True] * 4, [True, False, False, False], [True, False, False, False]]
+    rewards, queried = known_rewards(torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0] * 4]), allowed)
+    assert queried.sum(-1).tolist() == [3, 1, 1]
+    assert rewards.tolist() == [[0.0, 0.0, 1.0, 0.0], [0.0] * 4, [0.0] * 4]  # row 1's hit was never asked
+
+
+def test_query_budget_spends_its_budget_over_the_run() -> None:
+    budget = group_module.QueryBudget(per_token=4.0, total_tokens=200 * 4000)
+    generator = torch.Generator().manual_seed(0)
+    # Candidates in roughly falling probability, as a sampler proposes them; their mass is part
+    # of the vocabulary's.
+    probs = (torch.randn(4000, 32, generator=generator) * 2).softmax(-1).sort(-1, descending=True).values * 0.7
+    spends = []
+    for _ in range(200):
+        queries = int(group_module.budget_mask(probs, budget.threshold).sum())
+        budget.update(4000, queries)
+        spends.append(queries / 4000)
+    assert 3.9 <= budget.queries / budget.tokens <= 4.02  # what was saved early is spent
+    assert abs(sum(spends[-50:]) / 50 - 4.0) < 0.4
 
 
 def test_mixer_schedule_moves_from_cross_entropy_to_reinforce() -> None:
@@ -109,6 +140,11 @@ def test_group_rejects_inconsistent_options() -> None:
         group.Args(estimator="logexpp")
     with pytest.raises(IrlmError, match="distinct candidates"):
         group.Args(miss_weight=1.0, replacement=True)
+    with pytest.raises(IrlmError, match="between 1 and k=8"):
+        group.Args(k=8, query_budget=12)
+    with pytest.raises(IrlmError, match="distinct candidates"):
+        group.Args(k=8, query_budget=4, replacement=True)
+    assert group.Args(k=16, query_budget=4).stop_at_hit  # adaptive K queries in order
 
 
 def test_expected_needs_a_reward_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,6 +170,7 @@ LEARNERS = [
     ("group", {"total_tokens": 40_000, "estimator": "rloo", "k": 8, "entropy_coef": 0.05}),
     ("group", {"total_tokens": 40_000, "estimator": "grpo", "k": 8, "entropy_coef": 0.05}),
     ("group", {"total_tokens": 40_000, "k": 4, "stop_at_hit": True, "miss_weight": 1.0, "temperature": 0.0}),
+    ("group", {"total_tokens": 40_000, "k": 16, "query_budget": 3, "miss_weight": 1.0, "temperature": 0.7}),
     ("expected", {"total_tokens": 30_000, "objective": "log_er"}),
     ("mixer", {"total_tokens": 60_000, "xe_tokens": 10_000, "anneal_tokens": 20_000}),
 ]
@@ -148,6 +185,8 @@ def test_agent_reaches_80_percent_of_best_accuracy_on_grammar(agent: str, option
     metrics = _train(agent, tmp_path, **options)
     assert metrics["top1"] >= 0.8 * best, (metrics["top1"], best)
     assert metrics["top1"] > metrics["bigram_top1"] * 0.8 > metrics["majority_top1"]
+    if "query_budget" in options:
+        assert 1 < metrics["queries_per_token"] <= options["query_budget"]
 
 
 def test_expected_reward_objective_learns_beyond_the_majority_token(tmp_path: Path) -> None:
