@@ -3,7 +3,9 @@
 - Torch runs with one thread, in this process and in the subprocesses tests start: the models
   under test are tiny, and on a 2-core machine a second thread only adds hand-off costs (a tiny
   PPO run measured 39 s with two threads and 3.5 s with one). Set before torch is imported.
-- Every test run gets its own corpus cache, so tests never read or write a user's.
+- Every test run gets its own corpus cache, so tests never read or write a user's, and its own
+  folder for the loggers SB3 makes when a test trains without one (``SB3_LOGDIR``; SB3 would
+  otherwise leave an empty ``/tmp/SB3-<time>`` folder per ``learn()``).
 """
 
 from __future__ import annotations
@@ -22,4 +24,5 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     cache = tmp_path_factory.mktemp("irlm_cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IRLM_CACHE_DIR", str(cache))
+        mp.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
         yield cache
