@@ -70,6 +70,21 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
         {"estimator": "logexp", "k": 8, "stop_at_hit": True, "miss_weight": 1.0, "temperature": 0.0},
         "bandit",
     ),
+    "group-logexp-k8-hit-miss-t07": (
+        "group",
+        {"estimator": "logexp", "k": 8, "stop_at_hit": True, "miss_weight": 1.0, "temperature": 0.7},
+        "bandit",
+    ),
+    "group-logexp-budget8-k32-t07": (
+        "group",
+        {"estimator": "logexp", "k": 32, "query_budget": 8.0, "miss_weight": 1.0, "temperature": 0.7},
+        "bandit",
+    ),
+    "group-logexp-budget8-k32-t07-tr128": (
+        "group",
+        {"estimator": "logexp", "k": 32, "query_budget": 8.0, "miss_weight": 1.0, "temperature": 0.7, "truncate": 128},
+        "bandit",
+    ),
     "group-logexp-k16-hit-miss": (
         "group",
         {"estimator": "logexp", "k": 16, "stop_at_hit": True, "miss_weight": 1.0, "temperature": 0.0},
