@@ -3,6 +3,7 @@
     python bench/learning.py                                   # everything, 2M tokens (long on CPU)
     python bench/learning.py --total-tokens 300000 --agents supervised,reinforce-critic,group-logexp-k64
     python bench/learning.py --list                            # the agent configurations
+    python bench/learning.py --table bench/learning-out/results-STAMP.json   # print a saved table again
 
 Setup (the issue's): the ``text`` corpus of ``--corpus-path`` (default Tiny Shakespeare), word
 tokens, ``max_vocab=10000``, GRU with embedding 128 and hidden 256, Adam at 3e-3, 32 streams x 35
@@ -13,7 +14,12 @@ Columns of the table:
 
 - ``feedback``: ``bandit`` (only rewards of tokens the agent proposed), ``full`` (the true target
   or the reward table: supervised, ``expected``), or ``mixed`` (MIXER's cross-entropy phase).
-- ``test top1`` and ``x sup``: test accuracy and its ratio to supervised's.
+- ``test top1`` and ``x sup``: test accuracy at the end of the budget, and its ratio to
+  supervised's: the issue's measure.
+- ``best ckpt`` and ``x sup``: test accuracy of the run's ``best.irlm`` (the checkpoint with the
+  best validation top-1, i.e. early stopping), and its ratio. With a small corpus a long budget
+  is many epochs and supervised training overfits; this column shows whether an agent's lead at
+  the end comes from overfitting less or from learning more.
 - ``tok/s`` and ``x sup``: training tokens per second (evaluation excluded for native agents)
   and the ratio to supervised's, measured in the same benchmark run.
 - ``peak MB``: the process's peak resident memory.
@@ -122,6 +128,7 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
         "feedback": feedback,
         "test_top1": float(test["top1"]),
         "test_top5": float(test["top5"]),
+        "best_checkpoint_top1": best_checkpoint_top1(args.run_dir, result.corpus),
         "tokens_per_second": float(metrics.get("tokens_per_second", args.total_tokens / wall)),
         "queries_per_token": float(metrics.get("queries_per_token", 1.0)),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -130,12 +137,41 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
     }
 
 
-def ngram_rows(corpus_path: str) -> dict[str, float]:
+def best_checkpoint_top1(run_dir: str | Path, corpus: Any) -> float:
+    """Test top-1 of the run's checkpoint with the best validation top-1 (NaN when it has none)."""
+    from irlm_agents.run_logger import BEST_CHECKPOINT
+    from irlm_env.checkpoints import load_model
+    from irlm_env.evaluation import evaluate
+
+    path = Path(run_dir) / BEST_CHECKPOINT
+    if not path.exists():
+        return float("nan")
+    checkpoint = load_model(path, vocab=corpus.vocab)
+    window = (checkpoint.extra or {}).get("eval_context_length")
+    return float(evaluate(checkpoint.model, corpus, "test", context_length=window)["top1"])
+
+
+def benchmark_corpus(corpus_path: str) -> Any:
     from irlm_env.corpus import load_corpus
+
+    return load_corpus("text", tokenizer="word", max_vocab=10000, path=corpus_path)
+
+
+def ngram_rows(corpus_path: str) -> dict[str, float]:
     from irlm_env.ngram import ngram_baselines
 
-    corpus = load_corpus("text", tokenizer="word", max_vocab=10000, path=corpus_path)
-    return ngram_baselines(corpus, "test", orders=(1, 2, 4))
+    return ngram_baselines(benchmark_corpus(corpus_path), "test", orders=(1, 2, 4))
+
+
+def reprint_table(path: Path, corpus_path: str) -> None:
+    """Print a saved results file's table again, scoring best checkpoints it lacks (older files)."""
+    saved = json.loads(path.read_text())
+    corpus = None
+    for row in saved["runs"]:
+        if "best_checkpoint_top1" not in row:
+            corpus = corpus or benchmark_corpus(corpus_path)
+            row["best_checkpoint_top1"] = best_checkpoint_top1(row["run_dir"], corpus)
+    print_table(saved["runs"], saved["ngram"], saved["total_tokens"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,10 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of every run")
     parser.add_argument("--out", default="bench/learning-out", help="folder for runs, results.json and curves.png")
     parser.add_argument("--list", action="store_true", help="list the agent configurations and exit")
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
     options = parser.parse_args(argv)
     if options.list:
         for name, (module, extra, feedback) in AGENTS.items():
             print(f"{name:34s} {feedback:7s} irlm_agents.{module} {extra}")
+        return 0
+    if options.table:
+        if not Path(options.table).is_file():
+            parser.error(f"results file {options.table} not found; pass a results-*.json written by this script")
+        reprint_table(Path(options.table), options.corpus_path)
         return 0
     names = [name.strip() for name in options.agents.split(",") if name.strip()]
     unknown = [name for name in names if name not in AGENTS]
@@ -213,20 +255,25 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(results: list[dict[str, Any]], peers: dict[str, float], total_tokens: int) -> None:
     reference = next((row for row in results if row["name"] == "supervised"), None)
     print(f"\nlearning benchmark, {total_tokens:,} training tokens per agent (test split)")
-    header = f"{'agent':34s} {'feedback':8s} {'test top1':>9s} {'x sup':>6s} {'tok/s':>8s} {'x sup':>6s} {'peak MB':>8s} {'queries/tok':>11s}"
+    header = (
+        f"{'agent':34s} {'feedback':8s} {'test top1':>9s} {'x sup':>6s} {'best ckpt':>9s} {'x sup':>6s} "
+        f"{'tok/s':>8s} {'x sup':>6s} {'peak MB':>8s} {'queries/tok':>11s}"
+    )
     print(header)
     print("-" * len(header))
+    def ratio(row: dict[str, Any], key: str) -> float:
+        return row[key] / reference[key] if reference else float("nan")
+
     for row in results:
-        acc_ratio = row["test_top1"] / reference["test_top1"] if reference else float("nan")
-        speed_ratio = row["tokens_per_second"] / reference["tokens_per_second"] if reference else float("nan")
         print(
-            f"{row['name']:34s} {row['feedback']:8s} {row['test_top1']:9.4f} {acc_ratio:6.2f} "
-            f"{row['tokens_per_second']:8.0f} {speed_ratio:6.2f} {row['peak_mb']:8.0f} {row['queries_per_token']:11.2f}"
+            f"{row['name']:34s} {row['feedback']:8s} {row['test_top1']:9.4f} {ratio(row, 'test_top1'):6.3f} "
+            f"{row['best_checkpoint_top1']:9.4f} {ratio(row, 'best_checkpoint_top1'):6.3f} "
+            f"{row['tokens_per_second']:8.0f} {ratio(row, 'tokens_per_second'):6.2f} {row['peak_mb']:8.0f} "
+            f"{row['queries_per_token']:11.2f}"
         )
     for name in ("majority", "bigram", "4gram"):
         top1 = peers[f"{name}_top1"]
-        ratio = top1 / reference["test_top1"] if reference else float("nan")
-        print(f"{name + ' (n-gram)':34s} {'full':8s} {top1:9.4f} {ratio:6.2f}")
+        print(f"{name + ' (n-gram)':34s} {'full':8s} {top1:9.4f} {top1 / reference['test_top1'] if reference else float('nan'):6.3f}")
 
 
 if __name__ == "__main__":
