@@ -261,6 +261,7 @@ def print_table(results: list[dict[str, Any]], peers: dict[str, float], total_to
     )
     print(header)
     print("-" * len(header))
+
     def ratio(row: dict[str, Any], key: str) -> float:
         return row[key] / reference[key] if reference else float("nan")
 
