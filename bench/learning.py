@@ -128,7 +128,7 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
         "feedback": feedback,
         "test_top1": float(test["top1"]),
         "test_top5": float(test["top5"]),
-        "best_checkpoint_top1": best_checkpoint_top1(args.run_dir, result.corpus),
+        "best_checkpoint_top1": best_checkpoint_top1(args.run_dir),
         "tokens_per_second": float(metrics.get("tokens_per_second", args.total_tokens / wall)),
         "queries_per_token": float(metrics.get("queries_per_token", 1.0)),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -137,40 +137,31 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
     }
 
 
-def best_checkpoint_top1(run_dir: str | Path, corpus: Any) -> float:
+def best_checkpoint_top1(run_dir: str | Path) -> float:
     """Test top-1 of the run's checkpoint with the best validation top-1 (NaN when it has none)."""
+    from irlm_agents.inference import evaluate_checkpoint
     from irlm_agents.run_logger import BEST_CHECKPOINT
-    from irlm_env.checkpoints import load_model
-    from irlm_env.evaluation import evaluate
 
     path = Path(run_dir) / BEST_CHECKPOINT
     if not path.exists():
         return float("nan")
-    checkpoint = load_model(path, vocab=corpus.vocab)
-    window = (checkpoint.extra or {}).get("eval_context_length")
-    return float(evaluate(checkpoint.model, corpus, "test", context_length=window)["top1"])
-
-
-def benchmark_corpus(corpus_path: str) -> Any:
-    from irlm_env.corpus import load_corpus
-
-    return load_corpus("text", tokenizer="word", max_vocab=10000, path=corpus_path)
+    return float(evaluate_checkpoint(path, split="test")["top1"])
 
 
 def ngram_rows(corpus_path: str) -> dict[str, float]:
+    from irlm_env.corpus import load_corpus
     from irlm_env.ngram import ngram_baselines
 
-    return ngram_baselines(benchmark_corpus(corpus_path), "test", orders=(1, 2, 4))
+    corpus = load_corpus("text", tokenizer="word", max_vocab=10000, path=corpus_path)
+    return ngram_baselines(corpus, "test", orders=(1, 2, 4))
 
 
-def reprint_table(path: Path, corpus_path: str) -> None:
+def reprint_table(path: Path) -> None:
     """Print a saved results file's table again, scoring best checkpoints it lacks (older files)."""
     saved = json.loads(path.read_text())
-    corpus = None
     for row in saved["runs"]:
         if "best_checkpoint_top1" not in row:
-            corpus = corpus or benchmark_corpus(corpus_path)
-            row["best_checkpoint_top1"] = best_checkpoint_top1(row["run_dir"], corpus)
+            row["best_checkpoint_top1"] = best_checkpoint_top1(row["run_dir"])
     print_table(saved["runs"], saved["ngram"], saved["total_tokens"])
 
 
@@ -195,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.table:
         if not Path(options.table).is_file():
             parser.error(f"results file {options.table} not found; pass a results-*.json written by this script")
-        reprint_table(Path(options.table), options.corpus_path)
+        reprint_table(Path(options.table))
         return 0
     names = [name.strip() for name in options.agents.split(",") if name.strip()]
     unknown = [name for name in names if name not in AGENTS]
