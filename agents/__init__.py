@@ -1,10 +1,11 @@
-"""Training programs and the ``irlm`` command line, installed as ``irlm_agents``.
+"""Everything that learns, installed as ``irlm_agents``.
 
-Each agent is one readable module (``irlm_agents.ppo``, ``irlm_agents.a2c``, ...) with an
-``Args`` dataclass and a ``train(args) -> TrainResult`` function; run one with
-``python -m irlm_agents.ppo`` or ``irlm train ppo``.
+- ``lm/``: the one language model, sampling, devices, checkpoints, evaluation, n-gram peers.
+- ``native/``: the rollout and estimators that the native agents share.
+- ``sb3/``: the Stable-Baselines3 policy and VecEnv adapter.
+- ``runs/``: arguments, run directories, metric logs, plots.
+- one file per agent (``irlm_agents.supervised``, ``.reinforce``, ``.group``, ``.expected``,
+  ``.mixer``, ``.ppo``, ``.a2c``), each with an ``Args`` dataclass and ``train(args)``;
+  run one with ``python -m irlm_agents.group`` or ``irlm train group``.
+- ``cli.py``: the ``irlm`` command line.
 """
-
-from irlm_agents.args import TrainArgs, TrainResult
-
-__all__ = ["TrainArgs", "TrainResult"]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from stable_baselines3 import A2C
 
-from irlm_agents.args import TrainArgs, TrainResult, default
-from irlm_agents.sb3_common import train_sb3
+from irlm_agents.runs.args import TrainArgs, TrainResult, default
+from irlm_agents.sb3.training import train_sb3
 
 
 @dataclass

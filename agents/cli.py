@@ -241,7 +241,7 @@ def eval_command(
       irlm eval runs/ppo --checkpoint best --split test --json
       irlm eval runs/ppo/final.irlm --max-tokens 5000
     """
-    from irlm_agents.inference import evaluate_checkpoint
+    from irlm_agents.lm.inference import evaluate_checkpoint
 
     path = _checkpoint_path(target, which)
     metrics = evaluate_checkpoint(path, split=split, corpus=corpus, corpus_options=corpus_options,
@@ -274,7 +274,7 @@ def generate(target: str, prompt: str, max_tokens: int, temperature: float, top_
       irlm generate runs/ppo/final.irlm --prompt "the cat"
       irlm generate runs/ppo --prompt "return the" --temperature 0.7 --top-k 20 --seed 1
     """
-    from irlm_agents.inference import generate_text
+    from irlm_agents.lm.inference import generate_text
 
     path = _checkpoint_path(target, "final")
     click.echo(generate_text(path, prompt, max_tokens=max_tokens, temperature=temperature,
@@ -294,7 +294,7 @@ def plot(runs: tuple[str, ...], output: str, metric: str, labels: tuple[str, ...
       irlm plot runs/ppo
       irlm plot runs/ppo runs/a2c --metric perplexity -o compare.png
     """
-    from irlm_agents.plotting import plot_runs
+    from irlm_agents.runs.plotting import plot_runs
 
     path = plot_runs(runs, output, metric=metric, labels=labels or None)
     click.echo(f"wrote {path}")
@@ -398,7 +398,7 @@ def corpus_stats(corpus: str, corpus_options: dict[str, Any], tokenizer: str, lo
       irlm corpus-stats grammar
       irlm corpus-stats text --corpus-option path=notes.txt --tokenizer char --json
     """
-    from irlm_agents.corpus_stats import corpus_statistics
+    from irlm_env.corpus_stats import corpus_statistics
     from irlm_env.corpus import load_corpus
 
     loaded = load_corpus(corpus, tokenizer=tokenizer, lowercase=lowercase, max_vocab=max_vocab,

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from irlm_agents.args import TrainResult
-from irlm_agents.objectives import expected_reward_loss
-from irlm_agents.rollout import (
+from irlm_agents.runs.args import TrainResult
+from irlm_agents.native.estimators import expected_reward_loss
+from irlm_agents.native.rollout import (
     NativeArgs,
     UpdateStats,
     build_setup,

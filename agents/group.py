@@ -36,7 +36,7 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
   than a Gumbel draw over the whole vocabulary; the far tail is never proposed).
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
 
-The update reuses the rollout's probabilities (see ``irlm_agents.rollout.head_surrogate``), so a
+The update reuses the rollout's probabilities (see ``irlm_agents.native.rollout.head_surrogate``), so a
 group costs K samples and K reward queries, not K forward passes; and it backpropagates only
 through the contexts with a non-zero weight (with ``logexp``: the contexts where a candidate
 hit), so the update's vocabulary-sized matrix products shrink with the miss rate. With the 0/1
@@ -55,9 +55,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from irlm_agents.args import TrainResult
-from irlm_agents.objectives import ESTIMATORS, group_weights, miss_terms, policy_gradient_logits
-from irlm_agents.rollout import (
+from irlm_agents.runs.args import TrainResult
+from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms, policy_gradient_logits
+from irlm_agents.native.rollout import (
     NativeArgs,
     UpdateStats,
     build_setup,

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from irlm_agents.args import TrainResult
-from irlm_agents.objectives import policy_gradient_logits, reinforce_weights
-from irlm_agents.rollout import (
+from irlm_agents.runs.args import TrainResult
+from irlm_agents.native.estimators import policy_gradient_logits, reinforce_weights
+from irlm_agents.native.rollout import (
     NativeArgs,
     UpdateStats,
     build_setup,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from irlm_agents.args import TrainResult
-from irlm_agents.objectives import cross_entropy_loss
-from irlm_agents.rollout import NativeArgs, UpdateStats, build_setup, optimise, seed_everything, segment_features, train_loop
+from irlm_agents.runs.args import TrainResult
+from irlm_agents.native.estimators import cross_entropy_loss
+from irlm_agents.native.rollout import NativeArgs, UpdateStats, build_setup, optimise, seed_everything, segment_features, train_loop
 
 
 @dataclass

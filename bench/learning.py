@@ -108,7 +108,7 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
     """Train one configuration in this (fresh) process and score it on the test split."""
     import torch
 
-    from irlm_env.evaluation import evaluate
+    from irlm_agents.lm.evaluation import evaluate
 
     torch.set_num_threads(threads)
     module_name, options, feedback = AGENTS[name]
@@ -139,8 +139,8 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
 
 def best_checkpoint_top1(run_dir: str | Path) -> float:
     """Test top-1 of the run's checkpoint with the best validation top-1 (NaN when it has none)."""
-    from irlm_agents.inference import evaluate_checkpoint
-    from irlm_agents.run_logger import BEST_CHECKPOINT
+    from irlm_agents.lm.inference import evaluate_checkpoint
+    from irlm_agents.runs.logger import BEST_CHECKPOINT
 
     path = Path(run_dir) / BEST_CHECKPOINT
     if not path.exists():
@@ -150,7 +150,7 @@ def best_checkpoint_top1(run_dir: str | Path) -> float:
 
 def ngram_rows(corpus_path: str) -> dict[str, float]:
     from irlm_env.corpus import load_corpus
-    from irlm_env.ngram import ngram_baselines
+    from irlm_agents.lm.ngram import ngram_baselines
 
     corpus = load_corpus("text", tokenizer="word", max_vocab=10000, path=corpus_path)
     return ngram_baselines(corpus, "test", orders=(1, 2, 4))
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results-{stamp}.json").write_text(json.dumps({"runs": results, "ngram": peers, "total_tokens": options.total_tokens}, indent=2))
     if results:
-        from irlm_agents.plotting import plot_runs
+        from irlm_agents.runs.plotting import plot_runs
 
         png = plot_runs([row["run_dir"] for row in results], out / f"curves-{stamp}.png", labels=[row["name"] for row in results])
         print(f"learning curves: {png}")

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from stable_baselines3 import A2C, PPO
 
 from irlm_env.corpus import Corpus, load_corpus
-from irlm_env.model import ModelConfig, RNNLanguageModel
-from irlm_env.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
+from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 PHASES = ("supervised", "a2c", "ppo")

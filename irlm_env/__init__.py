@@ -1,8 +1,8 @@
 """Next-word prediction as a reinforcement-learning problem with immediate rewards.
 
-Importing the package registers ``irlm/NextWord-v0`` with Gymnasium. It stays light: torch and
-Stable-Baselines3 are imported only when a torch-backed name (the model, evaluation,
-checkpoints) is first used, so the environment works without paying for them.
+This package is the world the agents act in: corpora, tokenizers, rewards, plugins and the
+environments. It needs numpy, gymnasium and pluggy only; everything that learns (torch, SB3)
+lives in ``irlm_agents``. Importing it registers ``irlm/NextWord-v0`` with Gymnasium.
 """
 
 from __future__ import annotations
@@ -33,14 +33,8 @@ _LAZY = {
     "Vocabulary": "irlm_env.vocabulary",
     "NextWordEnv": "irlm_env.envs.next_word",
     "NextWordVectorEnv": "irlm_env.envs.vector",
-    "Reward": "irlm_env.rewards",
+    "Reward": "irlm_env.rewards.base",
     "make_reward": "irlm_env.plugins",
-    "RNNLanguageModel": "irlm_env.model",
-    "ModelConfig": "irlm_env.model",
-    "resolve_device": "irlm_env.devices",
-    "save_model": "irlm_env.checkpoints",
-    "load_model": "irlm_env.checkpoints",
-    "evaluate": "irlm_env.evaluation",
 }
 
 __all__ = ["ENV_ID", "IrlmError", "hookimpl", "__version__", *_LAZY]

@@ -34,13 +34,13 @@ import pluggy
 
 from irlm_env import hookspecs
 from irlm_env.errors import IrlmError, suggest
-from irlm_env.rewards import Reward
+from irlm_env.rewards.base import Reward
 
 if TYPE_CHECKING:
     from irlm_env.corpus import Corpus, CorpusSource
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
-BUILTIN_PLUGINS = ("irlm_env.rewards", "irlm_env.corpora")
+BUILTIN_PLUGINS = ("irlm_env.rewards.exact", "irlm_env.corpora")
 STRICT_ENV = "IRLM_STRICT_PLUGINS"
 LOAD_ENV = "IRLM_LOAD_PLUGINS"
 

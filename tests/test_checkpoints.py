@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from irlm_env import fileio
-from irlm_env.checkpoints import check_vocabulary, load_model, save_model
+from irlm_agents.lm.checkpoints import check_vocabulary, load_model, save_model
 from irlm_env.errors import IrlmError
-from irlm_env.model import ModelConfig, RNNLanguageModel
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_env.vocabulary import Vocabulary
 
 VOCAB = Vocabulary(["<pad>", "<unk>", "<eos>", "the", "cat", "sat"])
@@ -143,7 +143,7 @@ def test_load_on_cpu_only_in_fresh_process(tmp_path: Path) -> None:
     path = save_model(model, tmp_path / "m.irlm", VOCAB, TOKENIZER)
     script = (
         "import sys, torch\n"
-        "from irlm_env.checkpoints import load_model\n"
+        "from irlm_agents.lm.checkpoints import load_model\n"
         "assert not torch.cuda.is_available()\n"
         "c = load_model(sys.argv[1], device='cpu')\n"
         "print(float(sum(p.double().sum() for p in c.model.parameters())))\n"

@@ -14,7 +14,7 @@ import matplotlib.image
 import pytest
 
 from irlm_agents.cli import main
-from irlm_env.checkpoints import load_model
+from irlm_agents.lm.checkpoints import load_model
 
 #: A model and budget small enough that a whole `irlm train` takes seconds.
 TINY = ["--corpus", "grammar", "--embedding-dim", "16", "--hidden-size", "32", "--context-length", "4",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from irlm_env.devices import available_devices, resolve_device
+from irlm_agents.lm.devices import available_devices, resolve_device
 from irlm_env.errors import IrlmError
 
 

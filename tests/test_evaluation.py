@@ -8,8 +8,8 @@ import torch
 
 from irlm_env.corpus import Corpus, load_corpus
 from irlm_env.errors import IrlmError
-from irlm_env.evaluation import evaluate
-from irlm_env.model import ModelConfig, RNNLanguageModel
+from irlm_agents.lm.evaluation import evaluate
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_env.rewards import Reward
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from irlm_env.errors import IrlmError
-from irlm_env.model import ModelConfig, RNNLanguageModel
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

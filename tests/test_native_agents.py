@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from irlm_agents import mixer
 from irlm_agents import group as group_module
 from irlm_agents.group import known_rewards
-from irlm_agents.rollout import NativeArgs, build_setup, sample_candidates, segment_features
+from irlm_agents.native.rollout import NativeArgs, build_setup, sample_candidates, segment_features
 from irlm_env.errors import IrlmError
 
 GRAMMAR = {"corpus": "grammar", "corpus_options": {"n_sentences": 3000}}

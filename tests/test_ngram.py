@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from irlm_env.errors import IrlmError
-from irlm_env.ngram import NGramModel, ngram_baselines
+from irlm_agents.lm.ngram import NGramModel, ngram_baselines
 
 SEQ = np.array([2, 5, 6, 7, 2, 5, 6, 8, 2, 5, 6, 7, 2], dtype=np.int64)
 

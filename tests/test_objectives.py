@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irlm_agents import objectives as obj
-from irlm_agents.rollout import head_surrogate
-from irlm_env.model import ModelConfig, RNNLanguageModel
+from irlm_agents.native import estimators as obj
+from irlm_agents.native.rollout import head_surrogate
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 
 
 

@@ -82,10 +82,10 @@ def _info(name: str) -> plugins.PluginInfo:
 def test_builtins_load_first_and_register_through_the_hooks() -> None:
     report = plugins.plugin_report()
     assert [(i.name, i.kind, i.error) for i in report[:2]] == [
-        ("irlm_env.rewards", "builtin", None),
+        ("irlm_env.rewards.exact", "builtin", None),
         ("irlm_env.corpora", "builtin", None),
     ]
-    assert plugins.reward_registry().get("exact").plugin_name == "irlm_env.rewards"
+    assert plugins.reward_registry().get("exact").plugin_name == "irlm_env.rewards.exact"
     assert {"pydocs", "grammar", "text"} <= set(plugins.corpus_registry().names())
     assert plugins.get_plugin_manager() is plugins.get_plugin_manager()
 
@@ -125,7 +125,7 @@ def test_entry_point_plugin_is_found_with_its_version(make_dist: MakeDist, corpu
 
 def test_same_name_from_builtin_and_plugin_names_both(make_dist: MakeDist) -> None:
     make_dist("irlm-clash", {"clash": "fake_clash"}, {"fake_clash": REWARD_PLUGIN.format(name="exact")})
-    with pytest.raises(IrlmError, match=r"reward 'exact' is registered by two plugins: 'irlm_env.rewards' and 'clash'"):
+    with pytest.raises(IrlmError, match=r"reward 'exact' is registered by two plugins: 'irlm_env.rewards.exact' and 'clash'"):
         plugins.reward_registry()
 
 
@@ -274,8 +274,8 @@ def test_exception_in_a_registration_hook_names_the_plugin() -> None:
 
 
 def test_register_plugin_refuses_a_taken_name() -> None:
-    with pytest.raises(IrlmError, match="'irlm_env.rewards' is already loaded"):
-        plugins.register_plugin(object(), "irlm_env.rewards")
+    with pytest.raises(IrlmError, match="'irlm_env.rewards.exact' is already loaded"):
+        plugins.register_plugin(object(), "irlm_env.rewards.exact")
 
 
 def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:

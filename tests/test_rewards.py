@@ -13,7 +13,8 @@ import pytest
 
 from irlm_env import IrlmError, hookimpl, plugins
 from irlm_env.corpus import Corpus, load_corpus
-from irlm_env.rewards import ExactReward, Reward
+from irlm_env.rewards import Reward
+from irlm_env.rewards.exact import ExactReward
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_exact_forms_agree(corpus: Corpus) -> None:
 
 def test_make_reward_exact_returns_python_floats(corpus: Corpus) -> None:
     reward = plugins.make_reward("exact", corpus)
-    assert reward.name == "exact" and reward.plugin_name == "irlm_env.rewards" and reward.has_table
+    assert reward.name == "exact" and reward.plugin_name == "irlm_env.rewards.exact" and reward.has_table
     hit, miss = reward(5, 5, np.zeros(8, np.int64)), reward(5, 6, np.zeros(8, np.int64))
     assert (hit, miss) == (1.0, 0.0) and type(hit) is float and type(miss) is float
     table = reward.table(np.array([3, 4]), np.zeros((2, 8), np.int64))

@@ -9,10 +9,10 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from irlm_agents.args import TrainArgs, build_model, load_corpus_for
-from irlm_agents.plotting import plot_runs, read_metrics
-from irlm_agents.run_logger import RunLogger, TrainingInterrupted
-from irlm_env.checkpoints import load_model
+from irlm_agents.runs.args import TrainArgs, build_model, load_corpus_for
+from irlm_agents.runs.plotting import plot_runs, read_metrics
+from irlm_agents.runs.logger import RunLogger, TrainingInterrupted
+from irlm_agents.lm.checkpoints import load_model
 from irlm_env.errors import IrlmError
 
 

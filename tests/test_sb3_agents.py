@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from irlm_agents import a2c, ppo
-from irlm_agents.args import build_model, load_corpus_for
-from irlm_agents.plotting import read_metrics
-from irlm_env.checkpoints import load_model
+from irlm_agents.runs.args import build_model, load_corpus_for
+from irlm_agents.runs.plotting import read_metrics
+from irlm_agents.lm.checkpoints import load_model
 from irlm_env.errors import IrlmError
 
 #: The issue's bar: 80% of the grammar corpus's best achievable next-token accuracy.

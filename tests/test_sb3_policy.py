@@ -12,11 +12,11 @@ import pytest
 import torch
 from stable_baselines3 import A2C, PPO
 
-from irlm_env.checkpoints import save_model
+from irlm_agents.lm.checkpoints import save_model
 from irlm_env.errors import IrlmError
-from irlm_env.model import RNNLanguageModel
-from irlm_env.sb3 import RNNLanguagePolicy, make_vec_env
-from irlm_env.sb3.policy import LogProbEntropy, TokenDistribution, draw_tokens
+from irlm_agents.lm.model import RNNLanguageModel
+from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_agents.sb3.policy import LogProbEntropy, TokenDistribution, draw_tokens
 
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4, "episode_length": 16}
 TINY = {"embedding_dim": 8, "hidden_size": 12}
@@ -93,7 +93,7 @@ def test_absent_device_is_an_error_at_construction(device: str, tmp_path: Path) 
 RELOAD = """
 import json, sys, numpy as np, torch
 from stable_baselines3 import PPO
-from irlm_env.sb3 import make_vec_env
+from irlm_agents.sb3 import make_vec_env
 model = PPO.load(sys.argv[1], device="cpu")
 obs = np.array(json.loads(sys.argv[2]), dtype=np.int64)
 actions, _ = model.predict(obs, deterministic=True)

@@ -9,7 +9,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecMonito
 
 from irlm_env.envs.next_word import NextWordEnv
 from irlm_env.errors import IrlmError
-from irlm_env.sb3 import NextWordVecEnv, RNNLanguagePolicy, make_vec_env
+from irlm_agents.sb3 import NextWordVecEnv, RNNLanguagePolicy, make_vec_env
 
 
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4}

@@ -34,7 +34,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    check=True, capture_output=True, text=True, timeout=300)
     (wheel,) = wheels.glob("irlm_env-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "irlm_agents/cli.py" in names and "irlm_env/sb3/policy.py" in names
+    assert "irlm_agents/cli.py" in names and "irlm_agents/sb3/policy.py" in names
     assert not any(name.startswith(("tests/", "bench/", "plugins/", "agents/")) for name in names)
     target = work / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
@@ -51,8 +51,8 @@ def run_outside(target: Path, cwd: Path, *args: str) -> subprocess.CompletedProc
 
 def test_cli_runs_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
     where = run_outside(installed, tmp_path, "-c",
-                        "import json, irlm_agents.cli, irlm_env.sb3; "
-                        "print(json.dumps([irlm_agents.cli.__file__, irlm_env.sb3.__file__]))")
+                        "import json, irlm_agents.cli, irlm_agents.sb3; "
+                        "print(json.dumps([irlm_agents.cli.__file__, irlm_agents.sb3.__file__]))")
     assert where.returncode == 0, where.stderr
     for path in json.loads(where.stdout):
         assert Path(path).is_relative_to(installed), path  # not the checkout's editable copy

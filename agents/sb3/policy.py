@@ -11,7 +11,7 @@ Sizes go through ``policy_kwargs``::
 
     PPO(RNNLanguagePolicy, env, policy_kwargs=dict(cell="lstm", embedding_dim=64, hidden_size=128))
 
-``init_from="model.irlm"`` warm-starts from a checkpoint saved by ``irlm_env.checkpoints``; the
+``init_from="model.irlm"`` warm-starts from a checkpoint saved by ``irlm_agents.lm.checkpoints``; the
 model's sizes are then read from the checkpoint.
 """
 
@@ -31,10 +31,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from irlm_env.checkpoints import load_model
-from irlm_env.devices import resolve_device
+from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
-from irlm_env.model import ModelConfig, RNNLanguageModel
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 
 #: Model options accepted through ``policy_kwargs``; ``None`` means "the default, or the
 #: checkpoint's value when warm-starting".

@@ -4,7 +4,7 @@ Every bandit estimator here is written in one shape: per context (row) a few sam
 ``actions`` (B, K) with scalar weights ``weights`` (B, K), so that the ascent direction in logit
 space is ``Σ_k w_k (onehot(a_k) - π)``. That is the gradient of ``Σ_k w_k log π(a_k)``, and
 :func:`policy_gradient_logits` turns it into a dense (B, V) direction the agents backpropagate
-through the model head *without recomputing the head* (see ``irlm_agents.rollout.head_surrogate``).
+through the model head *without recomputing the head* (see ``irlm_agents.native.rollout.head_surrogate``).
 Losses are means over contexts, to be minimised.
 """
 

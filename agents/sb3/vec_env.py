@@ -46,7 +46,7 @@ class NextWordVecEnv(VecEnv):
         if env.autoreset_mode is not AutoresetMode.SAME_STEP:
             raise IrlmError(
                 "NextWordVecEnv needs the vector env in autoreset_mode='SameStep' (what SB3 expects), "
-                f"got {env.autoreset_mode.value!r}; build it with irlm_env.sb3.make_vec_env"
+                f"got {env.autoreset_mode.value!r}; build it with irlm_agents.sb3.make_vec_env"
             )
         self.env = env
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
@@ -139,7 +139,7 @@ def make_vec_env(env_id: str = ENV_ID, n_envs: int = 8, seed: int | None = None,
     """
     if env_id != ENV_ID:
         raise IrlmError(
-            f"irlm_env.sb3.make_vec_env builds {ENV_ID!r} only, got {env_id!r}; for other envs use "
+            f"irlm_agents.sb3.make_vec_env builds {ENV_ID!r} only, got {env_id!r}; for other envs use "
             "stable_baselines3.common.env_util.make_vec_env"
         )
     for forbidden in ("autoreset_mode", "num_envs"):

@@ -26,10 +26,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from irlm_env.devices import resolve_device
+from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_env.fileio import atomic_write_bytes
-from irlm_env.model import ModelConfig, RNNLanguageModel
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_env.vocabulary import Vocabulary
 
 FORMAT = "irlm-checkpoint"
@@ -139,7 +139,7 @@ def _read_header(path: Path, raw: bytes) -> dict[str, Any]:
             raise _corrupt(
                 path,
                 "it looks like a pickle/torch.save file, and loading pickles can run arbitrary code, "
-                "so irlm refuses it; re-save the model with irlm_env.checkpoints.save_model",
+                "so irlm refuses it; re-save the model with irlm_agents.lm.checkpoints.save_model",
             ) from None
         raise _corrupt(path, "no irlm header found (truncated, corrupt, or not an .irlm checkpoint)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:

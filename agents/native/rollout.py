@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode
 
-from irlm_agents.args import TrainArgs, TrainResult, build_model, load_corpus_for
-from irlm_agents.run_logger import RunLogger
+from irlm_agents.runs.args import TrainArgs, TrainResult, build_model, load_corpus_for
+from irlm_agents.runs.logger import RunLogger
 from irlm_env.corpus import Corpus
-from irlm_env.devices import resolve_device
+from irlm_agents.lm.devices import resolve_device
 from irlm_env.envs.vector import NextWordVectorEnv
 from irlm_env.errors import IrlmError
-from irlm_env.model import Hidden, RNNLanguageModel
-from irlm_env.ngram import ngram_baselines
+from irlm_agents.lm.model import Hidden, RNNLanguageModel
+from irlm_agents.lm.ngram import ngram_baselines
 
 #: Picks the candidate tokens of each stream from the policy's logits (N, V) and their softmax
 #: (N, V), which the rollout has already computed: returns (N, K) int64, column 0 being the

@@ -39,14 +39,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 import irlm_env
-from irlm_agents.args import TrainArgs
-from irlm_agents.plotting import CONFIG_FILE, METRICS_FILE, plot_runs
-from irlm_env.checkpoints import save_model
+from irlm_agents.runs.args import TrainArgs
+from irlm_agents.runs.plotting import CONFIG_FILE, METRICS_FILE, plot_runs
+from irlm_agents.lm.checkpoints import save_model
 from irlm_env.corpus import Corpus
 from irlm_env.errors import IrlmError
 from irlm_env.fileio import atomic_write_bytes
-from irlm_env.evaluation import evaluate
-from irlm_env.model import RNNLanguageModel
+from irlm_agents.lm.evaluation import evaluate
+from irlm_agents.lm.model import RNNLanguageModel
 from irlm_env.plugins import make_reward
 
 BEST_CHECKPOINT = "best.irlm"

@@ -2,7 +2,7 @@
 
 ```python
 from stable_baselines3 import PPO
-from irlm_env.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
 
 env = make_vec_env("irlm/NextWord-v0", n_envs=64, seed=0, corpus="grammar")
 model = PPO(RNNLanguagePolicy, env, policy_kwargs=dict(cell="gru", embedding_dim=32, hidden_size=64))
@@ -13,7 +13,7 @@ Importing this package imports torch and SB3; ``import irlm_env`` alone does not
 
 from __future__ import annotations
 
-from irlm_env.sb3.policy import RNNFeaturesExtractor, RNNLanguagePolicy
-from irlm_env.sb3.vec_env import NextWordVecEnv, make_vec_env
+from irlm_agents.sb3.policy import RNNFeaturesExtractor, RNNLanguagePolicy
+from irlm_agents.sb3.vec_env import NextWordVecEnv, make_vec_env
 
 __all__ = ["NextWordVecEnv", "RNNFeaturesExtractor", "RNNLanguagePolicy", "make_vec_env"]

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from irlm_env.corpus import Corpus
-from irlm_env.devices import resolve_device
+from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
-from irlm_env.model import RNNLanguageModel
+from irlm_agents.lm.model import RNNLanguageModel
 from irlm_env.plugins import make_reward
 from irlm_env.rewards import Reward
 

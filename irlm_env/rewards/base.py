@@ -1,23 +1,16 @@
-"""The reward protocol and the built-in rewards.
+"""The reward protocol every reward plugin implements.
 
 A reward scores one prediction at a time, but the vector env scores thousands per step and
 exact-gradient agents want the reward of every vocabulary token at once. :class:`Reward`
 gives a plugin all three forms from just the scalar one, so a plugin can start simple and
-add the fast forms when speed matters. This module is also an ordinary plugin: it registers
-the built-in rewards through the same hook third-party plugins use.
+add the fast forms when speed matters.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-from irlm_env.hookspecs import Register, hookimpl
-
-if TYPE_CHECKING:
-    from irlm_env.corpus import Corpus
 
 
 class Reward(ABC):
@@ -50,28 +43,3 @@ class Reward(ABC):
     def has_table(self) -> bool:
         """Whether ``table`` is implemented, so agents can choose their estimator up front."""
         return type(self).table is not Reward.table
-
-
-class ExactReward(Reward):
-    """1.0 for the true next token and 0.0 for anything else: plain next-word accuracy."""
-
-    name = "exact"
-
-    def __init__(self, corpus: Corpus) -> None:
-        self.vocab_size = len(corpus.vocab)
-
-    def __call__(self, action: int, target: int, context: np.ndarray) -> float:
-        return 1.0 if action == target else 0.0
-
-    def batch(self, actions: np.ndarray, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-        return (actions == targets[:, None]).astype(np.float64)
-
-    def table(self, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(targets), self.vocab_size), dtype=np.float64)
-        out[np.arange(len(targets)), targets] = 1.0
-        return out
-
-
-@hookimpl
-def irlm_register_rewards(register: Register) -> None:
-    register("exact", ExactReward, "1.0 if the action is the true next token, else 0.0")

@@ -19,7 +19,7 @@ from irlm_env.errors import IrlmError
 
 if TYPE_CHECKING:
     from irlm_env.corpus import Corpus
-    from irlm_env.model import RNNLanguageModel
+    from irlm_agents.lm.model import RNNLanguageModel
 
 
 def _help(text: str) -> dict[str, str]:
@@ -123,10 +123,10 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     A warm start must speak the corpus's vocabulary: token ids would otherwise mean different
     words, so a mismatch is an error rather than a silent re-initialisation.
     """
-    from irlm_env.model import ModelConfig, RNNLanguageModel
+    from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 
     if args.init_from is not None:
-        from irlm_env.checkpoints import load_model
+        from irlm_agents.lm.checkpoints import load_model
 
         return load_model(args.init_from, vocab=corpus.vocab).model
     config = ModelConfig(

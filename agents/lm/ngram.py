@@ -14,49 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from irlm_env.corpus_stats import TOP, context_keys, fit_continuations
 from irlm_env.errors import IrlmError
 
 if TYPE_CHECKING:
     from irlm_env.corpus import Corpus
 
-#: Candidates kept per context (enough for top-5 accuracy).
-TOP = 5
 #: Positions scored per chunk, bounding the (chunk, orders x TOP, orders x TOP) duplicate test.
 CHUNK = 65_536
-
-
-def _context_keys(tokens: np.ndarray, positions: np.ndarray, length: int, vocab_size: int) -> np.ndarray:
-    """Key of the ``length`` tokens ending at each position (left-padded with id 0)."""
-    keys = np.zeros(len(positions), dtype=np.int64)
-    for back in range(length):
-        index = positions - back
-        ids = np.where(index >= 0, tokens[np.maximum(index, 0)], 0)
-        keys = keys * vocab_size + ids
-    return keys
-
-
-@dataclass(frozen=True)
-class _OrderTable:
-    """For one order: sorted context keys and each context's most frequent continuations."""
-
-    keys: np.ndarray  # (C,) sorted unique context keys
-    top: np.ndarray  # (C, TOP) next-token ids by decreasing count, -1 where fewer seen
-
-
-def _fit_order(tokens: np.ndarray, order: int, vocab_size: int) -> _OrderTable:
-    positions = np.arange(len(tokens) - 1)
-    context = _context_keys(tokens, positions, order - 1, vocab_size)
-    nxt = tokens[positions + 1]
-    # Count (context, next) pairs, then sort by context and decreasing count (ties: lower id).
-    pair, counts = np.unique(np.stack([context, nxt], 1), axis=0, return_counts=True)
-    ordering = np.lexsort((pair[:, 1], -counts, pair[:, 0]))
-    pair = pair[ordering]
-    keys, first = np.unique(pair[:, 0], return_index=True)
-    rank = np.arange(len(pair)) - np.repeat(first, np.diff(np.append(first, len(pair))))
-    top = np.full((len(keys), TOP), -1, dtype=np.int64)
-    keep = rank < TOP
-    top[np.repeat(np.arange(len(keys)), np.diff(np.append(first, len(pair))))[keep], rank[keep]] = pair[keep, 1]
-    return _OrderTable(keys, top)
 
 
 class NGramModel:
@@ -75,13 +40,13 @@ class NGramModel:
             raise IrlmError("an n-gram model needs at least 2 training tokens; use a longer split")
         self.order = order
         self.vocab_size = vocab_size
-        self._tables = [_fit_order(tokens, n, vocab_size) for n in range(order, 0, -1)]
+        self._tables = [fit_continuations(tokens, n, vocab_size) for n in range(order, 0, -1)]
 
     def predict(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """(M, 5) predicted next tokens after each position (best first; -1 if none known)."""
         candidates = []
         for table, n in zip(self._tables, range(self.order, 0, -1)):
-            keys = _context_keys(tokens, positions, n - 1, self.vocab_size)
+            keys = context_keys(tokens, positions, n - 1, self.vocab_size)
             where = np.minimum(np.searchsorted(table.keys, keys), len(table.keys) - 1)
             found = table.keys[where] == keys
             candidates.append(np.where(found[:, None], table.top[where], -1))
@@ -119,7 +84,7 @@ def ngram_baselines(
 ) -> dict[str, float]:
     """``{"majority_top1": ..., "majority_top5": ..., "bigram_top1": ..., ...}`` fit on train.
 
-    Scored like :func:`irlm_env.evaluation.evaluate` (every position of the split, the first
+    Scored like :func:`irlm_agents.lm.evaluation.evaluate` (every position of the split, the first
     ``max_tokens`` of them if given), so the figures sit beside a model's directly.
     """
     train = corpus.split("train")

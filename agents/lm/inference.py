@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from irlm_agents.args import TrainArgs
-from irlm_env.checkpoints import Checkpoint, load_model
+from irlm_agents.runs.args import TrainArgs
+from irlm_agents.lm.checkpoints import Checkpoint, load_model
 from irlm_env.corpus import load_corpus
-from irlm_env.devices import resolve_device
+from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
-from irlm_env.evaluation import evaluate
-from irlm_env.model import RNNLanguageModel
+from irlm_agents.lm.evaluation import evaluate
+from irlm_agents.lm.model import RNNLanguageModel
 from irlm_env.plugins import make_reward
 from irlm_env.tokenizers import make_tokenizer
 

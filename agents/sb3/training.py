@@ -14,13 +14,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv
 
-from irlm_agents.args import TrainArgs, TrainResult, build_model, load_corpus_for
-from irlm_agents.run_logger import RunLogger
+from irlm_agents.runs.args import TrainArgs, TrainResult, build_model, load_corpus_for
+from irlm_agents.runs.logger import RunLogger
 from irlm_env import ENV_ID
 from irlm_env.corpus import Corpus
-from irlm_env.devices import resolve_device
-from irlm_env.model import RNNLanguageModel
-from irlm_env.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_agents.lm.devices import resolve_device
+from irlm_agents.lm.model import RNNLanguageModel
+from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
 
 #: Folder inside the run directory for SB3's own logger (progress.csv and its TensorBoard events),
 #: kept apart from the RunLogger's metrics.csv.

@@ -1,0 +1,1 @@
+"""Shared pieces of the native agents: the rollout over the vector env and the policy-gradient estimators."""
