@@ -140,7 +140,7 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
 def best_checkpoint_top1(run_dir: str | Path) -> float:
     """Test top-1 of the run's checkpoint with the best validation top-1 (NaN when it has none)."""
     from irlm_agents.lm.inference import evaluate_checkpoint
-    from irlm_agents.runs.logger import BEST_CHECKPOINT
+    from irlm_agents.runs.run_dir import BEST_CHECKPOINT
 
     path = Path(run_dir) / BEST_CHECKPOINT
     if not path.exists():

@@ -29,8 +29,7 @@ from irlm_env.corpus import Corpus
 from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import RNNLanguageModel
-from irlm_env.plugins import make_reward
-from irlm_env.rewards import Reward
+from irlm_env.rewards import Reward, make_reward
 
 #: Time steps per forward pass in recurrent mode (and windows per stream in window mode). Keeps
 #: the (batch, chunk, vocabulary) logits small: 64 x 32 x 10,000 floats is 82 MB.

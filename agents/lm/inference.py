@@ -19,7 +19,7 @@ from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.lm.model import RNNLanguageModel
-from irlm_env.plugins import make_reward
+from irlm_env.rewards import make_reward
 from irlm_env.tokenizers import make_tokenizer
 
 

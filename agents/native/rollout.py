@@ -26,13 +26,15 @@ import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode
 
 from irlm_agents.runs.args import TrainArgs, TrainResult, build_model, load_corpus_for
-from irlm_agents.runs.logger import RunLogger
+from irlm_agents.runs.run_dir import RunDirectory
+from irlm_agents.lm.evaluation import evaluate
 from irlm_env.corpus import Corpus
 from irlm_agents.lm.devices import resolve_device
 from irlm_env.envs.vector import NextWordVectorEnv
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import Hidden, RNNLanguageModel
 from irlm_agents.lm.ngram import ngram_baselines
+from irlm_env.rewards import make_reward
 
 #: Picks the candidate tokens of each stream from the policy's logits (N, V) and their softmax
 #: (N, V), which the rollout has already computed: returns (N, K) int64, column 0 being the
@@ -339,11 +341,17 @@ def train_loop(agent: str, args: NativeArgs, setup: Setup, update: Callable[[], 
     ``queries_per_token``, ``peak_rss_mb`` and the n-gram peers on the same validation tokens.
     """
     peers = ngram_baselines(setup.corpus, "validation", orders=(1, 2, 4), max_tokens=args.eval_tokens)
+    reward = make_reward(args.reward, setup.corpus, **args.reward_options)
+
+    def validate() -> dict[str, float]:
+        return evaluate(setup.model, setup.corpus, "validation", reward=reward, max_tokens=args.eval_tokens)
+
     tokens = queries = 0
     train_seconds = 0.0
     next_eval = args.eval_every
-    with RunLogger(agent, args, setup.corpus, setup.model, eval_context_length=None) as run:
-        run.log_scalars(0, **{f"peers/{name}": value for name, value in peers.items()})
+    with RunDirectory(agent, args, setup.corpus, setup.model, eval_context_length=None) as run:
+        run.record(0, validate())
+        run.log_scalars("validation/peers", 0, peers)
         setup.model.train()
         while tokens < args.total_tokens:
             start = time.perf_counter()
@@ -353,9 +361,13 @@ def train_loop(agent: str, args: NativeArgs, setup: Setup, update: Callable[[], 
             queries += stats.queries
             run.advance(tokens, reward=stats.reward, accuracy=stats.accuracy)
             if tokens >= next_eval and tokens < args.total_tokens:
-                run.evaluate(tokens)
-                run.log_scalars(tokens, tokens_per_second=tokens / train_seconds, queries_per_token=queries / tokens)
+                run.record(tokens, validate())
+                run.log_scalars("train", tokens, {"tokens_per_second": tokens / train_seconds,
+                                                  "queries_per_token": queries / tokens})
                 next_eval += args.eval_every
+        run.record(tokens, validate())
+        run.log_scalars("train", tokens, {"tokens_per_second": tokens / max(train_seconds, 1e-9),
+                                          "queries_per_token": queries / max(tokens, 1)})
         metrics = run.finish(tokens)
     metrics.update(peers)
     metrics["tokens"] = float(tokens)
@@ -364,4 +376,4 @@ def train_loop(agent: str, args: NativeArgs, setup: Setup, update: Callable[[], 
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if setup.device.type == "cuda":
         metrics["peak_cuda_mb"] = torch.cuda.max_memory_allocated(setup.device) / 2**20
-    return TrainResult(model=setup.model, corpus=setup.corpus, metrics=metrics, run_dir=run.run_dir)
+    return TrainResult(model=setup.model, corpus=setup.corpus, metrics=metrics, run_dir=run.path)

@@ -12,13 +12,14 @@ same tools (``irlm eval``, ``irlm plot``, TensorBoard)::
         curve.png        validation top-1 against training tokens
         summary.json     final metrics and whether the run completed or was interrupted
 
-Usage inside an agent::
+The directory records; it does not score. An agent scores its model with
+:func:`irlm_agents.lm.evaluation.evaluate` and hands the figures over::
 
-    with RunLogger("ppo", args, corpus, model, eval_context_length=args.context_length,
-                   extra_columns=["loss"]) as run:
-        ...                        # training; call run.advance(tokens, accuracy=..., reward=...)
-        run.evaluate(tokens, loss=...)   # every args.eval_every tokens
-        metrics = run.finish(tokens)
+    with RunDirectory("ppo", args, corpus, model, eval_context_length=args.context_length) as run:
+        run.record(0, evaluate(model, corpus, ...))
+        ...                          # training; run.advance(tokens, accuracy=..., reward=...)
+        run.record(tokens, evaluate(model, corpus, ...))   # every args.eval_every tokens
+        run.finish(tokens)
 
 Ctrl-C inside the ``with`` block saves ``final.irlm`` and re-raises as ``TrainingInterrupted``,
 which the command line turns into a one-line message.
@@ -29,31 +30,30 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Sequence
 from typing import IO, Any
 
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 import irlm_env
+from irlm_agents.lm.checkpoints import save_model
+from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.runs.args import TrainArgs
 from irlm_agents.runs.plotting import CONFIG_FILE, METRICS_FILE, plot_runs
-from irlm_agents.lm.checkpoints import save_model
 from irlm_env.corpus import Corpus
 from irlm_env.errors import IrlmError
 from irlm_env.fileio import atomic_write_bytes
-from irlm_agents.lm.evaluation import evaluate
-from irlm_agents.lm.model import RNNLanguageModel
-from irlm_env.plugins import make_reward
 
 BEST_CHECKPOINT = "best.irlm"
 FINAL_CHECKPOINT = "final.irlm"
 CURVE_FILE = "curve.png"
 SUMMARY_FILE = "summary.json"
 METRIC_COLUMNS = ("top1", "top5", "perplexity", "reward")
+COLUMNS = ("tokens", "seconds", *METRIC_COLUMNS)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -75,13 +75,13 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-class RunLogger:
-    """Evaluates, logs and checkpoints one training run; a context manager around the loop.
+class RunDirectory:
+    """One training run's folder and progress bar; a context manager around the training loop.
 
     ``eval_context_length`` is how the model is scored: the SB3 agents' policy sees a window of
     ``context_length`` tokens, so they pass it; the recurrent native agents pass ``None`` (hidden
     state carried over the split). It is stored with the checkpoints so ``irlm eval`` reproduces
-    the numbers logged here.
+    the numbers recorded here.
     """
 
     def __init__(
@@ -92,24 +92,18 @@ class RunLogger:
         model: RNNLanguageModel,
         *,
         eval_context_length: int | None,
-        extra_columns: Sequence[str] = (),
     ) -> None:
         self.agent = agent
         self.args = args
         self.corpus = corpus
         self.model = model
         self.eval_context_length = eval_context_length
-        self.run_dir = Path(args.run_dir) if args.run_dir is not None else default_run_dir(agent)
-        if (self.run_dir / METRICS_FILE).exists():
-            raise IrlmError(
-                f"{self.run_dir} already holds a run; choose another --run-dir or delete it"
-            )
-        self.reward_fn = make_reward(args.reward, corpus, **args.reward_options)
+        self.path = Path(args.run_dir) if args.run_dir is not None else default_run_dir(agent)
+        if (self.path / METRICS_FILE).exists():
+            raise IrlmError(f"{self.path} already holds a run; choose another --run-dir or delete it")
         self.tokens = 0
-        self.best_top1 = float("-inf")
+        self.best_top1: float | None = None
         self.last_metrics: dict[str, float] = {}
-        self._last_eval_tokens: int | None = None
-        self._columns = ["tokens", "seconds", *METRIC_COLUMNS, *extra_columns]
         self._csv_file: IO[str] | None = None
         self._csv: csv.DictWriter[str]
         self._writer: SummaryWriter | None = None
@@ -118,10 +112,10 @@ class RunLogger:
         self._start = time.perf_counter()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> RunLogger:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(self.run_dir / CONFIG_FILE, self._config())
-        self._writer = SummaryWriter(log_dir=str(self.run_dir))
+    def __enter__(self) -> RunDirectory:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_json(self.path / CONFIG_FILE, self._config())
+        self._writer = SummaryWriter(log_dir=str(self.path))
         self._bar = tqdm(
             total=self.args.total_tokens,
             unit="tok",
@@ -131,7 +125,6 @@ class RunLogger:
             dynamic_ncols=True,
         )
         self._start = time.perf_counter()
-        self.evaluate(0)
         return self
 
     def __exit__(
@@ -145,7 +138,7 @@ class RunLogger:
                 checkpoint = self._save(FINAL_CHECKPOINT)
                 self._write_summary("interrupted")
                 self._plot()
-                raise TrainingInterrupted(self.run_dir, checkpoint, self.tokens) from exc
+                raise TrainingInterrupted(self.path, checkpoint, self.tokens) from exc
         finally:
             self._close()
 
@@ -170,52 +163,28 @@ class RunLogger:
         self.tokens = tokens
         for name, value in live.items():
             self._postfix[name] = f"{value:.3f}"
-            if self._writer is not None:
-                self._writer.add_scalar(f"train/{name}", value, tokens)
+        self.log_scalars("train", tokens, live)
         if self._bar is not None:
             self._bar.n = min(tokens, self.args.total_tokens)
             self._bar.set_postfix(self._postfix, refresh=True)
 
-    def log_scalars(self, tokens: int, **scalars: float) -> None:
-        """Training diagnostics (losses, entropy) for TensorBoard only."""
+    def log_scalars(self, section: str, tokens: int, scalars: Mapping[str, float]) -> None:
+        """TensorBoard only: ``section/name`` for each scalar (training diagnostics, peers)."""
         if self._writer is not None:
             for name, value in scalars.items():
-                self._writer.add_scalar(f"train/{name}", value, tokens)
+                self._writer.add_scalar(f"{section}/{name}", value, tokens)
 
-    def evaluate(self, tokens: int, **extras: float) -> dict[str, float]:
-        """Score the model on validation, record a metrics row, keep the best checkpoint.
-
-        ``extras`` fill the agent's ``extra_columns`` (training loss, say); a column left out
-        of a row is written as ``nan``, e.g. at the evaluation before training starts.
-        """
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            scores = evaluate(
-                self.model,
-                self.corpus,
-                "validation",
-                reward=self.reward_fn,
-                context_length=self.eval_context_length,
-                max_tokens=self.args.eval_tokens,
-            )
-        finally:
-            self.model.train(was_training)
+    def record(self, tokens: int, scores: Mapping[str, float]) -> dict[str, float]:
+        """Record validation ``scores`` at ``tokens``: a metrics row, TensorBoard, best checkpoint."""
         metrics = {name: float(scores[name]) for name in METRIC_COLUMNS}
-        unknown = sorted(set(extras) - set(self._columns))
-        if unknown:
-            raise ValueError(f"metrics column(s) {unknown} were not declared in RunLogger(extra_columns=...)")
-        row: dict[str, float] = {column: float("nan") for column in self._columns}
-        row.update(tokens=tokens, seconds=round(time.perf_counter() - self._start, 3), **metrics, **extras)
+        row = {"tokens": tokens, "seconds": round(time.perf_counter() - self._start, 3), **metrics}
         self._append_row(row)
+        self.log_scalars("validation", tokens, metrics)
         if self._writer is not None:
-            for name, value in metrics.items():
-                self._writer.add_scalar(f"validation/{name}", value, tokens)
             self._writer.flush()
         self.tokens = tokens
         self.last_metrics = metrics
-        self._last_eval_tokens = tokens
-        if metrics["top1"] > self.best_top1:
+        if self.best_top1 is None or metrics["top1"] > self.best_top1:
             self.best_top1 = metrics["top1"]
             self._save(BEST_CHECKPOINT)
         self._postfix["val_top1"] = f"{metrics['top1']:.3f}"
@@ -225,10 +194,8 @@ class RunLogger:
         return metrics
 
     def finish(self, tokens: int) -> dict[str, float]:
-        """Final evaluation (unless one just ran), final checkpoint, curve and summary."""
+        """Final checkpoint, curve and summary; returns the last recorded validation metrics."""
         self.tokens = tokens
-        if self._last_eval_tokens != tokens:
-            self.evaluate(tokens)
         if self._bar is not None:
             self._bar.n = min(tokens, self.args.total_tokens)
             self._bar.refresh()
@@ -260,14 +227,14 @@ class RunLogger:
 
     def _append_row(self, row: dict[str, float]) -> None:
         if self._csv_file is None:
-            self._csv_file = (self.run_dir / METRICS_FILE).open("w", newline="")
-            self._csv = csv.DictWriter(self._csv_file, fieldnames=self._columns)
+            self._csv_file = (self.path / METRICS_FILE).open("w", newline="")
+            self._csv = csv.DictWriter(self._csv_file, fieldnames=COLUMNS)
             self._csv.writeheader()
         self._csv.writerow(row)
         self._csv_file.flush()
 
     def _save(self, name: str) -> Path:
-        path = self.run_dir / name
+        path = self.path / name
         save_model(
             self.model,
             path,
@@ -285,16 +252,16 @@ class RunLogger:
 
     def _write_summary(self, status: str) -> None:
         _write_json(
-            self.run_dir / SUMMARY_FILE,
+            self.path / SUMMARY_FILE,
             {
                 "status": status,
                 "tokens": self.tokens,
                 "seconds": round(time.perf_counter() - self._start, 3),
                 "final": self.last_metrics,
-                "best_top1": self.best_top1 if self._last_eval_tokens is not None else None,
+                "best_top1": self.best_top1,
             },
         )
 
     def _plot(self) -> None:
-        if self._last_eval_tokens is not None:
-            plot_runs([self.run_dir], self.run_dir / CURVE_FILE, metric="top1")
+        if self.last_metrics:
+            plot_runs([self.path], self.path / CURVE_FILE, metric="top1")

@@ -1,4 +1,4 @@
-"""RunLogger's run directory, its Ctrl-C behaviour, and the learning-curve plots."""
+"""The run directory, its Ctrl-C behaviour, and the learning-curve plots."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 
 from irlm_agents.runs.args import TrainArgs, build_model, load_corpus_for
 from irlm_agents.runs.plotting import plot_runs, read_metrics
-from irlm_agents.runs.logger import RunLogger, TrainingInterrupted
+from irlm_agents.runs.run_dir import RunDirectory, TrainingInterrupted
 from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.evaluation import evaluate
 from irlm_env.errors import IrlmError
 
 
@@ -33,33 +34,32 @@ def assert_png(path: Path) -> None:
     assert image.shape[0] > 100 and image.shape[1] > 100
 
 
-def run_once(run_dir: Path) -> tuple[RunLogger, dict[str, float]]:
+def run_once(run_dir: Path) -> tuple[RunDirectory, dict[str, float]]:
     args = tiny_args(run_dir)
     corpus = load_corpus_for(args)
     model = build_model(args, corpus)
-    with RunLogger("unit", args, corpus, model, eval_context_length=4, extra_columns=["loss"]) as run:
+    with RunDirectory("unit", args, corpus, model, eval_context_length=4) as run:
+        run.record(0, evaluate(model, corpus, context_length=4, max_tokens=args.eval_tokens))
         run.advance(100, accuracy=0.5, reward=0.5)
-        run.evaluate(100, loss=1.5)
-        run.evaluate(200, loss=1.25)
+        run.record(100, evaluate(model, corpus, context_length=4, max_tokens=args.eval_tokens))
+        run.record(200, evaluate(model, corpus, context_length=4, max_tokens=args.eval_tokens))
         metrics = run.finish(200)
     return run, metrics
 
 
 def test_run_directory_contents(tmp_path: Path) -> None:
     run, metrics = run_once(tmp_path / "run")
-    folder = run.run_dir
+    folder = run.path
     for name in ("config.json", "metrics.csv", "best.irlm", "final.irlm", "curve.png", "summary.json"):
         assert (folder / name).is_file(), name
     assert list(folder.glob("events.out.tfevents.*")), "TensorBoard events missing"
     with (folder / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    # Evaluation at 0 on entry, then the two explicit ones; finish(200) does not repeat the last.
     assert [int(float(r["tokens"])) for r in rows] == [0, 100, 200]
-    assert list(rows[0]) == ["tokens", "seconds", "top1", "top5", "perplexity", "reward", "loss"]
+    assert list(rows[0]) == ["tokens", "seconds", "top1", "top5", "perplexity", "reward"]
     for row in rows:
         assert 0.0 <= float(row["top1"]) <= float(row["top5"]) <= 1.0
         assert float(row["perplexity"]) >= 1.0
-    assert rows[0]["loss"] == "nan" and float(rows[2]["loss"]) == 1.25
     config = json.loads((folder / "config.json").read_text())
     assert config["agent"] == "unit"
     assert config["args"]["hidden_size"] == 16
@@ -68,6 +68,7 @@ def test_run_directory_contents(tmp_path: Path) -> None:
     assert config["corpus"]["best_accuracy"] > 0.3
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["final"] == metrics
+    assert summary["best_top1"] == max(float(r["top1"]) for r in rows)
     final = load_model(folder / "final.irlm")
     assert final.extra["agent"] == "unit" and final.extra["eval_context_length"] == 4
     assert final.extra["train_args"]["corpus"] == "grammar"
@@ -79,7 +80,7 @@ def test_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
     args = tiny_args(tmp_path / "run")
     corpus = load_corpus_for(args)
     with pytest.raises(IrlmError, match="already holds a run"):
-        RunLogger("unit", args, corpus, build_model(args, corpus), eval_context_length=None)
+        RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None)
 
 
 def test_ctrl_c_saves_the_model_and_says_where(tmp_path: Path) -> None:
@@ -87,7 +88,7 @@ def test_ctrl_c_saves_the_model_and_says_where(tmp_path: Path) -> None:
     corpus = load_corpus_for(args)
     model = build_model(args, corpus)
     with pytest.raises(TrainingInterrupted) as caught:
-        with RunLogger("unit", args, corpus, model, eval_context_length=None) as run:
+        with RunDirectory("unit", args, corpus, model, eval_context_length=None) as run:
             run.advance(150)
             raise KeyboardInterrupt
     assert caught.value.checkpoint == tmp_path / "run" / "final.irlm"
@@ -102,36 +103,50 @@ def test_other_errors_propagate_without_checkpoint(tmp_path: Path) -> None:
     args = tiny_args(tmp_path / "run")
     corpus = load_corpus_for(args)
     with pytest.raises(RuntimeError, match="boom"):
-        with RunLogger("unit", args, corpus, build_model(args, corpus), eval_context_length=None):
+        with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None):
             raise RuntimeError("boom")
     assert not (tmp_path / "run" / "final.irlm").exists()
-
-
-def test_extras_must_be_declared(tmp_path: Path) -> None:
-    args = tiny_args(tmp_path / "run")
-    corpus = load_corpus_for(args)
-    with pytest.raises(ValueError, match="not declared"):
-        with RunLogger("unit", args, corpus, build_model(args, corpus), eval_context_length=None) as run:
-            run.evaluate(100, loss=1.0)
 
 
 def test_plot_compares_runs(tmp_path: Path) -> None:
     first, _ = run_once(tmp_path / "a")
     second, _ = run_once(tmp_path / "b")
-    out = plot_runs([first.run_dir, second.run_dir], tmp_path / "both.png", metric="perplexity",
+    out = plot_runs([first.path, second.path], tmp_path / "both.png", metric="perplexity",
                     labels=["first", "second"])
     assert_png(out)
-    assert read_metrics(first.run_dir)["tokens"] == [0.0, 100.0, 200.0]
+    assert read_metrics(first.path)["tokens"] == [0.0, 100.0, 200.0]
 
 
 def test_plot_errors_are_clear(tmp_path: Path) -> None:
     run, _ = run_once(tmp_path / "a")
     with pytest.raises(IrlmError, match="no metric 'top2'; did you mean"):
-        plot_runs([run.run_dir], tmp_path / "x.png", metric="top2")
+        plot_runs([run.path], tmp_path / "x.png", metric="top2")
     with pytest.raises(IrlmError, match="no metrics.csv"):
         plot_runs([tmp_path / "missing"], tmp_path / "x.png")
     with pytest.raises(IrlmError, match="ending in .png"):
-        plot_runs([run.run_dir], tmp_path / "x.jpg")
+        plot_runs([run.path], tmp_path / "x.jpg")
     with pytest.raises(IrlmError, match="one label per run"):
-        plot_runs([run.run_dir], tmp_path / "x.png", labels=["a", "b"])
+        plot_runs([run.path], tmp_path / "x.png", labels=["a", "b"])
     assert not (tmp_path / "x.png").exists()
+
+
+def _scalar_tags(run_dir: Path) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_native_run_logs_peers_under_validation_and_throughput_at_the_end(tmp_path: Path) -> None:
+    from irlm_agents import supervised
+
+    args = supervised.Args(corpus="grammar", embedding_dim=8, hidden_size=16, total_tokens=600, eval_every=10_000,
+                           eval_tokens=300, n_envs=4, run_dir=str(tmp_path / "run"), progress=False)
+    supervised.train(args)
+    tags = _scalar_tags(tmp_path / "run")
+    assert "validation/peers/majority_top1" in tags
+    assert not [tag for tag in tags if tag.startswith("train/peers")]
+    final = max(tags["validation/top1"])
+    assert final >= 600 and tags["train/tokens_per_second"] == [final]
+    assert tags["train/queries_per_token"] == [final]

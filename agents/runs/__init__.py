@@ -1,0 +1,1 @@
+"""Runs: training arguments, run directories, metric logs and plots."""
