@@ -34,7 +34,7 @@ _LAZY = {
     "NextWordEnv": "irlm_env.envs.next_word",
     "NextWordVectorEnv": "irlm_env.envs.vector",
     "Reward": "irlm_env.rewards.base",
-    "make_reward": "irlm_env.plugins",
+    "make_reward": "irlm_env.rewards",
 }
 
 __all__ = ["ENV_ID", "IrlmError", "hookimpl", "__version__", *_LAZY]

@@ -19,7 +19,6 @@ import functools
 import importlib
 import importlib.metadata
 import inspect
-import math
 import os
 import re
 import types
@@ -29,15 +28,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pluggy
 
 from irlm_env import hookspecs
 from irlm_env.errors import IrlmError, suggest
-from irlm_env.rewards.base import Reward
 
 if TYPE_CHECKING:
-    from irlm_env.corpus import Corpus, CorpusSource
+    from irlm_env.corpus import CorpusSource
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 BUILTIN_PLUGINS = ("irlm_env.rewards.exact", "irlm_env.corpora")
@@ -46,7 +43,6 @@ LOAD_ENV = "IRLM_LOAD_PLUGINS"
 
 # Names appear on command lines and in config files: keep them plain.
 _NAME_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
-_FLOAT64 = np.dtype(np.float64)
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _KINDS = {"reward": "irlm_register_rewards", "corpus": "irlm_register_corpora"}
 _FIX_HOOKS = (
@@ -431,90 +427,3 @@ def make_corpus_source(name: str, **options: Any) -> CorpusSource:
             "irlm_env.corpus.CorpusSource; its factory must return CorpusSource(units=[...])."
         )
     return source
-
-
-def make_reward(name: str, corpus: Corpus, **options: Any) -> CheckedReward:
-    """Build reward ``name`` for ``corpus``, wrapped so that every value it returns is checked."""
-    entry = reward_registry().get(name)
-    reward = entry.factory(corpus, **bind_options("reward", entry, options, skip=1))
-    if not callable(reward):
-        raise IrlmError(
-            f"reward {name!r} (plugin {entry.plugin_name!r}) factory returned {type(reward).__name__}, "
-            "which is not callable; return an irlm_env.Reward (reward(action, target, context) -> float)."
-        )
-    return CheckedReward(reward, entry, len(corpus.vocab))
-
-
-class CheckedReward(Reward):
-    """A plugin's reward behind checks that turn a bad value into an error naming the plugin.
-
-    The env trusts what this returns: a finite Python float from the scalar form, finite
-    float64 arrays of the right shape from ``batch`` and ``table``. An array check costs one
-    vectorized sum (a few microseconds for 4096 streams), so fast rewards stay fast.
-    """
-
-    def __init__(self, reward: Callable[..., Any], entry: Entry, vocab_size: int) -> None:
-        self.inner = reward
-        self.name = entry.name
-        self.plugin_name = entry.plugin_name
-        self._vocab_size = vocab_size
-        version = "" if entry.plugin_version is None else f" {entry.plugin_version}"
-        self._label = f"reward {entry.name!r} (plugin {entry.plugin_name!r}{version})"
-        self._scalar = reward
-        # The base class's loop would call the unchecked scalar form: loop here instead.
-        batch = getattr(reward, "batch", None)
-        self._batch = None if getattr(batch, "__func__", None) is Reward.batch else batch
-        table = getattr(reward, "table", None)
-        self._table = table if callable(table) and getattr(reward, "has_table", True) else None
-
-    @property
-    def has_table(self) -> bool:
-        return self._table is not None
-
-    def _fail(self, problem: str) -> IrlmError:
-        return IrlmError(f"{self._label} {problem}; fix the plugin so that every reward is a finite float.")
-
-    def __call__(self, action: int, target: int, context: np.ndarray) -> float:
-        value = self._scalar(action, target, context)
-        if type(value) is not float:
-            if isinstance(value, (bool, int, np.integer, np.floating, np.bool_)):
-                value = float(value)
-            else:
-                kind = type(value).__name__
-                raise self._fail(f"returned {value!r} of type {kind} for action {action}, target {target}")
-        if not math.isfinite(value):
-            raise self._fail(f"returned {value} for action {action}, target {target}")
-        return value
-
-    def _check_array(self, values: Any, shape: tuple[int, ...], method: str) -> np.ndarray:
-        if type(values) is not np.ndarray or values.shape != shape or values.dtype is not _FLOAT64:
-            values = self._conform(values, shape, method)
-        # One reduction, no temporary: NaN or inf anywhere makes the sum non-finite. Only an
-        # overflowing sum of finite values needs the element-wise look.
-        if not math.isfinite(np.add.reduce(values, axis=None)) and not np.isfinite(values).all():
-            bad = values[~np.isfinite(values)][0]
-            raise self._fail(f".{method}() returned non-finite values (e.g. {bad})")
-        return values
-
-    def _conform(self, values: Any, shape: tuple[int, ...], method: str) -> np.ndarray:
-        if not isinstance(values, np.ndarray):
-            kind = type(values).__name__
-            raise self._fail(f".{method}() returned {kind}, not a numpy array of shape {shape}")
-        if values.shape != shape:
-            raise self._fail(f".{method}() returned shape {values.shape}, expected {shape}")
-        if values.dtype.kind not in "biuf":
-            raise self._fail(f".{method}() returned an array of dtype {values.dtype}")
-        return values.astype(np.float64)
-
-    def batch(self, actions: np.ndarray, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
-        if self._batch is None:
-            return super().batch(actions, targets, contexts)
-        return self._check_array(self._batch(actions, targets, contexts), actions.shape, "batch")
-
-    def table(self, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray | None:
-        if self._table is None:
-            return None
-        values = self._table(targets, contexts)
-        if values is None:
-            return None
-        return self._check_array(values, (len(targets), self._vocab_size), "table")

@@ -39,10 +39,11 @@ CHECK = textwrap.dedent(
 
     warnings.simplefilter("error")  # a plugin that fails to load must fail this check
     from irlm_env import load_corpus, plugins
+    from irlm_env.rewards import make_reward
 
     report = {info.name: info for info in plugins.plugin_report()}
     corpus = load_corpus("arithmetic", n_sentences=2000, max_operand=12)
-    reward = plugins.make_reward("similarity", corpus, scale="0.5")
+    reward = make_reward("similarity", corpus, scale="0.5")
     vocab = corpus.vocab
     targets = corpus.split("train")[1:200]
     table = reward.table(targets, np.zeros((len(targets), 4), np.int64))

@@ -18,6 +18,7 @@ import pytest
 
 from irlm_env import IrlmError, hookimpl, plugins
 from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.rewards import make_reward
 from irlm_env.plugins import PluginWarning
 
 MakeDist = Callable[..., None]
@@ -105,7 +106,7 @@ def test_unknown_name_lists_available_and_suggests(kind: str, typo: str, closest
 
 def test_unknown_names_through_the_public_entry_points(corpus: Corpus) -> None:
     with pytest.raises(IrlmError, match="did you mean 'exact'"):
-        plugins.make_reward("exac", corpus)
+        make_reward("exac", corpus)
     with pytest.raises(IrlmError, match="did you mean 'pydocs'"):
         load_corpus("pydoc")
 
@@ -116,7 +117,7 @@ def test_entry_point_plugin_is_found_with_its_version(make_dist: MakeDist, corpu
     assert (info.kind, info.distribution, info.version, info.error) == ("entrypoint", "irlm-half", "2.3.1", None)
     entry = plugins.reward_registry().get("half")
     assert (entry.plugin_name, entry.plugin_version, entry.description) == ("half", "2.3.1", "half credit for misses")
-    reward = plugins.make_reward("half", corpus, value="0.25")  # strings from a command line are converted
+    reward = make_reward("half", corpus, value="0.25")  # strings from a command line are converted
     assert reward(3, 3, np.zeros(4, np.int64)) == 1.0
     assert reward(3, 4, np.zeros(4, np.int64)) == 0.25
     assert reward.batch(np.array([[3, 4]]), np.array([3]), np.zeros((1, 4), np.int64)).tolist() == [[1.0, 0.25]]
@@ -288,12 +289,12 @@ def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
 
     plugins.register_plugin(_plugin_registering("needs", Needs), "needs")
     with pytest.raises(IrlmError, match=r"has no option 'levle'; did you mean 'level'\? available: level, strict"):
-        plugins.make_reward("needs", corpus, levle=1)
+        make_reward("needs", corpus, levle=1)
     with pytest.raises(IrlmError, match=r"requires the option\(s\) level"):
-        plugins.make_reward("needs", corpus)
+        make_reward("needs", corpus)
     with pytest.raises(IrlmError, match=r"option level='high' must be of type int"):
-        plugins.make_reward("needs", corpus, level="high")
-    reward = plugins.make_reward("needs", corpus, level="3", strict="yes")
+        make_reward("needs", corpus, level="high")
+    reward = make_reward("needs", corpus, level="3", strict="yes")
     assert (reward.inner.level, reward.inner.strict) == (3, True)
     assert reward(0, 1, np.zeros(2, np.int64)) == 3.0
 

@@ -13,6 +13,7 @@ import pytest
 
 from irlm_env import IrlmError, hookimpl, plugins
 from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.rewards import make_reward
 from irlm_env.rewards import Reward
 from irlm_env.rewards.exact import ExactReward
 
@@ -71,7 +72,7 @@ def test_exact_forms_agree(corpus: Corpus) -> None:
 
 
 def test_make_reward_exact_returns_python_floats(corpus: Corpus) -> None:
-    reward = plugins.make_reward("exact", corpus)
+    reward = make_reward("exact", corpus)
     assert reward.name == "exact" and reward.plugin_name == "irlm_env.rewards.exact" and reward.has_table
     hit, miss = reward(5, 5, np.zeros(8, np.int64)), reward(5, 6, np.zeros(8, np.int64))
     assert (hit, miss) == (1.0, 0.0) and type(hit) is float and type(miss) is float
@@ -80,7 +81,7 @@ def test_make_reward_exact_returns_python_floats(corpus: Corpus) -> None:
 
 
 def test_checked_reward_pickles(corpus: Corpus) -> None:
-    reward = pickle.loads(pickle.dumps(plugins.make_reward("exact", corpus)))
+    reward = pickle.loads(pickle.dumps(make_reward("exact", corpus)))
     assert reward(2, 2, np.zeros(1, np.int64)) == 1.0
     assert reward.batch(np.array([[1, 2]]), np.array([2]), np.zeros((1, 1), np.int64)).tolist() == [[0.0, 1.0]]
 
@@ -120,7 +121,7 @@ def _constant(value: Any) -> Callable[..., Reward]:
 )
 def test_bad_scalar_reward_names_reward_and_plugin(corpus: Corpus, value: Any, problem: str) -> None:
     _install("bad", _constant(value))
-    reward = plugins.make_reward("bad", corpus)
+    reward = make_reward("bad", corpus)
     with pytest.raises(IrlmError, match=rf"reward 'bad' \(plugin 'bad-plugin'\) .*{problem}"):
         reward(1, 2, np.zeros(3, np.int64))
     with pytest.raises(IrlmError, match=r"reward 'bad' \(plugin 'bad-plugin'"):
@@ -130,7 +131,7 @@ def test_bad_scalar_reward_names_reward_and_plugin(corpus: Corpus, value: Any, p
 @pytest.mark.parametrize("value", [1, np.int64(1), np.float32(1.0), True, np.bool_(True)])
 def test_real_numbers_of_any_type_become_python_floats(corpus: Corpus, value: Any) -> None:
     _install("num", _constant(value))
-    result = plugins.make_reward("num", corpus)(1, 2, np.zeros(3, np.int64))
+    result = make_reward("num", corpus)(1, 2, np.zeros(3, np.int64))
     assert result == 1.0 and type(result) is float
 
 
@@ -180,7 +181,7 @@ class BadForms(Reward):
 @pytest.mark.parametrize("method", ["batch", "table"])
 def test_bad_batch_and_table_name_reward_and_plugin(corpus: Corpus, mode: str, problem: str, method: str) -> None:
     _install("forms", BadForms)
-    reward = plugins.make_reward("forms", corpus, mode=mode)
+    reward = make_reward("forms", corpus, mode=mode)
     targets, contexts = np.array([1, 2]), np.zeros((2, 3), np.int64)
     with pytest.raises(IrlmError, match=rf"reward 'forms' \(plugin 'forms-plugin'.*\.{method}\(\) {problem}"):
         if method == "batch":
@@ -191,7 +192,7 @@ def test_bad_batch_and_table_name_reward_and_plugin(corpus: Corpus, mode: str, p
 
 def test_integer_arrays_are_converted_to_float64(corpus: Corpus) -> None:
     _install("ints", BadForms)
-    reward = plugins.make_reward("ints", corpus, mode="int")
+    reward = make_reward("ints", corpus, mode="int")
     out = reward.batch(np.array([[1, 2]]), np.array([1]), np.zeros((1, 3), np.int64))
     assert out.dtype == np.float64
 
@@ -199,12 +200,12 @@ def test_integer_arrays_are_converted_to_float64(corpus: Corpus) -> None:
 def test_factory_must_return_a_callable(corpus: Corpus) -> None:
     _install("notcallable", lambda corpus: 42)
     with pytest.raises(IrlmError, match=r"reward 'notcallable' \(plugin 'notcallable-plugin'\) factory returned int"):
-        plugins.make_reward("notcallable", corpus)
+        make_reward("notcallable", corpus)
 
 
 def test_duck_typed_reward_gets_the_default_forms(corpus: Corpus) -> None:
     _install("duck", lambda corpus: (lambda action, target, context: 2.0 if action == target else 0.5))
-    reward = plugins.make_reward("duck", corpus)
+    reward = make_reward("duck", corpus)
     assert reward.batch(np.array([[1, 2]]), np.array([2]), np.zeros((1, 3), np.int64)).tolist() == [[0.5, 2.0]]
     assert not reward.has_table and reward.table(np.array([1]), np.zeros((1, 3), np.int64)) is None
 
@@ -212,7 +213,7 @@ def test_duck_typed_reward_gets_the_default_forms(corpus: Corpus) -> None:
 def test_checks_keep_the_exact_batch_fast(corpus: Corpus) -> None:
     """The vector env calls batch every step with (N, 1) actions: the checks must stay small."""
     bare = ExactReward(corpus)
-    checked = plugins.make_reward("exact", corpus)
+    checked = make_reward("exact", corpus)
     rng = np.random.default_rng(0)
     actions = rng.integers(len(corpus.vocab), size=(4096, 1))
     targets = rng.integers(len(corpus.vocab), size=4096)

@@ -12,8 +12,7 @@ from gymnasium import spaces
 
 from irlm_env.corpus import Corpus, load_corpus
 from irlm_env.errors import IrlmError, suggest
-from irlm_env.plugins import make_reward
-from irlm_env.rewards import Reward
+from irlm_env.rewards import CheckedReward, make_reward
 
 MODES = ("window", "line")
 
@@ -56,7 +55,7 @@ class EpisodeSetup:
     episodes, draw starts and check arguments in exactly one way."""
 
     corpus: Corpus
-    reward_fn: Reward
+    reward_fn: CheckedReward
     split: str
     tokens: np.ndarray
     context_length: int
@@ -73,7 +72,7 @@ class EpisodeSetup:
         lowercase: bool,
         max_vocab: int | None,
         min_freq: int,
-        reward: str,
+        reward: str | CheckedReward,
         reward_options: dict[str, Any] | None,
         split: str,
         context_length: int,
@@ -121,7 +120,7 @@ class EpisodeSetup:
                 )
         else:
             line_starts = data.line_starts(split)
-        reward_fn = make_reward(reward, data, **(reward_options or {}))
+        reward_fn = _reward_for(reward, reward_options, data)
         return cls(data, reward_fn, split, tokens, context_length, mode, episode_length,
                    line_starts)
 
@@ -137,6 +136,32 @@ class EpisodeSetup:
             f"action {action!r} is outside the action space: use an integer token id in "
             f"[0, {len(self.corpus.vocab) - 1}]"
         )
+
+
+def _reward_for(
+    reward: str | CheckedReward, reward_options: dict[str, Any] | None, corpus: Corpus
+) -> CheckedReward:
+    """The env's reward: built here from a name, or one that the caller built once with
+    ``make_reward`` and shares between envs and evaluators."""
+    if isinstance(reward, str):
+        return make_reward(reward, corpus, **(reward_options or {}))
+    if not isinstance(reward, CheckedReward):
+        raise IrlmError(
+            f"reward must be a registered reward name or what irlm_env.rewards.make_reward "
+            f"returns, got {type(reward).__name__}; register it in a plugin, or build it with "
+            "make_reward(name, corpus, **options)"
+        )
+    if reward_options:
+        raise IrlmError(
+            "reward_options only apply when reward is a name, but a built reward was given; "
+            "pass the options to make_reward instead"
+        )
+    if reward.vocab != corpus.vocab:
+        raise IrlmError(
+            f"reward {reward.name!r} was built for a corpus with another vocabulary than "
+            f"corpus {corpus.name!r}; build it with make_reward(name, corpus) for this corpus"
+        )
+    return reward
 
 
 def env_arguments(
@@ -241,7 +266,9 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
     - ``corpus_options``: options of the corpus source, e.g. ``{"path": "notes.txt"}``.
     - ``tokenizer`` (``"word"`` or ``"char"``), ``lowercase``, ``max_vocab``, ``min_freq``:
       how the text becomes token ids.
-    - ``reward``, ``reward_options``: the reward plugin and its options.
+    - ``reward``, ``reward_options``: a registered reward name and its options, or a reward
+      built once with :func:`irlm_env.rewards.make_reward` for this corpus (then
+      ``reward_options`` must be empty), so that many envs and evaluators share one.
     - ``split``: ``"train"``, ``"validation"`` or ``"test"`` (disjoint parts of the corpus).
     - ``context_length``: tokens in the observation (>= 1).
     - ``mode``: ``"window"`` or ``"line"``; ``episode_length``: steps of a window episode.
@@ -258,7 +285,7 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         lowercase: bool = True,
         max_vocab: int | None = 10000,
         min_freq: int = 1,
-        reward: str = "exact",
+        reward: str | CheckedReward = "exact",
         reward_options: dict[str, Any] | None = None,
         split: str = "train",
         context_length: int = 8,
