@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 
 from stable_baselines3 import A2C
 
-from irlm_agents.runs.args import TrainArgs, TrainResult, default
+from irlm_agents.runs.args import TrainResult, default
+from irlm_agents.sb3.args import SB3Args
 from irlm_agents.sb3.training import train_sb3
 
 
 @dataclass
-class Args(TrainArgs):
+class Args(SB3Args):
     """A2C settings on top of the shared ones."""
 
     # A short default budget, so running the file with no arguments finishes in minutes on a CPU.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from irlm_env.errors import IrlmError
+from irlm_env.options import check_int
 
 if TYPE_CHECKING:
     from irlm_env.corpus import Corpus
@@ -45,7 +46,6 @@ class TrainArgs:
         default=10000, metadata=_help("vocabulary size cap, specials included (rarer tokens become <unk>)")
     )
     min_freq: int = field(default=1, metadata=_help("drop tokens seen fewer times than this in train"))
-    context_length: int = field(default=8, metadata=_help("tokens of context the policy sees"))
     cell: str = field(default="gru", metadata=_help("RNN cell: rnn, gru or lstm"))
     embedding_dim: int = field(default=128, metadata=_help("token embedding size"))
     hidden_size: int = field(default=256, metadata=_help("RNN hidden state size"))
@@ -74,10 +74,8 @@ class TrainArgs:
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
 
     def __post_init__(self) -> None:
-        for name in ("total_tokens", "n_envs", "eval_every", "eval_tokens", "context_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise IrlmError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("total_tokens", "n_envs", "eval_every", "eval_tokens"):
+            check_int(name, getattr(self, name))
         if not self.learning_rate > 0:
             raise IrlmError(f"learning_rate must be positive, got {self.learning_rate!r}")
 

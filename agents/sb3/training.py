@@ -13,7 +13,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv
 
-from irlm_agents.runs.args import TrainArgs, TrainResult, build_model, load_corpus_for
+from irlm_agents.runs.args import TrainResult, build_model, load_corpus_for
+from irlm_agents.sb3.args import SB3Args
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.runs.run_dir import RunDirectory
 from irlm_agents.sb3.callbacks import ValidationCallback
@@ -29,7 +30,7 @@ from irlm_env.rewards import make_reward
 SB3_LOG_DIR = "sb3"
 
 
-def make_env(args: TrainArgs, corpus: Corpus) -> VecEnv:
+def make_env(args: SB3Args, corpus: Corpus) -> VecEnv:
     """The native vector env behind SB3's VecEnv interface, on the training split."""
     return make_vec_env(
         ENV_ID,
@@ -49,7 +50,7 @@ def policy_kwargs(model: RNNLanguageModel) -> dict[str, Any]:
     return options
 
 
-def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: TrainArgs, **settings: Any) -> TrainResult:
+def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: SB3Args, **settings: Any) -> TrainResult:
     """Build ``algorithm(RNNLanguagePolicy, env, **settings)`` from ``args`` and train it.
 
     The device is checked first, so a bad ``--device`` fails before any work. A fresh model is
@@ -82,7 +83,7 @@ def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: TrainArgs, **sett
         env.close()
 
 
-def learn(name: str, agent: BaseAlgorithm, args: TrainArgs, corpus: Corpus) -> TrainResult:
+def learn(name: str, agent: BaseAlgorithm, args: SB3Args, corpus: Corpus) -> TrainResult:
     """Run ``agent.learn`` inside a run directory and return the trained language model."""
     model: RNNLanguageModel = agent.policy.language_model  # type: ignore[attr-defined]
     reward = make_reward(args.reward, corpus, **args.reward_options)
