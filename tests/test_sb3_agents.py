@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,9 +76,15 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
         assert torch.equal(tensor, second[name]), name
 
 
-def test_invalid_device_fails_before_training(tmp_path: Path) -> None:
+ABSENT = ["tpu"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:1"])
+
+
+@pytest.mark.parametrize("agent", [ppo, a2c])
+@pytest.mark.parametrize("device", ABSENT)
+def test_invalid_device_fails_before_training(agent: Any, device: str, tmp_path: Path) -> None:
+    """The project's own SB3 agents refuse a device SB3 would silently replace with the CPU."""
     with pytest.raises(IrlmError, match="device"):
-        ppo.train(ppo.Args(**{**TINY, "device": "tpu"}, run_dir=str(tmp_path / "run")))
+        agent.train(agent.Args(**{**TINY, "device": device}, run_dir=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()
 
 

@@ -13,6 +13,7 @@ import torch
 from stable_baselines3 import A2C, PPO
 
 from irlm_agents.lm.checkpoints import save_model
+from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
@@ -77,17 +78,22 @@ def test_same_seed_same_parameters() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
-def test_absent_device_is_an_error_at_construction(device: str, tmp_path: Path) -> None:
+def test_sb3_moves_an_absent_device_to_the_cpu_and_resolve_device_refuses_it(device: str) -> None:
+    """What the README says: SB3's own get_device falls back silently; resolve_device does not."""
     env = make_vec_env(n_envs=2, **ENV)
+    assert PPO(RNNLanguagePolicy, env, device=device, policy_kwargs=TINY).device == torch.device("cpu")
     with pytest.raises(IrlmError, match=f"device '{device}' is not usable"):
-        PPO(RNNLanguagePolicy, env, device=device, policy_kwargs=TINY)
-    with pytest.raises(IrlmError, match="is not usable"):
-        A2C(RNNLanguagePolicy, env, device=device, policy_kwargs=TINY)
+        PPO(RNNLanguagePolicy, env, device=resolve_device(device), policy_kwargs=TINY)
+
+
+def test_actor_is_the_language_models_own_head() -> None:
     model = _ppo()
-    model.save(tmp_path / "agent.zip")
-    with pytest.raises(IrlmError, match="is not usable"):
-        PPO.load(tmp_path / "agent.zip", device=device)
-    PPO.load(tmp_path / "agent.zip", device="auto")
+    policy = model.policy
+    obs = torch.as_tensor(model.env.reset(), device=policy.device)
+    logits = policy.language_model(obs)[0][:, -1]
+    torch.testing.assert_close(policy.get_distribution(obs).log_probs, torch.log_softmax(logits, -1))
+    names = [name for name, _ in policy.named_parameters()]
+    assert not [name for name in names if not name.startswith(("features_extractor.model.", "value_net."))]
 
 
 RELOAD = """

@@ -9,7 +9,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecMonito
 
 from irlm_env.envs.next_word import NextWordEnv
 from irlm_env.errors import IrlmError
-from irlm_agents.sb3 import NextWordVecEnv, RNNLanguagePolicy, make_vec_env
+from irlm_agents.sb3 import SB3VecEnvAdapter, RNNLanguagePolicy, make_vec_env
 
 
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4}
@@ -89,4 +89,4 @@ def test_bad_arguments() -> None:
     from irlm_env.envs.vector import NextWordVectorEnv
 
     with pytest.raises(IrlmError, match="SameStep"):
-        NextWordVecEnv(NextWordVectorEnv(2, **ENV))
+        SB3VecEnvAdapter(NextWordVectorEnv(2, **ENV))

@@ -1,5 +1,8 @@
 """Stable-Baselines3 adapters: the language-model policy and a fast ``VecEnv``.
 
+SB3 itself turns ``device="cuda"`` into the CPU without a word on a machine without a GPU; pass
+``device=resolve_device("cuda")`` (from ``irlm_agents.lm.devices``) to get an error instead.
+
 ```python
 from stable_baselines3 import PPO
 from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
@@ -14,6 +17,6 @@ Importing this package imports torch and SB3; ``import irlm_env`` alone does not
 from __future__ import annotations
 
 from irlm_agents.sb3.policy import RNNFeaturesExtractor, RNNLanguagePolicy
-from irlm_agents.sb3.vec_env import NextWordVecEnv, make_vec_env
+from irlm_agents.sb3.vec_env import SB3VecEnvAdapter, make_vec_env
 
-__all__ = ["NextWordVecEnv", "RNNFeaturesExtractor", "RNNLanguagePolicy", "make_vec_env"]
+__all__ = ["RNNFeaturesExtractor", "RNNLanguagePolicy", "SB3VecEnvAdapter", "make_vec_env"]

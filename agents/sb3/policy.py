@@ -17,14 +17,12 @@ model's sizes are then read from the checkpoint.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -32,7 +30,6 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from irlm_agents.lm.checkpoints import load_model
-from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 
@@ -133,41 +130,6 @@ class RNNFeaturesExtractor(BaseFeaturesExtractor):
         return output[:, -1]
 
 
-class _LanguageHead(nn.Module):
-    """The model's own output layer, exposed as SB3's ``action_net`` without copying weights."""
-
-    def __init__(self, model: RNNLanguageModel) -> None:
-        super().__init__()
-        self.projection = model.projection
-        self.decoder = model.decoder
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if self.projection is not None:
-            features = self.projection(features)
-        return self.decoder(features)
-
-
-def _requested_device() -> str | torch.device | None:
-    """The ``device`` argument the SB3 algorithm building this policy was given, if any.
-
-    SB3 resolves ``device`` in ``BaseAlgorithm.__init__`` (and ``load``) with its own
-    ``get_device``, which turns ``"cuda"`` into the CPU without a word when no GPU is present,
-    and only then builds the policy. The policy never sees the original request, so it reads it
-    from the algorithm's constructor (or ``load``) frame on the call stack and validates it.
-    """
-    frame = sys._getframe(2)
-    while frame is not None:
-        local = frame.f_locals
-        owner = local.get("self", local.get("cls"))
-        is_algorithm = isinstance(owner, BaseAlgorithm) or (
-            isinstance(owner, type) and issubclass(owner, BaseAlgorithm)
-        )
-        if is_algorithm and "device" in local:
-            return local["device"]
-        frame = frame.f_back
-    return None
-
-
 def _model_config(vocab_size: int, options: dict[str, Any], init_from: str | Path | None) -> tuple[ModelConfig, RNNLanguageModel | None]:
     """Build the config from explicit options, or from the warm-start checkpoint.
 
@@ -219,9 +181,6 @@ class RNNLanguagePolicy(ActorCriticPolicy):
         share_features_extractor: bool = True,
         **kwargs: Any,
     ) -> None:
-        requested = _requested_device()
-        if requested is not None:
-            resolve_device(requested)
         if not isinstance(action_space, gym.spaces.Discrete):
             raise IrlmError(f"RNNLanguagePolicy needs a Discrete action space (one action per token), got {action_space}")
         if not (
@@ -271,9 +230,12 @@ class RNNLanguagePolicy(ActorCriticPolicy):
         return RNNFeaturesExtractor(self.observation_space, **self.features_extractor_kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:
-        """Actor = the model's head over shared RNN features; critic = one linear layer."""
+        """Actor = the model's own head over shared RNN features; critic = one linear layer.
+
+        There is no separate ``action_net``: SB3 only uses one in the methods overridden below,
+        which call ``language_model.head`` directly.
+        """
         self.action_dist = TokenDistribution(int(self.action_space.n))
-        self.action_net = _LanguageHead(self.language_model)
         self.value_net = nn.Linear(self.features_dim, 1)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
@@ -293,16 +255,16 @@ class RNNLanguagePolicy(ActorCriticPolicy):
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = self.extract_features(obs)
-        actions, log_prob = draw_tokens(self.action_net(features), deterministic)
+        actions, log_prob = draw_tokens(self.language_model.head(features), deterministic)
         return actions, self.value_net(features), log_prob
 
     def evaluate_actions(self, obs: PyTorchObs, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         features = self.extract_features(obs)
-        log_prob, entropy = LogProbEntropy.apply(self.action_net(features), actions)
+        log_prob, entropy = LogProbEntropy.apply(self.language_model.head(features), actions)
         return self.value_net(features), log_prob, entropy
 
     def get_distribution(self, obs: PyTorchObs) -> TokenDistribution:
-        return self.action_dist.proba_distribution(self.action_net(self.extract_features(obs)))
+        return self.action_dist.proba_distribution(self.language_model.head(self.extract_features(obs)))
 
     def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
         return self.value_net(self.extract_features(obs))

@@ -37,15 +37,15 @@ from irlm_env.envs.vector import NextWordVectorEnv
 from irlm_env.errors import IrlmError
 
 
-class NextWordVecEnv(VecEnv):
+class SB3VecEnvAdapter(VecEnv):
     """SB3 view of a ``NextWordVectorEnv`` (see the module docstring)."""
 
     def __init__(self, env: NextWordVectorEnv) -> None:
         if not isinstance(env, NextWordVectorEnv):
-            raise IrlmError(f"NextWordVecEnv wraps a NextWordVectorEnv, got {type(env).__name__}")
+            raise IrlmError(f"SB3VecEnvAdapter wraps a NextWordVectorEnv, got {type(env).__name__}")
         if env.autoreset_mode is not AutoresetMode.SAME_STEP:
             raise IrlmError(
-                "NextWordVecEnv needs the vector env in autoreset_mode='SameStep' (what SB3 expects), "
+                "SB3VecEnvAdapter needs the vector env in autoreset_mode='SameStep' (what SB3 expects), "
                 f"got {env.autoreset_mode.value!r}; build it with irlm_agents.sb3.make_vec_env"
             )
         self.env = env
@@ -130,7 +130,7 @@ class NextWordVecEnv(VecEnv):
         return [wrapped for _ in self._get_indices(indices)]
 
 
-def make_vec_env(env_id: str = ENV_ID, n_envs: int = 8, seed: int | None = None, **env_kwargs: Any) -> NextWordVecEnv:
+def make_vec_env(env_id: str = ENV_ID, n_envs: int = 8, seed: int | None = None, **env_kwargs: Any) -> SB3VecEnvAdapter:
     """Build ``n_envs`` streams of ``irlm/NextWord-v0`` as one SB3 ``VecEnv``.
 
     ``env_kwargs`` are ``NextWordEnv``'s arguments (corpus, reward, context_length, ...).
@@ -145,7 +145,7 @@ def make_vec_env(env_id: str = ENV_ID, n_envs: int = 8, seed: int | None = None,
     for forbidden in ("autoreset_mode", "num_envs"):
         if forbidden in env_kwargs:
             raise IrlmError(f"make_vec_env sets {forbidden!r} itself; pass n_envs= for the number of streams")
-    vec_env = NextWordVecEnv(NextWordVectorEnv(n_envs, autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs))
+    vec_env = SB3VecEnvAdapter(NextWordVectorEnv(n_envs, autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs))
     if seed is not None:
         vec_env.seed(seed)
     return vec_env
