@@ -23,22 +23,21 @@ from irlm_env.corpus import Corpus
 from irlm_agents.lm.devices import resolve_device
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
-from irlm_env.rewards import make_reward
+from irlm_env.rewards import CheckedReward, make_reward
 
 #: Folder inside the run directory for SB3's own logger (progress.csv and its TensorBoard events),
 #: kept apart from the run directory's metrics.csv.
 SB3_LOG_DIR = "sb3"
 
 
-def make_env(args: SB3Args, corpus: Corpus) -> VecEnv:
+def make_env(args: SB3Args, corpus: Corpus, reward: CheckedReward) -> VecEnv:
     """The native vector env behind SB3's VecEnv interface, on the training split."""
     return make_vec_env(
         ENV_ID,
         n_envs=args.n_envs,
         seed=args.seed,
         corpus=corpus,
-        reward=args.reward,
-        reward_options=args.reward_options,
+        reward=reward,
         context_length=args.context_length,
     )
 
@@ -64,7 +63,8 @@ def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: SB3Args, **settin
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    env = make_env(args, corpus)
+    reward = make_reward(args.reward, corpus, **args.reward_options)
+    env = make_env(args, corpus, reward)
     model = build_model(args, corpus)
 
     agent = algorithm(
@@ -78,15 +78,17 @@ def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: SB3Args, **settin
     )
     agent.policy.language_model.load_state_dict(model.state_dict())  # type: ignore[attr-defined]
     try:
-        return learn(name, agent, args, corpus)
+        return learn(name, agent, args, corpus, reward)
     finally:
         env.close()
 
 
-def learn(name: str, agent: BaseAlgorithm, args: SB3Args, corpus: Corpus) -> TrainResult:
-    """Run ``agent.learn`` inside a run directory and return the trained language model."""
+def learn(name: str, agent: BaseAlgorithm, args: SB3Args, corpus: Corpus, reward: CheckedReward) -> TrainResult:
+    """Run ``agent.learn`` inside a run directory and return the trained language model.
+
+    ``reward`` is the one the env was built with, so validation scores what training rewards.
+    """
     model: RNNLanguageModel = agent.policy.language_model  # type: ignore[attr-defined]
-    reward = make_reward(args.reward, corpus, **args.reward_options)
 
     def validate() -> dict[str, float]:
         return evaluate(model, corpus, "validation", reward=reward, context_length=args.context_length,
