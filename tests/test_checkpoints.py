@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -159,3 +163,78 @@ def test_load_on_absent_device_is_an_error(tmp_path: Path) -> None:
     path = save_model(_model(), tmp_path / "m.irlm", VOCAB, TOKENIZER)
     with pytest.raises(IrlmError, match="'cuda' is not usable"):
         load_model(path, device="cuda")
+
+
+def _with_header(tmp_path: Path, change: Callable[[dict[str, Any]], None], name: str = "crafted.irlm") -> Path:
+    """A valid checkpoint whose irlm header ``change`` rewrites (weights and checksum untouched)."""
+    raw = save_model(_model(), tmp_path / "valid.irlm", VOCAB, TOKENIZER).read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    index = json.loads(raw[8 : 8 + size])
+    header = json.loads(index["__metadata__"]["irlm"])
+    change(header)
+    index["__metadata__"]["irlm"] = json.dumps(header)
+    head = json.dumps(index).encode()
+    head += b" " * (-len(head) % 8)
+    path = tmp_path / name
+    path.write_bytes(len(head).to_bytes(8, "little") + head + raw[8 + size :])
+    return path
+
+
+def _set(path: tuple[str, ...], value: object) -> Callable[[dict[str, Any]], None]:
+    def change(header: dict[str, Any]) -> None:
+        target = header
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_set(("model", "num_layers"), 10**6), "claims 1000000 RNN layers"),
+        (_set(("model", "hidden_size"), 60_000), "do not fit the saved model configuration"),
+        (_set(("model", "num_layers"), 3), "do not fit the saved model configuration"),
+        (_set(("model", "cell"), "gru"), "do not fit the saved model configuration"),
+        (_set(("model", "vocab_size"), 7), "predicts 7 tokens but its vocabulary has 6"),
+        (_set(("model", "hidden_size"), "5"), "hidden_size must be a positive integer"),
+        (_set(("model",), [1, 2]), "'model' must be a JSON object, got list"),
+        (_set(("extra",), ["a", "b"]), "'extra' must be a JSON object, got list"),
+        (_set(("tokenizer",), "word"), "'tokenizer' must be a JSON object, got str"),
+        (_set(("tokenizer", "name"), "bpe"), "unknown tokenizer 'bpe'"),
+        (_set(("tokenizer", "lowercase"), {"x": 1}), "unusable"),
+        (_set(("vocabulary",), "the cat"), "'vocabulary' must be a JSON object"),
+        (_set(("vocabulary", "tokens"), [1, 2]), "every token must be a string"),
+        (_set(("corpus",), 3), "'corpus' must be a JSON object, got int"),
+        (_set(("weights_sha256",), 12), "not a SHA-256 hex digest"),
+        (_set(("surprise",), 1), "unknown field"),
+        (lambda header: header.pop("extra"), "missing field"),
+    ],
+)
+def test_crafted_header_is_refused_before_building_the_model(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    path = _with_header(tmp_path, change)
+    start = time.perf_counter()
+    with pytest.raises(IrlmError, match=rf"crafted\.irlm.*{message}"):
+        load_model(path)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_crafted_header_costs_no_allocation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model is never built from a configuration that the tensors do not match."""
+    path = _with_header(tmp_path, _set(("model", "hidden_size"), 60_000))
+    built: list[object] = []
+    monkeypatch.setattr(RNNLanguageModel, "__init__", lambda self, config: built.append(config))
+    with pytest.raises(IrlmError, match="do not fit"):
+        load_model(path)
+    assert built == []
+
+
+def test_not_a_regular_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    with pytest.raises(IrlmError, match="not a regular file"):
+        load_model("/dev/zero")
+    fifo = tmp_path / "pipe.irlm"
+    os.mkfifo(fifo)
+    with pytest.raises(IrlmError, match="not a regular file"):
+        load_model(fifo)  # opening a FIFO for reading would block without a writer

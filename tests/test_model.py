@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from irlm_env.errors import IrlmError
-from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel, parameter_shapes
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -102,3 +102,13 @@ def test_config_dict_round_trip_and_unknown_key() -> None:
         ModelConfig.from_dict({"vocab_size": 3, "hiden_size": 4})
     with pytest.raises(IrlmError, match="ModelConfig"):
         RNNLanguageModel({"vocab_size": 3})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("tied, embedding_dim", [(False, 4), (True, 4), (True, 6)])
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_parameter_shapes_match_the_model(cell: str, tied: bool, embedding_dim: int, num_layers: int) -> None:
+    config = ModelConfig(vocab_size=11, embedding_dim=embedding_dim, hidden_size=6, num_layers=num_layers,
+                         cell=cell, tie_weights=tied)
+    state = RNNLanguageModel(config).state_dict()
+    assert parameter_shapes(config) == {name: tuple(tensor.shape) for name, tensor in state.items()}

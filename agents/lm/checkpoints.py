@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ from safetensors.torch import save as save_tensors
 from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_env.fileio import atomic_write_bytes
-from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel, parameter_shapes
+from irlm_env.tokenizers import make_tokenizer
 from irlm_env.vocabulary import Vocabulary
 
 FORMAT = "irlm-checkpoint"
@@ -38,6 +40,11 @@ SUFFIX = ".irlm"
 #: The output layer of a tied model is the embedding; it is stored once and re-tied on load.
 TIED_KEY = "decoder.weight"
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
+#: safetensors' own limit on the JSON header; a larger claimed size is a corrupt or crafted file.
+MAX_HEADER_BYTES = 100 * 2**20
+REQUIRED_FIELDS = frozenset({"format", "version", "model", "vocabulary", "tokenizer", "extra", "weights_sha256"})
+#: ``corpus``: the training run's corpus spec (absent in a checkpoint saved by hand).
+OPTIONAL_FIELDS = frozenset({"corpus"})
 
 
 @dataclass
@@ -48,6 +55,7 @@ class Checkpoint:
     vocab: Vocabulary
     tokenizer_config: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    corpus: dict[str, Any] | None = None
     path: Path | None = None
 
     def check_vocabulary(self, vocab: Vocabulary) -> None:
@@ -126,67 +134,132 @@ def _corrupt(path: Path, problem: str) -> IrlmError:
     return IrlmError(f"checkpoint {str(path)!r} is unusable: {problem}")
 
 
-def _read_header(path: Path, raw: bytes) -> dict[str, Any]:
-    """Parse the safetensors header's metadata without touching the tensor bytes."""
-    size = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+def _read_parts(path: Path) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    """The irlm header, the safetensors tensor index and the whole file, read header first.
+
+    A file that is not a regular file, or whose header size is out of range, is refused before
+    anything else is read, so ``irlm eval /dev/zero`` fails at once instead of reading forever.
+    """
     try:
-        if not 0 <= size <= len(raw) - 8:
-            raise ValueError("header size out of range")
-        metadata = json.loads(raw[8 : 8 + size]).get("__metadata__") or {}
-        header = json.loads(metadata["irlm"])
-    except (ValueError, KeyError, AttributeError, TypeError):
-        if raw.startswith(_PICKLE_MAGIC):
-            raise _corrupt(
-                path,
-                "it looks like a pickle/torch.save file, and loading pickles can run arbitrary code, "
-                "so irlm refuses it; re-save the model with irlm_agents.lm.checkpoints.save_model",
-            ) from None
-        raise _corrupt(path, "no irlm header found (truncated, corrupt, or not an .irlm checkpoint)") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise _corrupt(path, "not an .irlm checkpoint")
-    if header.get("version") != FORMAT_VERSION:
-        raise _corrupt(path, f"format version {header.get('version')!r}; this irlm_env reads version {FORMAT_VERSION}")
-    return header
+        if path.is_dir():
+            raise IrlmError(f"checkpoint {str(path)!r} is a directory; pass the .irlm file inside it")
+        if not path.exists():
+            raise IrlmError(f"checkpoint {str(path)!r} does not exist")
+        if not path.is_file():
+            raise IrlmError(f"checkpoint {str(path)!r} is not a regular file; pass an .irlm file")
+        with path.open("rb") as handle:
+            file_size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            head = handle.read(size) if 0 < size <= min(MAX_HEADER_BYTES, file_size - 8) else b""
+            try:
+                index = json.loads(head)
+                header = json.loads(index.pop("__metadata__")["irlm"])
+            except (ValueError, KeyError, AttributeError, TypeError):
+                if prefix.startswith(_PICKLE_MAGIC):
+                    raise _corrupt(
+                        path,
+                        "it looks like a pickle/torch.save file, and loading pickles can run arbitrary "
+                        "code, so irlm refuses it; re-save the model with irlm_agents.lm.checkpoints.save_model",
+                    ) from None
+                raise _corrupt(path, "no irlm header found (truncated, corrupt, or not an .irlm checkpoint)") from None
+            if not isinstance(header, dict) or header.get("format") != FORMAT:
+                raise _corrupt(path, "not an .irlm checkpoint")
+            if header.get("version") != FORMAT_VERSION:
+                raise _corrupt(path, f"format version {header.get('version')!r}; this irlm reads version {FORMAT_VERSION}")
+            return header, index, prefix + head + handle.read()
+    except OSError as error:
+        raise IrlmError(f"cannot read checkpoint {str(path)!r} ({error.strerror or error}); check the path and its permissions") from None
+
+
+def _object(path: Path, header: dict[str, Any], name: str) -> dict[str, Any]:
+    value = header[name]
+    if not isinstance(value, dict):
+        raise _corrupt(path, f"header field {name!r} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_header(path: Path, header: dict[str, Any]) -> tuple[ModelConfig, Vocabulary]:
+    """Every header field's type and range; the model configuration and vocabulary it holds."""
+    missing = sorted(REQUIRED_FIELDS - set(header))
+    unknown = sorted(set(header) - REQUIRED_FIELDS - OPTIONAL_FIELDS)
+    if missing or unknown:
+        problem = f"missing field(s) {', '.join(missing)}" if missing else f"unknown field(s) {', '.join(unknown)}"
+        raise _corrupt(path, f"incomplete or foreign header ({problem})")
+    try:
+        config = ModelConfig.from_dict(_object(path, header, "model"))
+        vocab = Vocabulary.from_dict(_object(path, header, "vocabulary"), where="its vocabulary")
+        make_tokenizer(**_object(path, header, "tokenizer"))
+    except IrlmError as error:
+        raise _corrupt(path, str(error)) from None
+    except (TypeError, ValueError) as error:
+        raise _corrupt(path, f"malformed header ({error})") from None
+    _object(path, header, "extra")
+    if "corpus" in header:
+        _object(path, header, "corpus")
+    digest = header["weights_sha256"]
+    if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= set("0123456789abcdef")):
+        raise _corrupt(path, "header field 'weights_sha256' is not a SHA-256 hex digest")
+    if len(vocab) != config.vocab_size:
+        raise _corrupt(path, f"the model predicts {config.vocab_size} tokens but its vocabulary has {len(vocab)}")
+    return config, vocab
+
+
+def _check_shapes(path: Path, config: ModelConfig, index: dict[str, Any]) -> None:
+    """The tensors the file holds must be exactly those ``config`` describes, before building it.
+
+    Every layer has several tensors, so more layers than tensors is refused before the expected
+    shapes are even listed.
+    """
+    if config.num_layers > len(index):
+        raise _corrupt(path, f"the header claims {config.num_layers} RNN layers but the file holds {len(index)} tensors")
+    expected = parameter_shapes(config)
+    if config.tie_weights:
+        del expected[TIED_KEY]
+    found = {}
+    for name, entry in index.items():
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
+            raise _corrupt(path, f"tensor {name!r} has no valid shape in the file's index")
+        found[name] = tuple(shape)
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or sorted(n for n in found if found[n] != expected[n])
+        raise _corrupt(
+            path,
+            f"the weights do not fit the saved model configuration (first mismatch: tensor {wrong[0]!r}: "
+            f"file {found.get(wrong[0])}, configuration {expected.get(wrong[0])})",
+        )
 
 
 def load_model(
     path: str | Path, device: str | torch.device = "cpu", vocab: Vocabulary | None = None
 ) -> Checkpoint:
-    """Load a checkpoint onto ``device``; with ``vocab``, also check it is the same vocabulary."""
+    """Load a checkpoint onto ``device``; with ``vocab``, also check it is the same vocabulary.
+
+    Checks run cheapest first: the header's fields, then the tensor shapes against the model
+    configuration, then the weights' checksum; the model is built only from a file that passed.
+    """
     path = Path(path)
     target = resolve_device(device)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise IrlmError(f"checkpoint {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise IrlmError(f"checkpoint {str(path)!r} is a directory; pass the .irlm file inside it") from None
-    header = _read_header(path, raw)
+    header, index, raw = _read_parts(path)
+    config, saved_vocab = _check_header(path, header)
+    _check_shapes(path, config, index)
     try:
         tensors = load_tensors(raw)
     except SafetensorError as error:
         raise _corrupt(path, f"the weights cannot be read ({error})") from None
-    if _weights_digest(tensors) != header.get("weights_sha256"):
+    if _weights_digest(tensors) != header["weights_sha256"]:
         raise _corrupt(path, "the weights do not match their checksum (the file is corrupt)")
-    try:
-        config = ModelConfig.from_dict(header["model"])
-        saved_vocab = Vocabulary.from_dict(header["vocabulary"])
-    except (KeyError, TypeError) as error:
-        raise _corrupt(path, f"incomplete header ({error})") from None
-    except IrlmError as error:
-        raise _corrupt(path, str(error)) from None
     model = RNNLanguageModel(config)
     if config.tie_weights:
-        tensors[TIED_KEY] = tensors.get("embedding.weight", torch.empty(0))
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as error:
-        raise _corrupt(path, f"the weights do not fit the saved configuration ({error})") from None
+        tensors[TIED_KEY] = tensors["embedding.weight"]
+    model.load_state_dict(tensors)
     checkpoint = Checkpoint(
         model=model.to(target),
         vocab=saved_vocab,
-        tokenizer_config=dict(header.get("tokenizer", {})),
-        extra=dict(header.get("extra", {})),
+        tokenizer_config=dict(header["tokenizer"]),
+        extra=dict(header["extra"]),
+        corpus=header.get("corpus"),
         path=path,
     )
     if vocab is not None:

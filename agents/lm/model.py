@@ -77,6 +77,31 @@ class ModelConfig:
         return cls(**dict(data))
 
 
+#: Gate blocks stacked in each RNN weight matrix, per cell (torch's layout).
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The ``state_dict`` names and shapes of ``RNNLanguageModel(config)``, without building it.
+
+    A checkpoint's tensors are checked against these before any model is allocated, so a
+    crafted configuration (a million layers, a huge hidden size) costs nothing.
+    """
+    v, e, h = config.vocab_size, config.embedding_dim, config.hidden_size
+    rows = GATES[config.cell] * h
+    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (v, e)}
+    for layer in range(config.num_layers):
+        shapes[f"rnn.weight_ih_l{layer}"] = (rows, e if layer == 0 else h)
+        shapes[f"rnn.weight_hh_l{layer}"] = (rows, h)
+        shapes[f"rnn.bias_ih_l{layer}"] = (rows,)
+        shapes[f"rnn.bias_hh_l{layer}"] = (rows,)
+    if config.tie_weights and e != h:
+        shapes["projection.weight"] = (e, h)
+    shapes["decoder.weight"] = (v, e if config.tie_weights else h)
+    shapes["decoder.bias"] = (v,)
+    return shapes
+
+
 class RNNLanguageModel(nn.Module):
     """Embedding -> RNN (rnn/gru/lstm, batch first) -> linear head over the vocabulary.
 
