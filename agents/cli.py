@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import signal
 import sys
 import types
 import typing
@@ -32,9 +33,6 @@ AGENTS: dict[str, str] = {
     "supervised": "irlm_agents.supervised",
     "mixer": "irlm_agents.mixer",
 }
-
-#: Exit status after Ctrl-C, as a shell reports a process ended by SIGINT.
-EXIT_INTERRUPTED = 130
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -448,9 +446,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
-    # TrainingInterrupted (raised after the run saved its model) says where the model went.
+    # TrainingInterrupted (raised after the run saved its model) says where the model went and
+    # which signal stopped it; the exit status is the shell's 128 + signal number.
+    from irlm_agents.runs.run_dir import TrainingInterrupted
+
     click.echo(f"Interrupted: {exc}" if str(exc) else "Interrupted; nothing was saved.", err=True)
-    sys.exit(EXIT_INTERRUPTED)
+    stopped_by = exc.signal if isinstance(exc, TrainingInterrupted) else signal.SIGINT
+    sys.exit(128 + stopped_by)
 
 
 def run_agent(name: str) -> None:

@@ -204,13 +204,34 @@ def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pyte
     check(["plot", str(run_dir), "--metric", "top2"], "no metric 'top2'")
     check(["train", "ppo", *TINY, "--run-dir", str(run_dir)], "already holds a run")
     check(["corpus-stats", "nope"], "unknown corpus 'nope'")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a run")
+    check(["train", "ppo", *TINY, "--run-dir", str(a_file)], str(a_file), "is a file", "--run-dir")
+    check(["train", "ppo", *TINY, "--total-tokens", "512", "--run-dir", str(a_file / "run")],
+          str(a_file / "run"), "cannot create run directory", "--run-dir")
     assert not list(run_dir.glob("*.tmp"))
 
 
-def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
+#: Supervised settings as small as TINY; the native agents take no --context-length.
+TINY_NATIVE = ["--corpus", "grammar", "--embedding-dim", "16", "--hidden-size", "32", "--n-envs", "16",
+               "--eval-tokens", "1000", "--device", "cpu"]
+
+
+@pytest.mark.parametrize(
+    "agent, options, stop, status",
+    [
+        ("ppo", TINY, signal.SIGINT, 130),
+        ("ppo", TINY, signal.SIGTERM, 143),
+        ("supervised", TINY_NATIVE, signal.SIGTERM, 143),
+    ],
+)
+def test_ctrl_c_and_sigterm_save_and_exit_cleanly(
+    tmp_path: Path, agent: str, options: list[str], stop: signal.Signals, status: int
+) -> None:
+    """``kill``, ``docker stop`` and preemption send SIGTERM: it saves like Ctrl-C, then exits 143."""
     folder = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "irlm_agents.cli", "train", "ppo", *TINY, "--total-tokens", "10000000",
+        [sys.executable, "-m", "irlm_agents.cli", "train", agent, *options, "--total-tokens", "10000000",
          "--eval-every", "5000000", "--run-dir", str(folder), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -223,19 +244,42 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "training did not start"
             time.sleep(0.2)
         time.sleep(2)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == status, stderr
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("Interrupted: training stopped after") and str(folder / "final.irlm") in last
+    assert last.startswith(f"Interrupted: training stopped by {stop.name} after"), last
+    assert str(folder / "final.irlm") in last
     checkpoint = load_model(folder / "final.irlm")
-    assert checkpoint.extra["tokens"] > 0
-    assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
+    assert checkpoint.extra["tokens"] > 0 and checkpoint.extra["agent"] == agent
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["tokens"] == checkpoint.extra["tokens"]
+    assert_png(folder / "curve.png")
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_run_directory_restores_the_previous_sigterm_handler(tmp_path: Path) -> None:
+    from irlm_agents.runs.args import TrainArgs, build_model, load_corpus_for
+    from irlm_agents.runs.run_dir import RunDirectory
+
+    args = TrainArgs(corpus="grammar", embedding_dim=8, hidden_size=16, run_dir=str(tmp_path / "run"),
+                     progress=False)
+    corpus = load_corpus_for(args)
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None):
+            assert signal.getsignal(signal.SIGTERM) is not mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_agent_module_takes_the_same_options(monkeypatch: pytest.MonkeyPatch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import matplotlib.image
@@ -150,3 +151,38 @@ def test_native_run_logs_peers_under_validation_and_throughput_at_the_end(tmp_pa
     final = max(tags["validation/top1"])
     assert final >= 600 and tags["train/tokens_per_second"] == [final]
     assert tags["train/queries_per_token"] == [final]
+
+
+def _open(run_dir: Path) -> None:
+    args = tiny_args(run_dir)
+    corpus = load_corpus_for(args)
+    with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None):
+        pass
+
+
+def test_run_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    with pytest.raises(IrlmError, match=rf"--run-dir '{target}' is a file, not a directory; choose another --run-dir"):
+        _open(target)
+    with pytest.raises(IrlmError, match=rf"cannot create run directory '{target / 'run'}' .*choose a --run-dir"):
+        _open(target / "run")
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_run_dir_in_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        with pytest.raises(IrlmError, match=rf"cannot create run directory '{parent / 'run'}' \(Permission denied\)"):
+            _open(parent / "run")
+    finally:
+        parent.chmod(0o700)
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs, which not even root can write")
+def test_run_dir_where_nobody_may_write_is_a_clear_error() -> None:
+    with pytest.raises(IrlmError, match=r"cannot create run directory '/sys/irlm-run' .*choose a --run-dir"):
+        _open(Path("/sys/irlm-run"))

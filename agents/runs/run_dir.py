@@ -21,19 +21,26 @@ The directory records; it does not score. An agent scores its model with
         run.record(tokens, evaluate(model, corpus, ...))   # every args.eval_every tokens
         run.finish(tokens)
 
-Ctrl-C inside the ``with`` block saves ``final.irlm`` and re-raises as ``TrainingInterrupted``,
-which the command line turns into a one-line message.
+Ctrl-C inside the ``with`` block saves ``final.irlm``, ``summary.json`` and the curve, and
+re-raises as ``TrainingInterrupted``, which the command line turns into a one-line message and
+exit status 130. SIGTERM (``kill``, ``docker stop``, Kubernetes or Slurm preemption, torchrun
+stopping its workers) is treated the same way and exits 143; the handler is installed while the
+directory is open (main thread only, where Python delivers signals) and the previous one restored
+when it closes. A second SIGTERM during the save ends the process at once; the atomic writes
+leave the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import signal
+import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import IO, Any
 
 from torch.utils.tensorboard import SummaryWriter
@@ -56,14 +63,28 @@ METRIC_COLUMNS = ("top1", "top5", "perplexity", "reward")
 COLUMNS = ("tokens", "seconds", *METRIC_COLUMNS)
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, after the model was saved; carries where it went."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the run's handler so that training unwinds exactly as on Ctrl-C."""
 
-    def __init__(self, run_dir: Path, checkpoint: Path, tokens: int) -> None:
-        super().__init__(f"training stopped after {tokens:,} tokens; model saved to {checkpoint}")
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training, after the model was saved; carries where it went.
+
+    ``signal`` is the signal that stopped training; a shell reports such an exit as 128 + it.
+    """
+
+    def __init__(self, run_dir: Path, checkpoint: Path, tokens: int, stopped_by: signal.Signals) -> None:
+        super().__init__(f"training stopped by {stopped_by.name} after {tokens:,} tokens; model saved to {checkpoint}")
         self.run_dir = run_dir
         self.checkpoint = checkpoint
         self.tokens = tokens
+        self.signal = stopped_by
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # One-shot: a second SIGTERM while the model is being saved gets the default behaviour.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated()
 
 
 def default_run_dir(agent: str) -> Path:
@@ -99,6 +120,8 @@ class RunDirectory:
         self.model = model
         self.eval_context_length = eval_context_length
         self.path = Path(args.run_dir) if args.run_dir is not None else default_run_dir(agent)
+        if self.path.exists() and not self.path.is_dir():
+            raise IrlmError(f"--run-dir {str(self.path)!r} is a file, not a directory; choose another --run-dir")
         if (self.path / METRICS_FILE).exists():
             raise IrlmError(f"{self.path} already holds a run; choose another --run-dir or delete it")
         self.tokens = 0
@@ -110,10 +133,18 @@ class RunDirectory:
         self._bar: tqdm | None = None
         self._postfix: dict[str, str] = {}
         self._start = time.perf_counter()
+        self._previous_sigterm: Any = signal.SIG_DFL
+        self._sigterm_installed = False
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> RunDirectory:
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise IrlmError(
+                f"cannot create run directory {str(self.path)!r} ({error.strerror or error}); "
+                "choose a --run-dir in a folder you can write to"
+            ) from None
         _write_json(self.path / CONFIG_FILE, self._config())
         self._writer = SummaryWriter(log_dir=str(self.path))
         self._bar = tqdm(
@@ -125,6 +156,11 @@ class RunDirectory:
             dynamic_ncols=True,
         )
         self._start = time.perf_counter()
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
+            # None: the previous handler was not set from Python; the default is the best restore.
+            self._previous_sigterm = signal.SIG_DFL if previous is None else previous
+            self._sigterm_installed = True
         return self
 
     def __exit__(
@@ -138,8 +174,12 @@ class RunDirectory:
                 checkpoint = self._save(FINAL_CHECKPOINT)
                 self._write_summary("interrupted")
                 self._plot()
-                raise TrainingInterrupted(self.path, checkpoint, self.tokens) from exc
+                stopped_by = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+                raise TrainingInterrupted(self.path, checkpoint, self.tokens, stopped_by) from exc
         finally:
+            if self._sigterm_installed:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._sigterm_installed = False
             self._close()
 
     def _close(self) -> None:
