@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,3 +121,23 @@ def test_errors(corpus: Corpus) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(IrlmError, match="not usable"):
             evaluate(model, corpus, device="cuda")
+
+
+def test_no_warning_about_read_only_arrays() -> None:
+    """torch warns (once per process, so in a fresh one) when handed a read-only NumPy view.
+
+    A one-row last chunk (2049 = 2048 + 1 predictions) and a width-1 window are the cases where
+    the context windows were passed to torch without a copy.
+    """
+    script = (
+        "import torch\n"
+        "from irlm_env.corpus import load_corpus\n"
+        "from irlm_agents.lm.evaluation import evaluate\n"
+        "from irlm_agents.lm.model import ModelConfig, RNNLanguageModel\n"
+        "corpus = load_corpus('grammar', n_sentences=3000)\n"
+        "model = RNNLanguageModel(ModelConfig(vocab_size=len(corpus.vocab), embedding_dim=4, hidden_size=4))\n"
+        "for k in (None, 1, 4):\n"
+        "    evaluate(model, corpus, context_length=k, max_tokens=2049)\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

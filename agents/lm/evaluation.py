@@ -106,7 +106,9 @@ def _window_pass(
     scores = _Scores(n, device)
     step = batch_size * CHUNK
     for start in range(0, n, step):
-        x = torch.from_numpy(np.ascontiguousarray(windows[start : start + step])).to(device)
+        # A copy: the windows are a read-only strided view, and a one-row slice of it (or a
+        # width-1 window) is already contiguous, so ascontiguousarray would hand torch the view.
+        x = torch.from_numpy(windows[start : start + step].copy()).to(device)
         features, _ = model.features(x)
         logits = model.head(features[:, -1])
         y = torch.from_numpy(targets[start : start + step]).to(device)
