@@ -7,15 +7,17 @@ lives in ``irlm_agents``. Importing it registers ``irlm/NextWord-v0`` with Gymna
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 import gymnasium as gym
 
+from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.corpus_spec import CorpusSpec
+from irlm_env.envs.next_word import NextWordEnv
+from irlm_env.envs.vector import NextWordVectorEnv
 from irlm_env.errors import IrlmError
 from irlm_env.hookspecs import hookimpl
-
-__version__ = "0.1.0"
+from irlm_env.rewards import Reward, make_reward
+from irlm_env.version import __version__
+from irlm_env.vocabulary import Vocabulary
 
 ENV_ID = "irlm/NextWord-v0"
 
@@ -26,24 +28,17 @@ if ENV_ID not in gym.registry:
         vector_entry_point="irlm_env.envs.vector:NextWordVectorEnv",
     )
 
-# Names re-exported lazily: attribute -> module that defines it.
-_LAZY = {
-    "Corpus": "irlm_env.corpus",
-    "load_corpus": "irlm_env.corpus",
-    "Vocabulary": "irlm_env.vocabulary",
-    "NextWordEnv": "irlm_env.envs.next_word",
-    "NextWordVectorEnv": "irlm_env.envs.vector",
-    "Reward": "irlm_env.rewards.base",
-    "make_reward": "irlm_env.rewards",
-}
-
-__all__ = ["ENV_ID", "IrlmError", "hookimpl", "__version__", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'irlm_env' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__all__ = [
+    "ENV_ID",
+    "Corpus",
+    "CorpusSpec",
+    "IrlmError",
+    "NextWordEnv",
+    "NextWordVectorEnv",
+    "Reward",
+    "Vocabulary",
+    "__version__",
+    "hookimpl",
+    "load_corpus",
+    "make_reward",
+]

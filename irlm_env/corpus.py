@@ -10,8 +10,8 @@ first token of a unit is predicted from an ``<eos>`` context, as after any other
 Tokenizing a few MB of text takes seconds, so the encoded arrays are cached in
 ``$IRLM_CACHE_DIR`` (default ``~/.cache/irlm_env``), keyed by the content hash of the units
 plus the tokenizer and vocabulary settings; a changed file therefore never hits a stale entry.
-Within a process, ``load_corpus`` memoizes on its arguments so that many environments share
-one read-only ``Corpus``.
+Within a process, ``load_corpus`` memoizes on the :class:`~irlm_env.corpus_spec.CorpusSpec`
+so that many environments share one read-only ``Corpus``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -29,10 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from irlm_env.cache import CACHE_FIX, cache_dir
+from irlm_env.corpora.registry import corpus_registry, make_corpus_source
+from irlm_env.corpora.source import CorpusSource
+from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError, suggest
-from irlm_env.tokenizers import Tokenizer, make_tokenizer
 from irlm_env.fileio import atomic_write_bytes
-from irlm_env.vocabulary import EOS, Vocabulary, check_vocab_options
+from irlm_env.tokenizers import Tokenizer, make_tokenizer
+from irlm_env.vocabulary import EOS, Vocabulary
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 # Cumulative token-count fractions at which validation and test begin (90/5/5).
@@ -41,33 +44,24 @@ _SPLIT_FRACTIONS = (0.90, 0.95)
 _CACHE_FORMAT = 1
 
 
-@dataclass(frozen=True)
-class CorpusSource:
-    """What a corpus factory returns: the raw text units of a corpus.
-
-    ``units`` are lines or sentences; each becomes one ``line`` episode and is delimited by
-    ``<eos>`` in the token stream. ``best_accuracy`` is the best achievable next-token accuracy
-    when the generating process is known (synthetic corpora); it holds only for tokens cut by
-    the tokenizer named in ``best_accuracy_tokenizer`` and only when no token falls outside the
-    vocabulary, which ``load_corpus`` checks before passing it on.
-    """
-
-    units: Sequence[str]
-    best_accuracy: float | None = None
-    best_accuracy_tokenizer: str | None = None
-
-
 @dataclass(frozen=True, eq=False)
 class Corpus:
-    """A tokenized corpus: vocabulary, tokenizer and read-only train/validation/test arrays."""
+    """A tokenized corpus: vocabulary, tokenizer and read-only train/validation/test arrays.
 
-    name: str
+    ``spec`` is the settings it was built from; ``load_corpus(corpus.spec)`` builds it again.
+    """
+
+    spec: CorpusSpec
     vocab: Vocabulary
     tokenizer: Tokenizer
     splits: Mapping[str, np.ndarray]
     source_hash: str
     best_accuracy: float | None = None
     _line_starts: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     def split(self, name: str) -> np.ndarray:
         """The int64 token ids of split ``name`` ("train", "validation" or "test")."""
@@ -94,17 +88,7 @@ class Corpus:
         return f"Corpus(name={self.name!r}, vocab={len(self.vocab)}, tokenizer={self.tokenizer!r}, {sizes})"
 
 
-#: What to do when the cache folder cannot be written.
-CACHE_FIX = "make the folder writable, or point IRLM_CACHE_DIR at a writable folder"
-
-
-def cache_dir() -> Path:
-    """The on-disk cache folder: ``$IRLM_CACHE_DIR`` or ``~/.cache/irlm_env``."""
-    configured = os.environ.get("IRLM_CACHE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "irlm_env"
-
-
-_MEMO: dict[tuple[Any, ...], Corpus] = {}
+_MEMO: dict[tuple[CorpusSpec, Callable[..., Any]], Corpus] = {}
 
 
 def clear_memo() -> None:
@@ -113,7 +97,7 @@ def clear_memo() -> None:
 
 
 def load_corpus(
-    name: str = "pydocs",
+    name: str | CorpusSpec = "pydocs",
     *,
     tokenizer: str = "word",
     lowercase: bool = True,
@@ -121,29 +105,32 @@ def load_corpus(
     min_freq: int = 1,
     **source_options: Any,
 ) -> Corpus:
-    """Load a registered corpus, tokenized, split and cached.
+    """Load a corpus, tokenized, split and cached, from a :class:`CorpusSpec` or its fields.
 
     ``source_options`` go to the corpus factory (for example ``path=`` for ``text``, ``seed=``
     for ``grammar``); string values are converted to the factory's annotated int, float or bool
-    types, so options given on a command line work unchanged.
+    types, so options given on a command line work unchanged. A spec carries all of these
+    settings itself, so none may be passed with one.
 
-    The result is memoized on these arguments for the life of the process, so every env gets
-    the same object cheaply; after editing a ``text`` file in a running process, call
+    The result is memoized on the spec for the life of the process, so every env gets the same
+    object cheaply; after editing a ``text`` file in a running process, call
     :func:`clear_memo` (the disk cache notices the change by itself: it is keyed by content).
     """
-    # The registry sits above corpora (it imports the built-in corpus modules): import on use.
-    from irlm_env.plugins import bind_options, corpus_registry, make_corpus_source
-
-    check_vocab_options(max_vocab, min_freq)
-    tok = make_tokenizer(tokenizer, lowercase=lowercase)
-    entry = corpus_registry().get(name)
-    options = bind_options("corpus", entry, source_options)  # "60" and 60 share one memo entry
-    key = (name, entry.factory, tuple(sorted(tok.config().items())), max_vocab, min_freq,
-           tuple(sorted((k, repr(v)) for k, v in options.items())))
+    if isinstance(name, CorpusSpec):
+        given = {"tokenizer": tokenizer, "lowercase": lowercase, "max_vocab": max_vocab, "min_freq": min_freq}
+        changed = sorted({k for k, v in given.items() if v != getattr(CorpusSpec, k)} | set(source_options))
+        if changed:
+            raise IrlmError(
+                f"load_corpus(spec) got {', '.join(changed)} as well; a CorpusSpec holds every setting, "
+                "so change the spec instead (dataclasses.replace(spec, ...))"
+            )
+        spec = name
+    else:
+        spec = CorpusSpec(name, source_options, tokenizer, lowercase, max_vocab, min_freq)
+    key = (spec, corpus_registry().get(spec.name).factory)  # a plugin re-registered: build again
     corpus = _MEMO.get(key)
     if corpus is None:
-        source = make_corpus_source(name, **options)
-        corpus = _build(name, source, tok, max_vocab, min_freq)
+        corpus = _build(spec, make_corpus_source(spec.name, spec.options))
         _MEMO[key] = corpus
     return corpus
 
@@ -186,9 +173,11 @@ def split_boundaries(unit_lengths: np.ndarray) -> tuple[int, int]:
     return b1, b2
 
 
-def _build(name: str, source: CorpusSource, tok: Tokenizer, max_vocab: int | None, min_freq: int) -> Corpus:
+def _build(spec: CorpusSpec, source: CorpusSource) -> Corpus:
+    tok = make_tokenizer(spec.tokenizer, lowercase=spec.lowercase)
+    max_vocab, min_freq = spec.max_vocab, spec.min_freq
     units = source.units
-    _check_units(name, units)
+    _check_units(spec.name, units)
     digest = source_hash(units)
     settings = {"format": _CACHE_FORMAT, "source": digest, "tokenizer": tok.config(),
                 "max_vocab": max_vocab, "min_freq": min_freq}
@@ -208,7 +197,7 @@ def _build(name: str, source: CorpusSource, tok: Tokenizer, max_vocab: int | Non
         or np.any(ids == vocab.unk_id)
     ):
         best = None  # the known optimum is for other tokens than these
-    return Corpus(name=name, vocab=vocab, tokenizer=tok, splits=splits, source_hash=digest, best_accuracy=best)
+    return Corpus(spec=spec, vocab=vocab, tokenizer=tok, splits=splits, source_hash=digest, best_accuracy=best)
 
 
 def _encode(units: Sequence[str], tok: Tokenizer, max_vocab: int | None,

@@ -1,10 +1,26 @@
-"""Checking user-supplied option values: one place for the rules every option shares."""
+"""Checking user-supplied option values: one place for the rules every option shares.
+
+Two jobs: :func:`check_int` for the integer settings irlm_env and irlm_agents take, and
+:func:`bind_options` for the options a plugin factory takes, which arrive as keywords from
+Python or as strings from a command line and are checked against the factory's signature.
+"""
 
 from __future__ import annotations
 
+import ast
+import builtins
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
 from numbers import Integral
+from typing import Any
 
-from irlm_env.errors import IrlmError
+from irlm_env.errors import IrlmError, suggest
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+# The types a string option can be converted to, in the order they are tried.
+_CONVERTIBLE = (bool, int, float)
 
 
 def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
@@ -23,3 +39,104 @@ def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = 
     if number < minimum or (maximum is not None and number > maximum):
         raise IrlmError(f"{name} must be {kind}, got {number}")
     return number
+
+
+def bind_options(
+    label: str, factory: Callable[..., Any], options: Mapping[str, Any], *, skip: int = 0, kind: str = "plugin"
+) -> dict[str, Any]:
+    """Check ``options`` against ``factory``'s signature and convert strings to its annotated types.
+
+    Done before the factory runs so a typo is reported with the accepted options instead of a
+    ``TypeError`` from deep inside a plugin, and so options typed on a command line
+    (``scale=0.3``) reach the factory as the int, float or bool it declares. ``label`` names the
+    factory in messages, ``kind`` says whose options they are (``reward``, ``corpus``), and
+    ``skip`` is the number of leading positional parameters irlm_env fills itself.
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to check against
+        return dict(options)
+    params = list(signature.parameters.values())[skip:]
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    accepted = [p.name for p in named]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        for option in options:
+            if option not in accepted:
+                listed = suggest(option, accepted) if accepted else "it takes no options"
+                raise IrlmError(f"{label} has no option {option!r}; {listed}.")
+    missing = [p.name for p in named if p.default is p.empty and p.name not in options]
+    if missing:
+        raise IrlmError(
+            f"{label} requires the option(s) {', '.join(missing)}; pass them in the {kind} options "
+            f"(e.g. {', '.join(f'{m}=...' for m in missing)})."
+        )
+    function = factory.__init__ if inspect.isclass(factory) else factory
+    namespace = getattr(function, "__globals__", {})
+    choices = {p.name: _choices(p.annotation, namespace) for p in named if p.annotation is not p.empty}
+    return {name: _coerce(label, name, value, choices.get(name, ())) for name, value in options.items()}
+
+
+def _choices(annotation: Any, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The types an annotation allows, as far as conversion cares (``int | None`` -> int, None).
+
+    String annotations (``from __future__ import annotations``) are read with ``ast`` and their
+    names looked up, never evaluated: a plugin's annotation is not code irlm_env should run,
+    and ``typing.get_type_hints`` gives up on every parameter when one names a type imported
+    only under ``TYPE_CHECKING`` (as ``Corpus`` often is). What cannot be read converts nothing.
+    """
+    if isinstance(annotation, str):
+        try:
+            return _read(ast.parse(annotation, mode="eval").body, namespace)
+        except SyntaxError:
+            return ()
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _read(node: ast.expr, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _read(node.left, namespace) + _read(node.right, namespace)
+    if isinstance(node, ast.Constant):
+        if node.value is None:
+            return (type(None),)
+        return _choices(node.value, namespace) if isinstance(node.value, str) else ()
+    if isinstance(node, ast.Subscript):
+        origin = _lookup(node.value, namespace)
+        args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if origin is typing.Optional:
+            return _read(args[0], namespace) + (type(None),)
+        if origin is typing.Union:
+            return tuple(choice for arg in args for choice in _read(arg, namespace))
+        return ()
+    found = _lookup(node, namespace)
+    return () if found is None else (found,)
+
+
+def _lookup(node: ast.expr, namespace: Mapping[str, Any]) -> Any:
+    """A plain name (``int``) or a module attribute (``typing.Optional``), looked up statically."""
+    if isinstance(node, ast.Name):
+        return namespace.get(node.id, vars(builtins).get(node.id))
+    if isinstance(node, ast.Attribute):
+        module = _lookup(node.value, namespace)
+        if isinstance(module, types.ModuleType):
+            return vars(module).get(node.attr)
+    return None
+
+
+def _coerce(label: str, option: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    if not isinstance(value, str) or str in choices:
+        return value
+    for target in _CONVERTIBLE:
+        if target not in choices:
+            continue
+        if target is bool:
+            if value.strip().lower() in _BOOLEANS:
+                return _BOOLEANS[value.strip().lower()]
+        else:
+            try:
+                return target(value)
+            except ValueError:
+                pass
+        raise IrlmError(f"{label} option {option}={value!r} must be of type {target.__name__}.")
+    return value

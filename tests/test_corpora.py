@@ -14,9 +14,9 @@ from irlm_env.corpora import grammar as grammar_module
 from irlm_env.corpora import pydocs
 from irlm_env.corpora.grammar import CLASSES, Grammar, grammar_corpus
 from irlm_env.corpora.text import text_corpus
+from irlm_env.corpora.registry import corpus_registry
 from irlm_env.corpus import Corpus, clear_memo, load_corpus
 from irlm_env.errors import IrlmError
-from irlm_env.plugins import corpus_registry
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def test_builtins_are_registered_through_the_hook() -> None:
     registry = corpus_registry()
     for name in ("pydocs", "grammar", "text"):
         entry = registry.get(name)
-        assert entry.plugin_name == "irlm_env.corpora" and entry.description
+        assert entry.plugin_name == "irlm_env.corpora.builtin" and entry.description
 
 
 # --- grammar --------------------------------------------------------------------------------

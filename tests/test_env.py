@@ -206,9 +206,9 @@ def test_no_memory_growth_over_many_episodes(grammar: Corpus) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"context_length": 0}, "context_length must be an integer >= 1, got 0"),
-        ({"context_length": 2.5}, "context_length must be an integer >= 1, got 2.5"),
-        ({"episode_length": 0}, "episode_length must be an integer >= 1, got 0"),
+        ({"context_length": 0}, "context_length must be a positive integer, got 0"),
+        ({"context_length": 2.5}, "context_length must be a positive integer, got 2.5"),
+        ({"episode_length": 0}, "episode_length must be a positive integer, got 0"),
         ({"mode": "sentence"}, "unknown episode mode 'sentence'.*available: line, window"),
         ({"split": "valid"}, "unknown split 'valid'.*did you mean 'validation'"),
         ({"render_mode": "human"}, "unknown render_mode 'human'; use None or 'ansi'"),

@@ -39,7 +39,9 @@ CHECK = textwrap.dedent(
 
     warnings.simplefilter("error")  # a plugin that fails to load must fail this check
     from irlm_env import load_corpus, plugins
+    from irlm_env.corpora.registry import corpus_registry
     from irlm_env.rewards import make_reward
+    from irlm_env.rewards.registry import reward_registry
 
     report = {info.name: info for info in plugins.plugin_report()}
     corpus = load_corpus("arithmetic", n_sentences=2000, max_operand=12)
@@ -53,8 +55,8 @@ CHECK = textwrap.dedent(
     rewards = [env.step(env.action_space.sample())[1] for _ in range(5)]
     print(json.dumps({
         "report": {name: [info.kind, info.distribution, info.version, info.error] for name, info in report.items()},
-        "reward_plugin": plugins.reward_registry().get("similarity").plugin_name,
-        "corpus_plugin": plugins.corpus_registry().get("arithmetic").plugin_name,
+        "reward_plugin": reward_registry().get("similarity").plugin_name,
+        "corpus_plugin": corpus_registry().get("arithmetic").plugin_name,
         "best_accuracy": corpus.best_accuracy,
         "units": len(corpus.line_starts("train")),
         "exact": reward(seven, seven, np.zeros(4, np.int64)),

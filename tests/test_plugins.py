@@ -18,7 +18,9 @@ import pytest
 
 from irlm_env import IrlmError, hookimpl, plugins
 from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.corpora.registry import corpus_registry, make_corpus_source
 from irlm_env.rewards import make_reward
+from irlm_env.rewards.registry import reward_registry
 from irlm_env.plugins import PluginWarning
 
 MakeDist = Callable[..., None]
@@ -82,12 +84,12 @@ def _info(name: str) -> plugins.PluginInfo:
 
 def test_builtins_load_first_and_register_through_the_hooks() -> None:
     report = plugins.plugin_report()
-    assert [(i.name, i.kind, i.error) for i in report[:2]] == [
+    assert {(i.name, i.kind, i.error) for i in report[:2]} == {
         ("irlm_env.rewards.exact", "builtin", None),
-        ("irlm_env.corpora", "builtin", None),
-    ]
-    assert plugins.reward_registry().get("exact").plugin_name == "irlm_env.rewards.exact"
-    assert {"pydocs", "grammar", "text"} <= set(plugins.corpus_registry().names())
+        ("irlm_env.corpora.builtin", "builtin", None),
+    }
+    assert reward_registry().get("exact").plugin_name == "irlm_env.rewards.exact"
+    assert {"pydocs", "grammar", "text"} <= set(corpus_registry().names())
     assert plugins.get_plugin_manager() is plugins.get_plugin_manager()
 
 
@@ -99,7 +101,7 @@ def test_reset_builds_a_new_manager() -> None:
 
 @pytest.mark.parametrize(("kind", "typo", "closest"), [("reward", "exakt", "exact"), ("corpus", "gramar", "grammar")])
 def test_unknown_name_lists_available_and_suggests(kind: str, typo: str, closest: str) -> None:
-    registry = plugins.reward_registry() if kind == "reward" else plugins.corpus_registry()
+    registry = reward_registry() if kind == "reward" else corpus_registry()
     with pytest.raises(IrlmError, match=rf"unknown {kind} '{typo}'; did you mean '{closest}'\? available: .*{closest}"):
         registry.get(typo)
 
@@ -115,7 +117,7 @@ def test_entry_point_plugin_is_found_with_its_version(make_dist: MakeDist, corpu
     make_dist("irlm-half", {"half": "fake_half"}, {"fake_half": REWARD_PLUGIN.format(name="half")}, version="2.3.1")
     info = _info("half")
     assert (info.kind, info.distribution, info.version, info.error) == ("entrypoint", "irlm-half", "2.3.1", None)
-    entry = plugins.reward_registry().get("half")
+    entry = reward_registry().get("half")
     assert (entry.plugin_name, entry.plugin_version, entry.description) == ("half", "2.3.1", "half credit for misses")
     reward = make_reward("half", corpus, value="0.25")  # strings from a command line are converted
     assert reward(3, 3, np.zeros(4, np.int64)) == 1.0
@@ -127,27 +129,27 @@ def test_entry_point_plugin_is_found_with_its_version(make_dist: MakeDist, corpu
 def test_same_name_from_builtin_and_plugin_names_both(make_dist: MakeDist) -> None:
     make_dist("irlm-clash", {"clash": "fake_clash"}, {"fake_clash": REWARD_PLUGIN.format(name="exact")})
     with pytest.raises(IrlmError, match=r"reward 'exact' is registered by two plugins: 'irlm_env.rewards.exact' and 'clash'"):
-        plugins.reward_registry()
+        reward_registry()
 
 
 def test_same_name_from_two_third_party_plugins_names_both(make_dist: MakeDist) -> None:
     make_dist("irlm-one", {"one": "fake_one"}, {"fake_one": REWARD_PLUGIN.format(name="dup")})
     make_dist("irlm-two", {"two": "fake_two"}, {"fake_two": REWARD_PLUGIN.format(name="dup")})
     with pytest.raises(IrlmError, match=r"'dup' is registered by two plugins: 'one' and 'two'.*IRLM_LOAD_PLUGINS"):
-        plugins.reward_registry()
+        reward_registry()
 
 
 def test_import_failure_warns_with_plugin_and_exception_and_others_load(make_dist: MakeDist) -> None:
     make_dist("irlm-broken", {"broken": "fake_broken"}, {"fake_broken": "import no_such_module_xyz\n"}, version="0.3")
     make_dist("irlm-fine", {"fine": "fake_fine"}, {"fake_fine": REWARD_PLUGIN.format(name="fine")})
     with pytest.warns(PluginWarning, match=r"'broken' \(distribution irlm-broken 0.3\) failed to import.*ModuleNotFoundError.*no_such_module_xyz"):
-        names = plugins.reward_registry().names()
+        names = reward_registry().names()
     assert "fine" in names
     assert "no_such_module_xyz" in (_info("broken").error or "")
     assert _info("fine").error is None
     # A name the broken plugin might have provided points at the failure.
     with pytest.raises(IrlmError, match="Some plugins failed to load.*'broken'"):
-        plugins.reward_registry().get("nothing-like-this")
+        reward_registry().get("nothing-like-this")
 
 
 def test_strict_mode_makes_import_failure_fatal(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,8 +163,8 @@ def test_empty_load_plugins_disables_third_party(make_dist: MakeDist, monkeypatc
     make_dist("irlm-off", {"off": "fake_off"}, {"fake_off": REWARD_PLUGIN.format(name="off")})
     monkeypatch.setenv(plugins.LOAD_ENV, "")
     assert {info.kind for info in plugins.plugin_report()} == {"builtin"}
-    assert "off" not in plugins.reward_registry()
-    assert "exact" in plugins.reward_registry()
+    assert "off" not in reward_registry()
+    assert "exact" in reward_registry()
 
 
 def test_load_plugins_allow_list_by_entry_point_or_distribution(
@@ -172,7 +174,7 @@ def test_load_plugins_allow_list_by_entry_point_or_distribution(
     make_dist("irlm-bb", {"bb": "fake_bb"}, {"fake_bb": REWARD_PLUGIN.format(name="bb")})
     make_dist("irlm-cc", {"cc": "fake_cc"}, {"fake_cc": REWARD_PLUGIN.format(name="cc")})
     monkeypatch.setenv(plugins.LOAD_ENV, "aa, irlm-bb")
-    names = plugins.reward_registry().names()
+    names = reward_registry().names()
     assert "aa" in names and "bb" in names and "cc" not in names
 
 
@@ -195,7 +197,7 @@ def irlm_register_rewards(registry):
 def test_wrong_hookimpl_argument_names_are_reported_with_the_plugin(make_dist: MakeDist) -> None:
     make_dist("irlm-wrongargs", {"wrongargs": "fake_wrongargs"}, {"fake_wrongargs": WRONG_ARGS})
     with pytest.warns(PluginWarning, match=r"'wrongargs' \(distribution irlm-wrongargs 1.0\) has an invalid hook implementation.*registry"):
-        names = plugins.reward_registry().names()
+        names = reward_registry().names()
     assert "never" not in names
     assert "registry" in (_info("wrongargs").error or "")
 
@@ -250,17 +252,17 @@ def _reward(corpus: object) -> object:
     ],
 )
 def test_register_callback_validates_immediately(args: tuple[object, ...], problem: str) -> None:
-    plugins.register_plugin(_plugin_registering(*args), "checked")
     with pytest.raises(IrlmError, match=rf"plugin 'checked' registers .*{problem}"):
-        plugins.reward_registry()
+        plugins.register_plugin(_plugin_registering(*args), "checked")
+    assert "checked" not in {info.name for info in plugins.plugin_report()}
+    assert "exact" in reward_registry()
 
 
 def test_corpus_factory_with_positional_only_parameter_is_rejected() -> None:
     def factory(path: str, /) -> None: ...
 
-    plugins.register_plugin(_plugin_registering("posonly", factory, hook="irlm_register_corpora"), "posonly")
     with pytest.raises(IrlmError, match="'posonly'.*positional-only"):
-        plugins.corpus_registry()
+        plugins.register_plugin(_plugin_registering("posonly", factory, hook="irlm_register_corpora"), "posonly")
 
 
 def test_exception_in_a_registration_hook_names_the_plugin() -> None:
@@ -269,9 +271,8 @@ def test_exception_in_a_registration_hook_names_the_plugin() -> None:
         def irlm_register_rewards(self, register: object) -> None:
             raise KeyError("oops")
 
-    plugins.register_plugin(Crashing(), "crashing")
     with pytest.raises(IrlmError, match="plugin 'crashing' failed while registering rewards: KeyError"):
-        plugins.reward_registry()
+        plugins.register_plugin(Crashing(), "crashing")
 
 
 def test_register_plugin_refuses_a_taken_name() -> None:
@@ -301,5 +302,5 @@ def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
 
 def test_corpus_factory_must_return_a_corpus_source() -> None:
     plugins.register_plugin(_plugin_registering("lines", lambda: ["a b"], hook="irlm_register_corpora"), "lines")
-    with pytest.raises(IrlmError, match=r"corpus 'lines' \(plugin 'lines'\) returned list, not an irlm_env.corpus.CorpusSource"):
-        plugins.make_corpus_source("lines")
+    with pytest.raises(IrlmError, match=r"corpus 'lines' \(plugin 'lines'\) returned list, not an irlm_env.corpora.CorpusSource"):
+        make_corpus_source("lines", {})

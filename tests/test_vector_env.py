@@ -202,11 +202,11 @@ def test_no_memory_growth_over_many_episodes(grammar: Corpus) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"num_envs": 0}, IrlmError, "num_envs must be an integer >= 1, got 0"),
+        ({"num_envs": 0}, IrlmError, "num_envs must be a positive integer, got 0"),
         ({"autoreset_mode": "next"}, IrlmError, "unknown autoreset_mode 'next'.*NextStep"),
         ({"contxt_length": 4}, TypeError,
          "unknown keyword argument 'contxt_length'.*did you mean 'context_length'"),
-        ({"context_length": 0}, IrlmError, "context_length must be an integer >= 1"),
+        ({"context_length": 0}, IrlmError, "context_length must be a positive integer"),
         ({"mode": "lines"}, IrlmError, "unknown episode mode 'lines'.*did you mean 'line'"),
     ],
 )

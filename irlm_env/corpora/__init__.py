@@ -1,17 +1,6 @@
-"""The built-in corpora, registered through the same hook as any third-party corpus plugin."""
+"""Corpora: the built-in corpus plugins (``builtin``), the corpus plugin kind and its registry
+(``registry``), and :class:`CorpusSource`, what every corpus factory returns."""
 
-from __future__ import annotations
+from irlm_env.corpora.source import CorpusSource
 
-from irlm_env.corpora.grammar import grammar_corpus
-from irlm_env.corpora.pydocs import pydocs_corpus
-from irlm_env.corpora.text import text_corpus
-from irlm_env.hookspecs import Register, hookimpl
-
-
-@hookimpl
-def irlm_register_corpora(register: Register) -> None:
-    register("pydocs", pydocs_corpus,
-             "English sentences from the docstrings of the installed Python standard library (default)")
-    register("grammar", grammar_corpus,
-             "seeded synthetic English-like language with an exactly known best accuracy (seed=, n_sentences=)")
-    register("text", text_corpus, "your own text: a file, a directory or a glob (path=); one unit per line")
+__all__ = ["CorpusSource"]

@@ -22,7 +22,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from irlm_env.corpus import CorpusSource
+from irlm_env.corpora.source import CorpusSource
 from irlm_env.errors import IrlmError
 
 START, END = "START", "END"

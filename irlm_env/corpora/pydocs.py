@@ -25,7 +25,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from irlm_env.corpus import CACHE_FIX, CorpusSource, cache_dir
+from irlm_env.cache import CACHE_FIX, cache_dir
+from irlm_env.corpora.source import CorpusSource
 from irlm_env.errors import IrlmError
 from irlm_env.fileio import atomic_write_bytes
 

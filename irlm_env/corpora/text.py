@@ -11,7 +11,7 @@ import glob
 import os
 from pathlib import Path
 
-from irlm_env.corpus import CorpusSource
+from irlm_env.corpora.source import CorpusSource
 from irlm_env.errors import IrlmError
 
 # Suffixes taken from a directory; an explicit file or glob is read whatever its suffix.

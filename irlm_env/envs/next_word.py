@@ -11,7 +11,9 @@ import numpy as np
 from gymnasium import spaces
 
 from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError, suggest
+from irlm_env.options import check_int
 from irlm_env.rewards import CheckedReward, make_reward
 
 MODES = ("window", "line")
@@ -43,12 +45,6 @@ def reject_unknown(unknown: dict[str, Any], valid: list[str], where: str) -> Non
         )
 
 
-def _positive_int(value: object, name: str, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise IrlmError(f"{name} must be an integer >= 1, got {value!r}; {fix}")
-    return int(value)
-
-
 @dataclass(frozen=True, eq=False)
 class EpisodeSetup:
     """The validated configuration shared by the single and the vector env, so both build
@@ -66,7 +62,7 @@ class EpisodeSetup:
     @classmethod
     def build(
         cls,
-        corpus: str | Corpus,
+        corpus: str | CorpusSpec | Corpus,
         corpus_options: dict[str, Any] | None,
         tokenizer: str,
         lowercase: bool,
@@ -79,30 +75,20 @@ class EpisodeSetup:
         mode: str,
         episode_length: int,
     ) -> EpisodeSetup:
-        context_length = _positive_int(
-            context_length, "context_length", "use 1 or more tokens of context"
-        )
-        episode_length = _positive_int(
-            episode_length, "episode_length", "use 1 or more steps per episode"
-        )
+        context_length = check_int("context_length", context_length)
+        episode_length = check_int("episode_length", episode_length)
         if mode not in MODES:
             raise IrlmError(f"unknown episode mode {mode!r}; {suggest(str(mode), MODES)}")
-        if isinstance(corpus, Corpus):
+        if isinstance(corpus, (Corpus, CorpusSpec)):
             if corpus_options:
                 raise IrlmError(
-                    "corpus_options only apply when corpus is a name, but a Corpus instance "
-                    "was given; pass the options to load_corpus instead"
+                    f"corpus_options only apply when corpus is a name, but a "
+                    f"{type(corpus).__name__} was given; put the options in its CorpusSpec instead"
                 )
-            data = corpus
+            data = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
         else:
-            data = load_corpus(
-                corpus,
-                tokenizer=tokenizer,
-                lowercase=lowercase,
-                max_vocab=max_vocab,
-                min_freq=min_freq,
-                **(corpus_options or {}),
-            )
+            spec = CorpusSpec(corpus, corpus_options or {}, tokenizer, lowercase, max_vocab, min_freq)
+            data = load_corpus(spec)
         tokens = data.split(split)
         if len(tokens) < context_length + 1:
             raise IrlmError(
@@ -260,9 +246,10 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
     env = gym.make("irlm/NextWord-v0", corpus="grammar", context_length=8)
     ```
 
-    - ``corpus``: a registered corpus name (``pydocs``, ``grammar``, ``text`` or a plugin's)
-      or a loaded :class:`irlm_env.corpus.Corpus` (then ``corpus_options``, ``tokenizer``,
-      ``lowercase``, ``max_vocab`` and ``min_freq`` are the corpus's own and not used).
+    - ``corpus``: a registered corpus name (``pydocs``, ``grammar``, ``text`` or a plugin's),
+      a :class:`irlm_env.corpus_spec.CorpusSpec` or a loaded :class:`irlm_env.corpus.Corpus`
+      (with either of the last two, ``tokenizer``, ``lowercase``, ``max_vocab`` and
+      ``min_freq`` are the spec's own and not used, and ``corpus_options`` must be empty).
     - ``corpus_options``: options of the corpus source, e.g. ``{"path": "notes.txt"}``.
     - ``tokenizer`` (``"word"`` or ``"char"``), ``lowercase``, ``max_vocab``, ``min_freq``:
       how the text becomes token ids.
@@ -279,7 +266,7 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(
         self,
-        corpus: str | Corpus = "pydocs",
+        corpus: str | CorpusSpec | Corpus = "pydocs",
         corpus_options: dict[str, Any] | None = None,
         tokenizer: str = "word",
         lowercase: bool = True,

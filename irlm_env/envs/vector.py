@@ -21,6 +21,7 @@ from irlm_env.envs.next_word import (
     render_text,
 )
 from irlm_env.errors import suggest
+from irlm_env.options import check_int
 
 _OWN_KEYWORDS = ["num_envs", "autoreset_mode", "copy"]
 
@@ -114,10 +115,7 @@ class NextWordVectorEnv(VectorEnv):
         copy: bool = True,
         **env_kwargs: Any,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or (
-            num_envs < 1
-        ):
-            raise IrlmError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        num_envs = check_int("num_envs", num_envs)
         arguments = env_arguments(env_kwargs, _OWN_KEYWORDS, "NextWordVectorEnv")
         self.render_mode = check_render_mode(arguments.pop("render_mode"))
         self.autoreset_mode = _autoreset_mode(autoreset_mode)

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from irlm_env.errors import IrlmError
-from irlm_env.plugins import Entry, bind_options, reward_registry
+from irlm_env.options import bind_options
+from irlm_env.plugins import Entry
 from irlm_env.rewards.base import Reward
+from irlm_env.rewards.registry import factory_hint, reward_registry
 from irlm_env.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -26,7 +28,12 @@ _FLOAT64 = np.dtype(np.float64)
 def make_reward(name: str, corpus: Corpus, **options: Any) -> CheckedReward:
     """Build reward ``name`` for ``corpus``, wrapped so that every value it returns is checked."""
     entry = reward_registry().get(name)
-    reward = entry.factory(corpus, **bind_options("reward", entry, options, skip=1))
+    label = f"reward {name!r} (plugin {entry.plugin_name!r})"
+    try:
+        bound = bind_options(label, entry.factory, options, skip=1, kind="reward")
+    except IrlmError as exc:
+        raise IrlmError(f"{exc}{factory_hint(entry.factory)}") from None
+    reward = entry.factory(corpus, **bound)
     if not callable(reward):
         raise IrlmError(
             f"reward {name!r} (plugin {entry.plugin_name!r}) factory returned {type(reward).__name__}, "

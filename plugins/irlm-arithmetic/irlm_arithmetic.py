@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from irlm_env import IrlmError, hookimpl
-from irlm_env.corpus import CorpusSource
+from irlm_env.corpora import CorpusSource
 from irlm_env.hookspecs import Register
 
 OPERATIONS: dict[str, Callable[[int, int], int]] = {
