@@ -239,11 +239,16 @@ def eval_command(
       irlm eval runs/ppo --checkpoint best --split test --json
       irlm eval runs/ppo/final.irlm --max-tokens 5000
     """
-    from irlm_agents.lm.inference import evaluate_checkpoint
+    from irlm_agents.lm.checkpoints import load_model
+    from irlm_agents.lm.devices import resolve_device
+    from irlm_agents.lm.evaluation import evaluate
 
     path = _checkpoint_path(target, which)
-    metrics = evaluate_checkpoint(path, split=split, corpus=corpus, corpus_options=corpus_options,
-                                  max_tokens=max_tokens, device=device)
+    checkpoint = load_model(path, device=resolve_device(device))
+    loaded = checkpoint.load_corpus(corpus, corpus_options)
+    scores = evaluate(checkpoint.model, loaded, split, reward=checkpoint.make_reward(loaded),
+                      context_length=checkpoint.eval_context_length, max_tokens=max_tokens)
+    metrics = {**scores, "tokens": int(scores["tokens"])}
     if as_json:
         click.echo(json.dumps({"checkpoint": str(path), "split": split, **metrics}, indent=2))
         return
@@ -272,7 +277,7 @@ def generate(target: str, prompt: str, max_tokens: int, temperature: float, top_
       irlm generate runs/ppo/final.irlm --prompt "the cat"
       irlm generate runs/ppo --prompt "return the" --temperature 0.7 --top-k 20 --seed 1
     """
-    from irlm_agents.lm.inference import generate_text
+    from irlm_agents.lm.generation import generate_text
 
     path = _checkpoint_path(target, "final")
     click.echo(generate_text(path, prompt, max_tokens=max_tokens, temperature=temperature,
@@ -319,9 +324,10 @@ def _registry_command(kind: str, what: str) -> None:
     """``irlm corpora`` / ``irlm rewards``: one registry's entries and who registered them."""
 
     def command(as_json: bool) -> None:
-        from irlm_env import plugins
+        from irlm_env.corpora.registry import corpus_registry
+        from irlm_env.rewards.registry import reward_registry
 
-        registry = plugins.corpus_registry() if kind == "corpora" else plugins.reward_registry()
+        registry = corpus_registry() if kind == "corpora" else reward_registry()
         rows = [
             {"name": e.name, "plugin": e.plugin_name, "version": e.plugin_version, "description": e.description}
             for e in registry.entries()
@@ -350,7 +356,9 @@ def plugins(as_json: bool) -> None:
       irlm plugins
       IRLM_LOAD_PLUGINS= irlm plugins     # built-ins only
     """
-    from irlm_env.plugins import corpus_registry, plugin_report, reward_registry
+    from irlm_env.corpora.registry import corpus_registry
+    from irlm_env.plugins import plugin_report
+    from irlm_env.rewards.registry import reward_registry
 
     provided: dict[str, list[str]] = {}
     for kind, registry in (("corpus", corpus_registry()), ("reward", reward_registry())):

@@ -139,13 +139,18 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
 
 def best_checkpoint_top1(run_dir: str | Path) -> float:
     """Test top-1 of the run's checkpoint with the best validation top-1 (NaN when it has none)."""
-    from irlm_agents.lm.inference import evaluate_checkpoint
+    from irlm_agents.lm.checkpoints import load_model
+    from irlm_agents.lm.evaluation import evaluate
     from irlm_agents.runs.run_dir import BEST_CHECKPOINT
 
     path = Path(run_dir) / BEST_CHECKPOINT
     if not path.exists():
         return float("nan")
-    return float(evaluate_checkpoint(path, split="test")["top1"])
+    checkpoint = load_model(path)
+    corpus = checkpoint.load_corpus()
+    scores = evaluate(checkpoint.model, corpus, "test", reward=checkpoint.make_reward(corpus),
+                      context_length=checkpoint.eval_context_length)
+    return float(scores["top1"])
 
 
 def ngram_rows(corpus_path: str) -> dict[str, float]:

@@ -15,6 +15,7 @@ import torch
 
 from irlm_env import fileio
 from irlm_agents.lm.checkpoints import check_vocabulary, load_model, save_model
+from irlm_env.corpus import load_corpus
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_env.vocabulary import Vocabulary
@@ -238,3 +239,50 @@ def test_not_a_regular_file_is_refused_without_reading_it(tmp_path: Path) -> Non
     os.mkfifo(fifo)
     with pytest.raises(IrlmError, match="not a regular file"):
         load_model(fifo)  # opening a FIFO for reading would block without a writer
+
+
+def test_the_corpus_spec_travels_in_the_header(tmp_path: Path) -> None:
+    """``irlm eval`` rebuilds the training corpus from the checkpoint, never from guesses."""
+    corpus = load_corpus("grammar", n_sentences=400, max_vocab=12)
+    model = RNNLanguageModel(ModelConfig(vocab_size=len(corpus.vocab), embedding_dim=4, hidden_size=5))
+    extra = {"reward": {"name": "exact", "options": {}}, "eval_context_length": 3}
+    path = save_model(model, tmp_path / "m.irlm", corpus.vocab, corpus.tokenizer.config(), extra,
+                      corpus_spec=corpus.spec)
+    checkpoint = load_model(path)
+    assert checkpoint.corpus_spec() == corpus.spec and checkpoint.corpus_spec().max_vocab == 12
+    assert checkpoint.load_corpus().vocab.content_hash == corpus.vocab.content_hash
+    assert checkpoint.eval_context_length == 3 and checkpoint.reward == ("exact", {})
+    with pytest.raises(IrlmError, match="different vocabulary"):
+        checkpoint.load_corpus(options={"n_sentences": 50})
+
+    bare = load_model(save_model(model, tmp_path / "bare.irlm", corpus.vocab, corpus.tokenizer.config()))
+    with pytest.raises(IrlmError, match=r"bare\.irlm.*records no corpus settings.*corpus_spec=corpus.spec"):
+        bare.load_corpus()
+    assert bare.eval_context_length is None and bare.reward == ("exact", {})
+
+
+@pytest.mark.parametrize(
+    "extra, corpus, message",
+    [
+        ({"eval_context_length": "8"}, None, "eval_context_length must be a positive integer"),
+        ({"eval_context_length": 0}, None, "eval_context_length must be a positive integer"),
+        ({"reward": "exact"}, None, "'reward' must be"),
+        ({"reward": {"name": "exact", "options": []}}, None, "'reward' must be"),
+        ({}, {"name": 3}, "corpus spec"),
+        ({}, {"name": "grammar", "options": {}, "tokenizer": "word", "lowercase": "yes", "max_vocab": None,
+              "min_freq": 1}, "'lowercase' must be true or false"),
+    ],
+)
+def test_crafted_run_records_are_clear_errors(
+    tmp_path: Path, extra: dict[str, Any], corpus: dict[str, Any] | None, message: str
+) -> None:
+    def change(header: dict[str, Any]) -> None:
+        header["extra"] = extra
+        if corpus is not None:
+            header["corpus"] = corpus
+
+    checkpoint = load_model(_with_header(tmp_path, change))
+    with pytest.raises(IrlmError, match=message):
+        checkpoint.eval_context_length
+        checkpoint.reward
+        checkpoint.corpus_spec()

@@ -14,6 +14,7 @@ temporary file behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,8 +29,12 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from irlm_agents.lm.devices import resolve_device
+from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError
 from irlm_env.fileio import atomic_write_bytes
+from irlm_env.options import check_int
+from irlm_env.rewards import CheckedReward, make_reward
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel, parameter_shapes
 from irlm_env.tokenizers import make_tokenizer
 from irlm_env.vocabulary import Vocabulary
@@ -49,7 +54,12 @@ OPTIONAL_FIELDS = frozenset({"corpus"})
 
 @dataclass
 class Checkpoint:
-    """A loaded model with everything needed to use it on the right data."""
+    """A loaded model with everything needed to use it on the right data.
+
+    ``corpus`` is the training run's corpus spec as saved (``None`` for a checkpoint saved by
+    hand without one). A run also records, in ``extra``, the reward it was trained with and the
+    context window it was scored with; the properties below read them back, checked.
+    """
 
     model: RNNLanguageModel
     vocab: Vocabulary
@@ -65,6 +75,55 @@ class Checkpoint:
         model fed another vocabulary's ids runs without error and predicts nonsense.
         """
         check_vocabulary(self.vocab, vocab, self.path)
+
+    @property
+    def eval_context_length(self) -> int | None:
+        """The window the model was scored with during training; ``None``: recurrent, whole text."""
+        value = self.extra.get("eval_context_length")
+        if value is None:
+            return None
+        try:
+            return check_int("eval_context_length", value)
+        except IrlmError as error:
+            raise _corrupt(self.path, f"extra field {error}") from None
+
+    @property
+    def reward(self) -> tuple[str, dict[str, Any]]:
+        """The reward name and options the model was trained with (``exact`` if none recorded)."""
+        value = self.extra.get("reward", {"name": "exact", "options": {}})
+        if not (isinstance(value, dict) and isinstance(value.get("name"), str) and isinstance(value.get("options"), dict)):
+            raise _corrupt(self.path, f"extra field 'reward' must be {{'name': str, 'options': {{...}}}}, got {value!r}")
+        return value["name"], dict(value["options"])
+
+    def corpus_spec(self) -> CorpusSpec:
+        """The corpus settings the model was trained on, read back rather than reconstructed."""
+        if self.corpus is None:
+            raise IrlmError(
+                f"checkpoint {str(self.path)!r} records no corpus settings (it was saved without "
+                "corpus_spec); save it with save_model(..., corpus_spec=corpus.spec)"
+            )
+        return CorpusSpec.from_dict(self.corpus, where=f"checkpoint {str(self.path)!r} corpus spec")
+
+    def load_corpus(self, name: str | None = None, options: Mapping[str, Any] | None = None) -> Corpus:
+        """The training corpus, or corpus ``name`` (with ``options``) cut the same way.
+
+        Without ``name``, ``options`` update the training corpus's own. The result's vocabulary is
+        checked against the model's: another corpus must give the same token list.
+        """
+        if name is not None:
+            spec = dataclasses.replace(self.corpus_spec(), name=name, options=dict(options or {}))
+        else:
+            spec = self.corpus_spec()
+            if options:
+                spec = dataclasses.replace(spec, options={**spec.options, **options})
+        corpus = load_corpus(spec)
+        self.check_vocabulary(corpus.vocab)
+        return corpus
+
+    def make_reward(self, corpus: Corpus) -> CheckedReward:
+        """The training reward, built for ``corpus``."""
+        name, options = self.reward
+        return make_reward(name, corpus, **options)
 
 
 def check_vocabulary(saved: Vocabulary, current: Vocabulary, path: str | Path | None = None) -> None:
@@ -94,11 +153,14 @@ def save_model(
     vocab: Vocabulary,
     tokenizer_config: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    *,
+    corpus_spec: CorpusSpec | None = None,
 ) -> Path:
     """Write ``model`` with its configuration and vocabulary to ``path`` atomically.
 
     ``extra`` is any JSON-serializable information to keep alongside (metrics, training
-    arguments); it comes back as ``Checkpoint.extra``. Returns the path written.
+    arguments); it comes back as ``Checkpoint.extra``. ``corpus_spec`` (``corpus.spec``) lets
+    ``irlm eval`` rebuild the corpus without being told. Returns the path written.
     """
     if not isinstance(model, RNNLanguageModel):
         raise IrlmError(f"save_model() saves an RNNLanguageModel, got {type(model).__name__}")
@@ -122,6 +184,8 @@ def save_model(
         "extra": dict(extra or {}),
         "weights_sha256": _weights_digest(state),
     }
+    if corpus_spec is not None:
+        header["corpus"] = corpus_spec.to_dict()
     try:
         metadata = {"irlm": json.dumps(header)}
     except (TypeError, ValueError) as error:
@@ -130,7 +194,7 @@ def save_model(
     return path
 
 
-def _corrupt(path: Path, problem: str) -> IrlmError:
+def _corrupt(path: Path | None, problem: str) -> IrlmError:
     return IrlmError(f"checkpoint {str(path)!r} is unusable: {problem}")
 
 

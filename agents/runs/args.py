@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError
 from irlm_env.options import check_int
 
@@ -82,6 +83,11 @@ class TrainArgs:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def corpus_spec(self) -> CorpusSpec:
+        """The corpus and tokenizer settings as one value (its options bound and checked)."""
+        return CorpusSpec(self.corpus, self.corpus_options, self.tokenizer, self.lowercase, self.max_vocab,
+                          self.min_freq)
+
 
 def default(name: str, value: Any) -> Any:
     """A ``TrainArgs`` field with another default for one agent, keeping the shared help text::
@@ -102,17 +108,13 @@ class TrainResult:
 
 
 def load_corpus_for(args: TrainArgs) -> Corpus:
-    """The corpus the arguments describe (memoized and disk-cached by ``load_corpus``)."""
+    """The corpus the arguments describe (memoized and disk-cached by ``load_corpus``).
+
+    Its ``spec`` is the one value the run then carries to the envs and every checkpoint.
+    """
     from irlm_env.corpus import load_corpus
 
-    return load_corpus(
-        args.corpus,
-        tokenizer=args.tokenizer,
-        lowercase=args.lowercase,
-        max_vocab=args.max_vocab,
-        min_freq=args.min_freq,
-        **args.corpus_options,
-    )
+    return load_corpus(args.corpus_spec())
 
 
 def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:

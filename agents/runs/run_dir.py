@@ -284,9 +284,11 @@ class RunDirectory:
                 "agent": self.agent,
                 "tokens": self.tokens,
                 "eval_context_length": self.eval_context_length,
+                "reward": {"name": self.args.reward, "options": dict(self.args.reward_options)},
                 "train_args": self.args.to_dict(),
                 "metrics": self.last_metrics,
             },
+            corpus_spec=self.corpus.spec,
         )
         return path
 
