@@ -22,19 +22,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from irlm_agents.runs.args import TrainResult
+from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.native.estimators import expected_reward_loss
-from irlm_agents.native.rollout import (
+from irlm_agents.native.rollout import Segment
+from irlm_agents.native.training import (
     NativeArgs,
-    UpdateStats,
-    build_setup,
+    Progress,
+    build,
+    finish_run,
+    log_update,
+    open_run,
     optimise,
-    sample_candidates,
     seed_everything,
-    segment_features,
-    train_loop,
 )
+from irlm_agents.runs.args import TrainResult
 from irlm_env.errors import IrlmError, suggest
+from irlm_env.rewards import CheckedReward
 
 OBJECTIVES = ("er", "log_er")
 
@@ -53,42 +56,42 @@ class Args(NativeArgs):
             raise IrlmError(f"unknown objective {self.objective!r}; {suggest(self.objective, OBJECTIVES)}")
 
 
+def reward_table(reward: CheckedReward, segment: Segment) -> torch.Tensor:
+    """(N·T, V): the reward of every token at every step of the segment, from the reward's table."""
+    contexts = segment.tokens.reshape(-1, 1).cpu().numpy()
+    table = reward.table(segment.targets.reshape(-1).cpu().numpy(), contexts)
+    return torch.from_numpy(np.asarray(table, dtype=np.float32)).to(segment.targets.device)
+
+
 def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
-    setup = build_setup(args)
-    model, rollout, reward_fn = setup.model, setup.rollout, setup.env.reward_fn
-    if not reward_fn.has_table:
+    setup = build(args)
+    model, rollout = setup.model, setup.rollout
+    if not setup.reward.has_table:
         raise IrlmError(
             f"reward {args.reward!r} provides no reward table, so the exact gradient is unavailable; "
             "use a reward with a table (e.g. exact) or a sampling agent (group, reinforce)"
         )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    progress = Progress(args.total_tokens, args.eval_every)
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs)
 
-    def update() -> UpdateStats:
-        segment = rollout.collect(args.rollout_steps, sampler)
-        assert segment.actions is not None and segment.rewards is not None
-        contexts = segment.tokens.reshape(-1, 1).cpu().numpy()
-        table = reward_fn.table(segment.targets.reshape(-1).cpu().numpy(), contexts)
-        table_t = torch.from_numpy(np.asarray(table, dtype=np.float32)).to(setup.device)
-        features, final_hidden = segment_features(model, segment)
-        logits = model.head(features).reshape(table_t.shape)
-        loss = expected_reward_loss(logits, table_t, log=args.objective == "log_er")
-        optimise(optimizer, loss, args.max_grad_norm)
-        rollout.carry(final_hidden)
-        return UpdateStats(
-            tokens=segment.num_tokens,
-            queries=int(table_t.numel()),
-            reward=float(segment.rewards.mean()),
-            accuracy=float((segment.actions[..., 0] == segment.targets).float().mean()),
-        )
-
-    return train_loop("expected", args, setup, update)
+    with open_run("expected", args, setup) as run:
+        while progress.tokens < args.total_tokens:
+            with progress.timed():
+                segment = rollout.collect(args.rollout_steps, sampler)
+                table = reward_table(setup.reward, segment)
+                logits = model.head(rollout.features(segment)).reshape(table.shape)
+                loss = expected_reward_loss(logits, table, log=args.objective == "log_er")
+                optimise(optimizer, loss, args.max_grad_norm)
+            progress.add(segment.num_tokens, queries=table.numel())
+            log_update(run, progress, setup, args, reward=float(segment.rewards.mean()), accuracy=segment.accuracy)
+        return finish_run(run, progress, setup, args)
 
 
 if __name__ == "__main__":
-    from irlm_agents.cli import agent_command
+    from irlm_agents.cli import run_agent
 
-    agent_command("expected").main(prog_name="python -m irlm_agents.expected")
+    run_agent("expected")

@@ -36,7 +36,7 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
   than a Gumbel draw over the whole vocabulary; the far tail is never proposed).
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
 
-The update reuses the rollout's probabilities (see ``irlm_agents.native.rollout.head_surrogate``), so a
+The update reuses the rollout's probabilities (see ``irlm_agents.native.gradients``), so a
 group costs K samples and K reward queries, not K forward passes; and it backpropagates only
 through the contexts with a non-zero weight (with ``logexp``: the contexts where a candidate
 hit), so the update's vocabulary-sized matrix products shrink with the miss rate. With the 0/1
@@ -55,20 +55,24 @@ from dataclasses import dataclass, field
 
 import torch
 
-from irlm_agents.runs.args import TrainResult
-from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms, policy_gradient_logits
-from irlm_agents.native.rollout import (
+from irlm_agents.lm.model import RNNLanguageModel
+from irlm_agents.lm.sampling import sample_candidates
+from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms
+from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
+from irlm_agents.native.rollout import Segment
+from irlm_agents.native.training import (
     NativeArgs,
-    UpdateStats,
-    build_setup,
-    head_surrogate,
+    Progress,
+    build,
+    finish_run,
+    log_update,
+    open_run,
     optimise,
-    sample_candidates,
     seed_everything,
-    segment_features,
-    train_loop,
 )
+from irlm_agents.runs.args import TrainResult
 from irlm_env.errors import IrlmError, suggest
+from irlm_env.options import check_int
 
 
 @dataclass
@@ -104,14 +108,12 @@ class Args(NativeArgs):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise IrlmError(f"k must be a positive integer, got {self.k!r}")
+        check_int("k", self.k)
         if self.estimator not in ESTIMATORS:
             raise IrlmError(f"unknown estimator {self.estimator!r}; {suggest(self.estimator, ESTIMATORS)}")
         if self.estimator == "rloo" and self.k < 2:
             raise IrlmError("the rloo estimator needs k >= 2 (it compares each candidate with the others)")
-        if isinstance(self.truncate, bool) or not isinstance(self.truncate, int) or self.truncate < 0:
-            raise IrlmError(f"truncate must be a non-negative integer, got {self.truncate!r}")
+        check_int("truncate", self.truncate, minimum=0)
         if self.truncate and (self.replacement or self.truncate < self.k):
             raise IrlmError("truncate needs distinct candidates (no --replacement) and truncate >= k")
         if self.temperature < 0:
@@ -194,77 +196,75 @@ class QueryBudget:
         self.threshold *= math.exp(self.gain * (queries / tokens - target) / target)
 
 
+def group_loss(
+    args: Args, model: RNNLanguageModel, segment: Segment, features: torch.Tensor,
+    budget: QueryBudget | None, scratch: Workspace,
+) -> tuple[torch.Tensor, int]:
+    """The surrogate loss of one segment (its gradient is the estimator's) and the queries used."""
+    probs = segment.probs.reshape(segment.num_tokens, -1)
+    actions = segment.actions.reshape(-1, args.k)
+    rewards = segment.rewards.reshape(-1, args.k)
+    queried = None
+    if args.stop_at_hit:
+        allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
+        rewards, queried = known_rewards(rewards, allowed)
+        n_queries = int(queried.sum())
+        if budget:
+            budget.update(rewards.shape[0], n_queries)
+    else:
+        n_queries = rewards.numel()
+    weights = group_weights(args.estimator, rewards)
+    coefficient = weights.sum(-1)
+    if args.miss_weight:
+        miss_w, miss_c = miss_terms(probs, actions, rewards, queried)
+        weights = weights + args.miss_weight * miss_w
+        coefficient = coefficient + args.miss_weight * miss_c
+    contexts = actions.shape[0]
+    features = features.reshape(contexts, -1)
+    out = scratch.rows(contexts)
+    if not args.entropy_coef:
+        # Contexts whose weights are all zero (with logexp: every candidate missed) add
+        # nothing to the gradient; the backward matrix products run on the others only. Their
+        # probabilities are copied into the scratch, and the direction overwrites them there.
+        rows = torch.nonzero((weights != 0).any(-1) | (coefficient != 0))[:, 0]
+        if rows.numel() < contexts:
+            probs = out = torch.index_select(probs, 0, rows, out=scratch.rows(rows.numel()))
+            actions, weights, coefficient = actions[rows], weights[rows], coefficient[rows]
+            features = features[rows]
+    direction = policy_gradient_logits(
+        probs, actions, weights, coefficient, entropy_coef=args.entropy_coef, scale=1 / contexts, out=out
+    )
+    return -head_surrogate(model, features, direction), n_queries
+
+
 def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
-    setup = build_setup(args)
+    setup = build(args)
     model, rollout = setup.model, setup.rollout
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    scratch = Workspace(model.config.vocab_size, setup.device)
     # Aim a little under the budget, so the last segments' swings cannot push the mean over it.
     budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None
+    progress = Progress(args.total_tokens, args.eval_every)
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return sample_candidates(
-            logits,
-            args.k,
-            replacement=args.replacement,
-            temperature=args.temperature,
-            truncate=args.truncate,
+            logits, args.k, replacement=args.replacement, temperature=args.temperature, truncate=args.truncate,
             probs=probs,
         )
 
-    def update() -> UpdateStats:
-        segment = rollout.collect(args.rollout_steps, sampler, score=args.k > 1)
-        assert segment.actions is not None and segment.rewards is not None and segment.probs is not None
-        features, final_hidden = segment_features(model, segment)
-        vocab = segment.probs.shape[-1]
-        probs = segment.probs.reshape(-1, vocab)
-        actions = segment.actions.reshape(-1, args.k)
-        rewards = segment.rewards.reshape(-1, args.k)
-        queried = None
-        if args.stop_at_hit:
-            allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
-            rewards, queried = known_rewards(rewards, allowed)
-            n_queries = int(queried.sum())
-            if budget:
-                budget.update(rewards.shape[0], n_queries)
-        else:
-            n_queries = rewards.numel()
-        weights = group_weights(args.estimator, rewards)
-        coefficient = weights.sum(-1)
-        if args.miss_weight:
-            miss_w, miss_c = miss_terms(probs, actions, rewards, queried)
-            weights = weights + args.miss_weight * miss_w
-            coefficient = coefficient + args.miss_weight * miss_c
-        contexts = actions.shape[0]
-        features = features.reshape(contexts, -1)
-        if not args.entropy_coef:
-            # Contexts whose weights are all zero (with logexp: every candidate missed) add
-            # nothing to the gradient; the backward matrix products run on the others only.
-            rows = torch.nonzero((weights != 0).any(-1) | (coefficient != 0))[:, 0]
-            if rows.numel() < contexts:
-                probs = torch.index_select(probs, 0, rows, out=rollout.workspace(rows.numel()))
-                actions, weights, coefficient = actions[rows], weights[rows], coefficient[rows]
-                features = features[rows]
-        # The rollout's probabilities are not needed after this: the direction overwrites them.
-        out = probs if not args.entropy_coef else rollout.workspace(probs.shape[0])
-        direction = policy_gradient_logits(
-            probs, actions, weights, coefficient, entropy_coef=args.entropy_coef, scale=1 / contexts, out=out
-        )
-        loss = -head_surrogate(model, features, direction)
-        optimise(optimizer, loss, args.max_grad_norm)
-        rollout.carry(final_hidden)
-        stepped = segment.actions[..., 0]
-        return UpdateStats(
-            tokens=segment.num_tokens,
-            queries=n_queries,
-            reward=float(segment.rewards[..., 0].mean()),
-            accuracy=float((stepped == segment.targets).float().mean()),
-        )
-
-    return train_loop("group", args, setup, update)
+    with open_run("group", args, setup) as run:
+        while progress.tokens < args.total_tokens:
+            with progress.timed():
+                segment = rollout.collect(args.rollout_steps, sampler, score=args.k > 1)
+                loss, queries = group_loss(args, model, segment, rollout.features(segment), budget, scratch)
+                optimise(optimizer, loss, args.max_grad_norm)
+            progress.add(segment.num_tokens, queries)
+            log_update(run, progress, setup, args, reward=float(segment.rewards[..., 0].mean()), accuracy=segment.accuracy)
+        return finish_run(run, progress, setup, args)
 
 
 if __name__ == "__main__":
-    from irlm_agents.cli import agent_command
+    from irlm_agents.cli import run_agent
 
-    agent_command("group").main(prog_name="python -m irlm_agents.group")
+    run_agent("group")

@@ -23,20 +23,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from irlm_agents.runs.args import TrainResult
-from irlm_agents.native.estimators import policy_gradient_logits, reinforce_weights
-from irlm_agents.native.rollout import (
+from irlm_agents.lm.model import RNNLanguageModel
+from irlm_agents.lm.sampling import sample_candidates
+from irlm_agents.native.estimators import reinforce_weights
+from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
+from irlm_agents.native.rollout import Segment
+from irlm_agents.native.training import (
     NativeArgs,
-    UpdateStats,
-    build_setup,
-    head_surrogate,
+    Progress,
+    build,
+    finish_run,
+    log_update,
+    open_run,
     optimise,
-    sample_candidates,
     seed_everything,
-    segment_features,
-    train_loop,
 )
-from irlm_env.errors import IrlmError
+from irlm_agents.runs.args import TrainResult
+from irlm_env.options import check_int
 
 
 @dataclass
@@ -53,9 +56,7 @@ class Args(NativeArgs):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("xe_tokens", "anneal_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise IrlmError(f"{name} must be a non-negative integer, got {value!r}")
+            check_int(name, getattr(self, name), minimum=0)
 
 
 def reinforce_steps(tokens: int, args: Args) -> int:
@@ -68,56 +69,56 @@ def reinforce_steps(tokens: int, args: Args) -> int:
     return math.ceil(progress * args.rollout_steps)
 
 
+def mixer_loss(
+    args: Args, model: RNNLanguageModel, critic: nn.Linear, segment: Segment, features: torch.Tensor,
+    delta: int, scratch: Workspace,
+) -> torch.Tensor:
+    """The segment's loss: cross-entropy on the first ``T - delta`` steps, REINFORCE with the
+    critic's baseline on the last ``delta`` (and the critic's squared error there)."""
+    rewards = segment.rewards[..., 0]
+    values = critic(features.detach())[..., 0]
+    is_rl = torch.arange(args.rollout_steps, device=rewards.device) >= args.rollout_steps - delta
+    is_rl = is_rl.expand_as(rewards)
+    actions = torch.where(is_rl, segment.actions[..., 0], segment.targets).reshape(-1, 1)
+    weights = torch.where(is_rl, reinforce_weights(rewards, values.detach()), torch.ones_like(rewards))
+    probs = segment.probs.reshape(actions.shape[0], -1)
+    direction = policy_gradient_logits(probs, actions, weights.reshape(-1, 1), out=scratch.rows(actions.shape[0]))
+    if args.entropy_coef:
+        direction += policy_gradient_logits(
+            probs, actions, torch.zeros_like(weights).reshape(-1, 1), entropy_coef=args.entropy_coef
+        ) * is_rl.reshape(-1, 1)
+    loss = args.critic_coef * F.mse_loss(values[is_rl], rewards[is_rl]) if delta else torch.zeros((), device=rewards.device)
+    return loss - head_surrogate(model, features, direction.div_(rewards.numel()))
+
+
 def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
-    setup = build_setup(args)
+    setup = build(args)
     model, rollout = setup.model, setup.rollout
     critic = nn.Linear(model.config.hidden_size, 1).to(setup.device)
     optimizer = torch.optim.Adam([*model.parameters(), *critic.parameters()], lr=args.learning_rate)
-    tokens_seen = 0
+    scratch = Workspace(model.config.vocab_size, setup.device)
+    progress = Progress(args.total_tokens, args.eval_every)
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs)
 
-    def update() -> UpdateStats:
-        nonlocal tokens_seen
-        segment = rollout.collect(args.rollout_steps, sampler)
-        assert segment.actions is not None and segment.rewards is not None and segment.probs is not None
-        features, final_hidden = segment_features(model, segment)
-        rewards = segment.rewards[..., 0]
-        values = critic(features.detach())[..., 0]
-        delta = reinforce_steps(tokens_seen, args)
-        is_rl = torch.arange(args.rollout_steps, device=setup.device) >= args.rollout_steps - delta
-        is_rl = is_rl.expand_as(rewards)
-        actions = torch.where(is_rl, segment.actions[..., 0], segment.targets)
-        weights = torch.where(is_rl, reinforce_weights(rewards, values.detach()), torch.ones_like(rewards))
-        vocab = segment.probs.shape[-1]
-        direction = policy_gradient_logits(
-            segment.probs.reshape(-1, vocab), actions.reshape(-1, 1), weights.reshape(-1, 1)
-        )
-        if args.entropy_coef:
-            direction += policy_gradient_logits(
-                segment.probs.reshape(-1, vocab),
-                actions.reshape(-1, 1),
-                torch.zeros_like(weights).reshape(-1, 1),
-                entropy_coef=args.entropy_coef,
-            ) * is_rl.reshape(-1, 1)
-        loss = args.critic_coef * F.mse_loss(values[is_rl], rewards[is_rl]) if delta else torch.zeros((), device=setup.device)
-        loss = loss - head_surrogate(model, features, direction / rewards.numel())
-        optimise(optimizer, loss, args.max_grad_norm)
-        rollout.carry(final_hidden)
-        tokens_seen += segment.num_tokens
-        return UpdateStats(
-            tokens=segment.num_tokens,
-            queries=int(is_rl.sum()),
-            reward=float(rewards.mean()),
-            accuracy=float((segment.actions[..., 0] == segment.targets).float().mean()),
-        )
-
-    return train_loop("mixer", args, setup, update)
+    with open_run("mixer", args, setup) as run:
+        while progress.tokens < args.total_tokens:
+            with progress.timed():
+                segment = rollout.collect(args.rollout_steps, sampler)
+                delta = reinforce_steps(progress.tokens, args)
+                loss = mixer_loss(args, model, critic, segment, rollout.features(segment), delta, scratch)
+                optimise(optimizer, loss, args.max_grad_norm)
+            # REINFORCE steps used their reward; cross-entropy steps used the true token instead.
+            progress.add(segment.num_tokens, queries=delta * args.n_envs)
+            log_update(
+                run, progress, setup, args, reward=float(segment.rewards[..., 0].mean()), accuracy=segment.accuracy
+            )
+        return finish_run(run, progress, setup, args)
 
 
 if __name__ == "__main__":
-    from irlm_agents.cli import agent_command
+    from irlm_agents.cli import run_agent
 
-    agent_command("mixer").main(prog_name="python -m irlm_agents.mixer")
+    run_agent("mixer")

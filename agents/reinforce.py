@@ -24,19 +24,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from irlm_agents.runs.args import TrainResult
-from irlm_agents.native.estimators import BASELINES, policy_gradient_logits, reinforce_weights
-from irlm_agents.native.rollout import (
+from irlm_agents.lm.sampling import sample_candidates
+from irlm_agents.native.estimators import BASELINES, reinforce_weights
+from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
+from irlm_agents.native.training import (
     NativeArgs,
-    UpdateStats,
-    build_setup,
-    head_surrogate,
+    Progress,
+    build,
+    finish_run,
+    log_update,
+    open_run,
     optimise,
-    sample_candidates,
     seed_everything,
-    segment_features,
-    train_loop,
 )
+from irlm_agents.runs.args import TrainResult
 from irlm_env.errors import IrlmError, suggest
 
 
@@ -64,57 +65,71 @@ class Args(NativeArgs):
             raise IrlmError(f"temperature must be > 0 for sampling, got {self.temperature!r}")
 
 
+class Baseline:
+    """The ``b`` of ``R - b``: zero (the seed's rule), a moving average of the reward, or a critic.
+
+    The critic is a linear value head V(h_t) on the detached hidden state, trained by squared
+    error alongside the policy (its parameters go to the same optimizer).
+    """
+
+    def __init__(self, args: Args, hidden_size: int, device: torch.device) -> None:
+        self.kind = args.baseline
+        self.decay = args.baseline_decay
+        self.critic_coef = args.critic_coef
+        self.critic = nn.Linear(hidden_size, 1).to(device) if args.baseline == "critic" else None
+        self.mean = torch.zeros((), device=device)
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.critic.parameters()) if self.critic is not None else []
+
+    def __call__(self, features: torch.Tensor, rewards: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor]:
+        """The baseline for ``rewards`` (N, T) and the critic's loss (zero without a critic)."""
+        if self.critic is not None:
+            values = self.critic(features.detach())[..., 0]
+            return values.detach(), self.critic_coef * F.mse_loss(values, rewards)
+        loss = torch.zeros((), device=rewards.device)
+        if self.kind == "mean":
+            baseline = self.mean
+            self.mean = self.decay * self.mean + (1 - self.decay) * rewards.mean()
+            return baseline, loss
+        return 0.0, loss
+
+
 def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
-    setup = build_setup(args)
+    setup = build(args)
     model, rollout = setup.model, setup.rollout
-    critic = nn.Linear(model.config.hidden_size, 1).to(setup.device) if args.baseline == "critic" else None
-    params = [*model.parameters(), *(critic.parameters() if critic is not None else ())]
-    optimizer = torch.optim.Adam(params, lr=args.learning_rate)
-    mean_reward = torch.zeros((), device=setup.device)
+    baseline = Baseline(args, model.config.hidden_size, setup.device)
+    optimizer = torch.optim.Adam([*model.parameters(), *baseline.parameters()], lr=args.learning_rate)
+    scratch = Workspace(model.config.vocab_size, setup.device)
+    progress = Progress(args.total_tokens, args.eval_every)
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return sample_candidates(logits, 1, replacement=True, temperature=args.temperature, probs=probs)
 
-    def update() -> UpdateStats:
-        nonlocal mean_reward
-        segment = rollout.collect(args.rollout_steps, sampler)
-        assert segment.actions is not None and segment.rewards is not None and segment.probs is not None
-        features, final_hidden = segment_features(model, segment)
-        rewards = segment.rewards[..., 0]
-        loss = torch.zeros((), device=setup.device)
-        if critic is not None:
-            values = critic(features.detach())[..., 0]
-            loss = args.critic_coef * F.mse_loss(values, rewards)
-            baseline: torch.Tensor | float = values.detach()
-        elif args.baseline == "mean":
-            baseline = mean_reward
-            mean_reward = args.baseline_decay * mean_reward + (1 - args.baseline_decay) * rewards.mean()
-        else:
-            baseline = 0.0
-        weights = reinforce_weights(rewards, baseline).reshape(-1, 1)
-        vocab = segment.probs.shape[-1]
-        probs = segment.probs.reshape(-1, vocab)
-        # The rollout's probabilities are not needed after this: without the entropy term the
-        # direction overwrites them.
-        direction = policy_gradient_logits(
-            probs,
-            segment.actions.reshape(-1, 1),
-            weights,
-            entropy_coef=args.entropy_coef,
-            scale=1 / weights.shape[0],
-            out=rollout.workspace(probs.shape[0]) if args.entropy_coef else probs,
-        )
-        loss = loss - head_surrogate(model, features, direction)
-        optimise(optimizer, loss, args.max_grad_norm)
-        rollout.carry(final_hidden)
-        hits = float((segment.actions[..., 0] == segment.targets).float().mean())
-        return UpdateStats(tokens=segment.num_tokens, queries=segment.num_tokens, reward=float(rewards.mean()), accuracy=hits)
-
-    return train_loop("reinforce", args, setup, update)
+    with open_run("reinforce", args, setup) as run:
+        while progress.tokens < args.total_tokens:
+            with progress.timed():
+                segment = rollout.collect(args.rollout_steps, sampler)
+                features = rollout.features(segment)
+                rewards = segment.rewards[..., 0]
+                b, critic_loss = baseline(features, rewards)
+                contexts = rewards.numel()
+                direction = policy_gradient_logits(
+                    segment.probs.reshape(contexts, -1),
+                    segment.actions.reshape(contexts, 1),
+                    reinforce_weights(rewards, b).reshape(contexts, 1),
+                    entropy_coef=args.entropy_coef,
+                    scale=1 / contexts,
+                    out=scratch.rows(contexts),
+                )
+                optimise(optimizer, critic_loss - head_surrogate(model, features, direction), args.max_grad_norm)
+            progress.add(segment.num_tokens, queries=segment.num_tokens)
+            log_update(run, progress, setup, args, reward=float(rewards.mean()), accuracy=segment.accuracy)
+        return finish_run(run, progress, setup, args)
 
 
 if __name__ == "__main__":
-    from irlm_agents.cli import agent_command
+    from irlm_agents.cli import run_agent
 
-    agent_command("reinforce").main(prog_name="python -m irlm_agents.reinforce")
+    run_agent("reinforce")

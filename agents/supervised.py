@@ -14,9 +14,18 @@ from dataclasses import dataclass
 
 import torch
 
-from irlm_agents.runs.args import TrainResult
 from irlm_agents.native.estimators import cross_entropy_loss
-from irlm_agents.native.rollout import NativeArgs, UpdateStats, build_setup, optimise, seed_everything, segment_features, train_loop
+from irlm_agents.native.training import (
+    NativeArgs,
+    Progress,
+    build,
+    finish_run,
+    log_update,
+    open_run,
+    optimise,
+    seed_everything,
+)
+from irlm_agents.runs.args import TrainResult
 
 
 @dataclass
@@ -26,24 +35,24 @@ class Args(NativeArgs):
 
 def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
-    setup = build_setup(args)
+    setup = build(args)
     model, rollout = setup.model, setup.rollout
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    progress = Progress(args.total_tokens, args.eval_every)
 
-    def update() -> UpdateStats:
-        segment = rollout.collect(args.rollout_steps)
-        features, final_hidden = segment_features(model, segment)
-        logits = model.head(features)
-        loss = cross_entropy_loss(logits, segment.targets)
-        optimise(optimizer, loss, args.max_grad_norm)
-        rollout.carry(final_hidden)
-        accuracy = float((logits.detach().argmax(-1) == segment.targets).float().mean())
-        return UpdateStats(tokens=segment.num_tokens, queries=0, reward=accuracy, accuracy=accuracy)
-
-    return train_loop("supervised", args, setup, update)
+    with open_run("supervised", args, setup) as run:
+        while progress.tokens < args.total_tokens:
+            with progress.timed():
+                segment = rollout.collect(args.rollout_steps)
+                logits = model.head(rollout.features(segment))
+                optimise(optimizer, cross_entropy_loss(logits, segment.targets), args.max_grad_norm)
+                accuracy = float((logits.detach().argmax(-1) == segment.targets).float().mean())
+            progress.add(segment.num_tokens, queries=0)
+            log_update(run, progress, setup, args, reward=accuracy, accuracy=accuracy)
+        return finish_run(run, progress, setup, args)
 
 
 if __name__ == "__main__":
-    from irlm_agents.cli import agent_command
+    from irlm_agents.cli import run_agent
 
-    agent_command("supervised").main(prog_name="python -m irlm_agents.supervised")
+    run_agent("supervised")

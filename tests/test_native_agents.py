@@ -1,4 +1,5 @@
-"""Native agents: the rollout's bookkeeping, the schedules, and that every agent really learns.
+"""Native agents: the rollout's bookkeeping, the schedules, the command line, and that every
+agent really learns.
 
 Learning tests train a tiny GRU on the ``grammar`` corpus, whose best achievable next-token
 accuracy is known exactly, and require at least 80% of it on validation. Each takes seconds.
@@ -7,6 +8,8 @@ accuracy is known exactly, and require at least 80% of it on validation. Each ta
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irlm_agents import mixer
 from irlm_agents import group as group_module
+from irlm_agents import mixer
 from irlm_agents.group import known_rewards
-from irlm_agents.native.rollout import NativeArgs, build_setup, sample_candidates, segment_features
+from irlm_agents.lm.sampling import sample_candidates
+from irlm_agents.native.rollout import Rollout, Segment
+from irlm_agents.native.training import NativeArgs, build
 from irlm_env.errors import IrlmError
+
+NATIVE_AGENTS = ("supervised", "reinforce", "group", "expected", "mixer")
 
 GRAMMAR = {"corpus": "grammar", "corpus_options": {"n_sentences": 3000}}
 TINY = {
@@ -43,24 +50,22 @@ def _train(agent: str, tmp_path: Path, **options: Any) -> dict[str, float]:
     return result.metrics
 
 
+def _distinct_pairs(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    return sample_candidates(logits, 2, replacement=False, temperature=1.0)
+
+
 def test_rollout_probabilities_match_fused_recomputation_across_episode_starts() -> None:
     """The update's fused pass (with mid-segment resets) reproduces the rollout's π exactly,
     which is what lets the update reuse the rollout's probabilities."""
     torch.manual_seed(0)
     args = NativeArgs(**{**TINY, "episode_length": 7, "n_envs": 3, "rollout_steps": 10})
-    setup = build_setup(args)
-
-    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 2, replacement=False, temperature=1.0)
-
+    setup = build(args)
     for _ in range(3):
-        segment = setup.rollout.collect(args.rollout_steps, sampler, score=True)
+        segment = setup.rollout.collect(args.rollout_steps, _distinct_pairs, score=True)
         assert segment.starts[:, 0].all() or segment.starts[:, 1:].any()
         with torch.no_grad():
-            features, final = segment_features(setup.model, segment)
-            probs = F.softmax(setup.model.head(features), -1)
+            probs = F.softmax(setup.model.head(setup.rollout.features(segment)), -1)
         torch.testing.assert_close(probs, segment.probs, atol=1e-5, rtol=1e-4)
-        setup.rollout.carry(final)
         # Candidates are distinct, scored at the right state: candidate == target gets reward 1.
         assert (segment.actions[..., 0] != segment.actions[..., 1]).all()
         assert torch.equal(segment.rewards > 0, segment.actions == segment.targets[..., None])
@@ -69,29 +74,70 @@ def test_rollout_probabilities_match_fused_recomputation_across_episode_starts()
     assert torch.equal(segment.targets[:, :-1][same_episode], segment.tokens[:, 1:][same_episode])
 
 
-def test_sampling_follows_the_policy() -> None:
+def _second_segment(ask_for_features: bool) -> Segment:
     torch.manual_seed(0)
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(40_000, 4)
-    draws = sample_candidates(logits, 1, replacement=True, temperature=1.0)[:, 0]
-    frequencies = torch.bincount(draws, minlength=4).double() / len(draws)
-    torch.testing.assert_close(frequencies, torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64), atol=0.01, rtol=0)
-    # Gumbel top-k: distinct, and the first candidate is itself a sample from π.
-    distinct = sample_candidates(logits, 3, replacement=False, temperature=1.0)
-    assert (distinct[:, 0] != distinct[:, 1]).all() and (distinct[:, 1] != distinct[:, 2]).all()
-    first = torch.bincount(distinct[:, 0], minlength=4).double() / len(distinct)
-    torch.testing.assert_close(first, frequencies, atol=0.015, rtol=0)
-    # ... and the second, after token 0, is drawn from π restricted to the rest.
-    second = torch.bincount(distinct[distinct[:, 0] == 0, 1], minlength=4).double()
-    torch.testing.assert_close(second / second.sum(), torch.tensor([0.0, 0.6, 0.3, 0.1], dtype=torch.float64), atol=0.02, rtol=0)
-    # Truncated: only the 2 most probable tokens are ever proposed.
-    truncated = sample_candidates(logits, 2, replacement=False, temperature=1.0, truncate=2)
-    assert set(truncated.flatten().tolist()) == {0, 1}
-    assert sample_candidates(logits[:1], 2, replacement=False, temperature=0.0).tolist() == [[0, 1]]
+    args = NativeArgs(**{**TINY, "episode_length": 50, "n_envs": 3, "rollout_steps": 10})
+    rollout = build(args).rollout
+    first = rollout.collect(args.rollout_steps, _distinct_pairs, score=True)
+    if ask_for_features:
+        rollout.features(first)
+    return rollout.collect(args.rollout_steps, _distinct_pairs, score=True)
 
 
-def test_native_args_reject_a_context_window() -> None:
-    with pytest.raises(IrlmError, match="context_length must be 1"):
-        NativeArgs(context_length=8)
+def test_the_rollout_carries_its_hidden_state_from_segment_to_segment() -> None:
+    """The state after one segment starts the next, whether or not the update asked for the
+    features (the rollout then re-runs the segment itself); no agent hands it back."""
+    second = _second_segment(ask_for_features=True)
+    assert not second.starts[:, 0].any() and second.hidden.abs().sum() > 0  # carried, not zeroed
+    lazy = _second_segment(ask_for_features=False)
+    torch.testing.assert_close(lazy.hidden, second.hidden)
+    torch.testing.assert_close(lazy.probs, second.probs)
+
+
+def test_features_take_the_last_segment_once() -> None:
+    args = NativeArgs(**{**TINY, "n_envs": 2, "rollout_steps": 4})
+    rollout = build(args).rollout
+    old = rollout.collect(args.rollout_steps)
+    new = rollout.collect(args.rollout_steps)
+    with pytest.raises(ValueError, match="last collect"):
+        rollout.features(old)
+    rollout.features(new)
+    with pytest.raises(ValueError, match="once"):
+        rollout.features(new)
+
+
+@pytest.mark.parametrize(
+    ("agent", "options"),
+    [
+        ("reinforce", {"entropy_coef": 0.0}),
+        ("reinforce", {"entropy_coef": 0.05}),
+        ("group", {"k": 4, "replacement": True}),  # logexp: contexts that missed are left out
+        ("group", {"k": 4, "miss_weight": 1.0}),  # misses weigh too: every context is kept
+        ("group", {"k": 4, "estimator": "rloo", "replacement": True, "entropy_coef": 0.05}),
+        ("expected", {}),
+        ("mixer", {"xe_tokens": 0, "anneal_tokens": 300, "entropy_coef": 0.05}),
+    ],
+    ids=str,
+)
+def test_updates_leave_the_rollouts_probabilities_as_they_were(
+    agent: str, options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update keeps its scratch in its own workspace; the segment's π is read, never written."""
+    collected: list[tuple[Segment, torch.Tensor]] = []
+    real = Rollout.collect
+
+    def keep_a_copy(self: Rollout, *args: Any, **kwargs: Any) -> Segment:
+        if collected:
+            segment, before = collected[-1]
+            assert torch.equal(segment.probs, before), "the update wrote into Segment.probs"
+        segment = real(self, *args, **kwargs)
+        collected.append((segment, segment.probs.clone()))
+        return segment
+
+    monkeypatch.setattr(Rollout, "collect", keep_a_copy)
+    _train(agent, tmp_path, total_tokens=2000, n_envs=8, rollout_steps=10, **options)
+    segment, before = collected[-1]
+    assert len(collected) > 2 and torch.equal(segment.probs, before)
 
 
 def test_known_rewards_stop_at_first_hit() -> None:
@@ -149,14 +195,14 @@ def test_group_rejects_inconsistent_options() -> None:
 
 def test_expected_needs_a_reward_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = importlib.import_module("irlm_agents.expected")
-    real = expected.build_setup
+    real = expected.build
 
     def without_table(args: Any) -> Any:
         setup = real(args)
-        monkeypatch.setattr(type(setup.env.reward_fn), "has_table", property(lambda self: False))
+        monkeypatch.setattr(type(setup.reward), "has_table", property(lambda self: False))
         return setup
 
-    monkeypatch.setattr(expected, "build_setup", without_table)
+    monkeypatch.setattr(expected, "build", without_table)
     with pytest.raises(IrlmError, match="no reward table"):
         _train("expected", tmp_path, total_tokens=1000)
 
@@ -205,3 +251,25 @@ def test_queries_per_token_are_counted(tmp_path: Path) -> None:
     metrics = _train("group", tmp_path, total_tokens=4_000, k=6)
     assert metrics["queries_per_token"] == pytest.approx(6.0)
     assert np.isfinite(metrics["tokens_per_second"]) and metrics["tokens_per_second"] > 0
+
+
+@pytest.mark.parametrize("agent", NATIVE_AGENTS)
+def test_python_dash_m_reports_a_user_error_in_one_line(agent: str) -> None:
+    """``python -m irlm_agents.AGENT`` goes through the command line's error handling, like
+    ``irlm train AGENT``: one ``Error:`` line and exit status 1, no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"irlm_agents.{agent}", "--rollout-steps", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: rollout_steps must be a positive integer"), result.stderr
+
+
+def test_python_dash_m_reports_an_unknown_option_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "irlm_agents.group", "--bad-option"], capture_output=True, text=True, timeout=120
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: No such option") and "--bad-option" in lines[0], result.stderr

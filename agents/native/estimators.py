@@ -1,11 +1,11 @@
-"""Policy-gradient objectives and estimators as pure functions, so their maths can be tested alone.
+"""Policy-gradient estimators and exact objectives as pure functions, so their maths can be tested alone.
 
 Every bandit estimator here is written in one shape: per context (row) a few sampled tokens
 ``actions`` (B, K) with scalar weights ``weights`` (B, K), so that the ascent direction in logit
-space is ``Σ_k w_k (onehot(a_k) - π)``. That is the gradient of ``Σ_k w_k log π(a_k)``, and
-:func:`policy_gradient_logits` turns it into a dense (B, V) direction the agents backpropagate
-through the model head *without recomputing the head* (see ``irlm_agents.native.rollout.head_surrogate``).
-Losses are means over contexts, to be minimised.
+space is ``Σ_k w_k (onehot(a_k) - π)``, the gradient of ``Σ_k w_k log π(a_k)``.
+:mod:`irlm_agents.native.gradients` turns those weights into parameter gradients without
+recomputing the model's head. The exact objectives (full information: the true token or the
+reward table) are ordinary losses, means over contexts, to be minimised.
 """
 
 from __future__ import annotations
@@ -22,14 +22,6 @@ ESTIMATORS = ("rloo", "grpo", "logexp")
 def reinforce_weights(rewards: torch.Tensor, baseline: torch.Tensor | float = 0.0) -> torch.Tensor:
     """Per-sample weights ``R - b`` of REINFORCE; with ``b = 0`` this is the seed's rule."""
     return rewards - baseline
-
-
-def reinforce_loss(log_probs: torch.Tensor, rewards: torch.Tensor, baseline: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """``-mean((R - b) log π(a))``: its gradient is the REINFORCE estimate ``(R - b) ∇log π(a)``.
-
-    The weight is detached so a learned baseline receives no policy gradient.
-    """
-    return -(reinforce_weights(rewards, baseline).detach() * log_probs).mean()
 
 
 def rloo_weights(rewards: torch.Tensor) -> torch.Tensor:
@@ -82,9 +74,10 @@ def miss_terms(
     A miss still says something: the queried set S does not hold a rewarded token. Maximising
     ``log(1 - π(S))`` moves mass off S; its logit gradient is ``-(onehot(S)π - π(S)π) / (1 - π(S))``,
     i.e. weights ``-π(a_k)/(1-π(S))`` and coefficient ``-π(S)/(1-π(S))`` in the form used by
-    :func:`policy_gradient_logits`. ``actions`` must be distinct per row (sampling without
-    replacement) for π(S) to be the sum of the candidates' probabilities. ``queried`` (B, K)
-    marks the candidates whose reward was asked for (default: all); the others are not in S.
+    :func:`irlm_agents.native.gradients.policy_gradient_logits`. ``actions`` must be distinct
+    per row (sampling without replacement) for π(S) to be the sum of the candidates'
+    probabilities. ``queried`` (B, K) marks the candidates whose reward was asked for (default:
+    all); the others are not in S.
     """
     cand = probs.gather(1, actions)
     if queried is not None:
@@ -93,39 +86,6 @@ def miss_terms(
     miss = (rewards.sum(-1) <= 0).to(probs.dtype)
     scale = miss / (1.0 - mass)
     return -cand * scale[:, None], -mass * scale
-
-
-def policy_gradient_logits(
-    probs: torch.Tensor,
-    actions: torch.Tensor,
-    weights: torch.Tensor,
-    coefficient: torch.Tensor | None = None,
-    entropy_coef: float = 0.0,
-    *,
-    scale: float = 1.0,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Ascent direction on the logits: ``scale·(scatter(w) - c·π)`` (+ entropy gradient), (B, V).
-
-    ``c`` defaults to ``Σ_k w_k``, which makes this exactly ``∇_z Σ_k w_k log π(a_k)``. With
-    ``entropy_coef = β`` it adds ``β ∇_z H(π) = -β π (log π + H)``. ``scale`` (e.g. one over
-    the number of contexts) is folded into the small factors rather than applied to the (B, V)
-    result, and ``out`` receives the result (it may be ``probs`` itself when there is no entropy
-    term): every fresh vocabulary-sized array costs page faults comparable to a matrix product.
-    """
-    if coefficient is None:
-        coefficient = weights.sum(-1)
-    coefficient = coefficient.to(probs.dtype)[:, None] * scale
-    if entropy_coef:
-        if out is probs:
-            raise ValueError("the entropy term needs probs intact; pass an out buffer other than probs")
-        direction = torch.log(probs, out=out).clamp_min_(-69.0)  # log π, finite where π underflowed
-        entropy = -torch.bmm(probs.unsqueeze(1), direction.unsqueeze(2))[:, 0]
-        direction.add_(entropy).mul_(probs).mul_(-entropy_coef * scale).addcmul_(probs, -coefficient)
-    else:
-        direction = torch.mul(probs, -coefficient, out=out)
-    direction.scatter_add_(1, actions, weights.to(probs.dtype) * scale)
-    return direction
 
 
 def expected_reward_loss(logits: torch.Tensor, table: torch.Tensor, log: bool = False) -> torch.Tensor:

@@ -1,40 +1,30 @@
-"""The one interaction loop of the native agents: a recurrent policy driving the vector env.
+"""The rollout of the native agents: a recurrent policy driving the vector env, segment by segment.
 
 The policy sees one token per step (``context_length=1``) and carries its hidden state across
 steps, zeroing it where an episode starts. Each call to :meth:`Rollout.collect` plays ``T`` steps
-on ``N`` streams and returns a :class:`Segment`; the agents then update on the whole segment
+on ``N`` streams and returns a :class:`Segment`; the agent then updates on the whole segment
 (truncated backpropagation through time).
 
-Because the env's observations follow the true text whatever the agent chose, the segment's RNN
-features can be recomputed in one fused pass at update time (:func:`segment_features`), and the
-V-sized head need not run again: the rollout already computed π at every step, and parameters do
-not change between rollout and update, so :func:`head_surrogate` backpropagates a logit-space
-gradient built from those stored probabilities into the recomputed features and the head weights.
+Because the env's observations follow the true text whatever the agent chose, the update can
+recompute the segment's RNN features with gradient in one fused pass
+(:meth:`Rollout.features`) instead of keeping the step-by-step graph, and the vocabulary-sized
+head need not run again (see :mod:`irlm_agents.native.gradients`). That fused pass also yields
+the state at the segment's end, which the rollout keeps as the start of the next segment: the
+rollout owns its hidden state, and agents never hand it back.
 """
 
 from __future__ import annotations
 
-import random
-import resource
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium.vector import AutoresetMode
 
-from irlm_agents.runs.args import TrainArgs, TrainResult, build_model, load_corpus_for
-from irlm_agents.runs.run_dir import RunDirectory
-from irlm_agents.lm.evaluation import evaluate
-from irlm_env.corpus import Corpus
-from irlm_agents.lm.devices import resolve_device
-from irlm_env.envs.vector import NextWordVectorEnv
-from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import Hidden, RNNLanguageModel
-from irlm_agents.lm.ngram import ngram_baselines
-from irlm_env.rewards import make_reward
+from irlm_env.envs.vector import NextWordVectorEnv
 
 #: Picks the candidate tokens of each stream from the policy's logits (N, V) and their softmax
 #: (N, V), which the rollout has already computed: returns (N, K) int64, column 0 being the
@@ -54,55 +44,20 @@ class Segment:
     rewards: torch.Tensor | None = None  # (N, T, K) their rewards
     #: (N, T, V) π at each step, as computed during the rollout. A buffer the rollout reuses
     #: (allocating and first-touching it cost as much as a fifth of a rollout): it is valid
-    #: until the next ``collect``, which is all an update needs, and an update may overwrite it
-    #: with its logit-space direction once it has read it.
+    #: until the next ``collect``, which is all an update needs. Read it, never write it: an
+    #: update keeps its own scratch (``irlm_agents.native.gradients.Workspace``).
     probs: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
         return self.tokens.numel()
 
-
-def sample_candidates(
-    logits: torch.Tensor,
-    k: int,
-    *,
-    replacement: bool,
-    temperature: float,
-    truncate: int = 0,
-    probs: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """K candidate tokens per row from ``softmax(logits / temperature)``.
-
-    With replacement: inverse-CDF sampling, all K draws from one cumulative sum by one batched
-    binary search (far cheaper than ``torch.multinomial`` or Gumbel noise over a large
-    vocabulary); ``probs``, the softmax of ``logits`` when already computed, saves the softmax
-    at temperature 1. Without replacement:
-    Gumbel top-k (distinct tokens, in the order a sequential sampler would draw them); with
-    ``truncate = M > 0`` only the M most probable tokens are candidates, which makes the draw
-    cost O(M) instead of O(V) and never proposes tokens from the far tail.
-    ``temperature = 0`` takes the K most probable tokens deterministically.
-    """
-    if temperature == 0:
-        return logits.topk(k, dim=-1).indices
-    scaled = logits / temperature if temperature != 1 else logits
-    if replacement:
-        cdf = probs.cumsum(-1) if probs is not None and temperature == 1 else F.softmax(scaled, -1).cumsum_(-1)
-        draws = torch.rand(cdf.shape[0], k, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-        return torch.searchsorted(cdf, draws).clamp_(max=cdf.shape[-1] - 1)
-    if 0 < truncate < scaled.shape[-1]:
-        top = scaled.topk(max(truncate, k), dim=-1)
-        return top.indices.gather(-1, gumbel_perturbed(top.values).topk(k, dim=-1).indices)
-    return gumbel_perturbed(scaled).topk(k, dim=-1).indices
-
-
-def gumbel_perturbed(scores: torch.Tensor) -> torch.Tensor:
-    """``scores`` plus independent Gumbel(0, 1) noise, as ``-log(-log U)`` in place on one buffer.
-
-    On CPU, ``Tensor.exponential_`` took about three times as long as a uniform draw and two
-    logarithms; over a whole vocabulary it was the largest cost of a distinct-candidate rollout.
-    """
-    return torch.rand_like(scores).log_().neg_().log_().neg_().add_(scores)
+    @property
+    def accuracy(self) -> float:
+        """Fraction of stepped actions that were the true next token (sampled segments only)."""
+        if self.actions is None:
+            raise ValueError("a teacher-forced segment has no actions; score the model's logits instead")
+        return float((self.actions[..., 0] == self.targets).float().mean())
 
 
 class Rollout:
@@ -131,9 +86,16 @@ class Rollout:
         self._hidden: Hidden = model.initial_hidden(self.num_envs, device)
         self._fixed_action = np.zeros(self.num_envs, dtype=np.int64)
         self._probs: torch.Tensor | None = None
-        self._workspace: torch.Tensor | None = None
+        #: The last segment, until :meth:`features` has carried its final state forward.
+        self._pending: Segment | None = None
 
     def collect(self, steps: int, sampler: Sampler | None = None, *, score: bool = False) -> Segment:
+        """Play ``steps`` steps on every stream; ``sampler`` picks the candidates (None: teacher forcing)."""
+        if self._pending is not None:
+            # The update never asked for the features; the next segment still needs the state
+            # at this one's end (computed now, under the current parameters).
+            with torch.no_grad():
+                self.features(self._pending)
         n, v = self.num_envs, self.model.config.vocab_size
         tokens = np.empty((n, steps), dtype=np.int64)
         targets = np.empty((n, steps), dtype=np.int64)
@@ -175,7 +137,7 @@ class Rollout:
                 rewards[:, t, 0] = torch.from_numpy(np.asarray(step_rewards, dtype=np.float32))
             self._obs = np.asarray(obs)[:, 0]
             self._starts = np.logical_or(terminated, truncated)
-        return Segment(
+        self._pending = Segment(
             tokens=torch.from_numpy(tokens).to(self.device),
             targets=torch.from_numpy(targets).to(self.device),
             starts=torch.from_numpy(starts).to(self.device),
@@ -184,196 +146,30 @@ class Rollout:
             rewards=rewards,
             probs=probs,
         )
+        return self._pending
 
-    def workspace(self, rows: int) -> torch.Tensor:
-        """A (rows, V) float buffer for an update's vocabulary-sized scratch, reused across
-        updates (a fresh one per update would cost page faults comparable to a matrix product);
-        valid until the next call."""
-        v = self.model.config.vocab_size
-        if self._workspace is None or self._workspace.shape[0] < rows:
-            self._workspace = torch.empty((rows, v), device=self.device)
-        return self._workspace[:rows]
+    def features(self, segment: Segment) -> torch.Tensor:
+        """RNN outputs (N, T, H) of the segment just collected, with gradient, in one fused pass.
 
-    def carry(self, final_hidden: Hidden) -> None:
-        """Carry the state at the segment's end (from the update's fused pass) into the next one.
-
-        Taken from the update rather than the rollout so teacher-forced agents, which never run
-        the model during a rollout, follow the same path.
+        One RNN call per stretch between episode starts: the state is zeroed where a stream's
+        episode begins, which a single call over the segment could not do. With window episodes
+        all streams restart together, so this is one or two calls per segment. The final state
+        becomes the start of the next segment. Call it before the optimizer step, so it runs
+        with the parameters the segment was collected with.
         """
-        self._hidden = self.model.detach_hidden(final_hidden)
-
-
-def segment_features(model: RNNLanguageModel, segment: Segment) -> tuple[torch.Tensor, Hidden]:
-    """RNN outputs (N, T, H) of the whole segment, with gradient, and the final hidden state.
-
-    One fused RNN call per stretch between episode starts: the state is zeroed where a stream's
-    episode begins, which a single call over the segment could not do. With window episodes
-    all streams restart together, so this is one or two calls per segment.
-    """
-    any_start = segment.starts.any(0).cpu().numpy()
-    cuts = [int(t) for t in np.flatnonzero(any_start)]
-    bounds = sorted({0, *cuts, segment.tokens.shape[1]})
-    hidden = segment.hidden
-    outputs = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if any_start[a]:
-            hidden = model.reset_hidden(hidden, segment.starts[:, a])
-        out, hidden = model.features(segment.tokens[:, a:b], hidden)
-        outputs.append(out)
-    return torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0], hidden
-
-
-def head_surrogate(model: RNNLanguageModel, features: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    """A scalar whose gradient is ``direction`` (M, V) backpropagated through the head at ``features``.
-
-    ``direction`` is dL/dlogits for the logits the rollout already computed. For the linear head
-    ``z = h Wᵀ + b`` the gradients are ``dL/dh = G W``, ``dL/dW = Gᵀ h`` and ``dL/db = Σ G``;
-    the surrogate ``Σ h·(G W)₍detached₎ + Σ W·(Gᵀ h)₍detached₎ + Σ b·ΣG`` has exactly those, at
-    the cost of the two backward matrix products only: the (M, V) logits are never recomputed.
-    """
-    h = features.reshape(-1, features.shape[-1])
-    if model.projection is not None:
-        h = model.projection(h)
-    weight, bias = model.decoder.weight, model.decoder.bias
-    g = direction.to(h.dtype)
-    return (
-        (h * (g @ weight.detach())).sum()
-        + (weight * (g.t() @ h.detach())).sum()
-        + (bias * g.sum(0)).sum()
-    )
-
-
-@dataclass
-class NativeArgs(TrainArgs):
-    """Settings shared by the native agents (recurrent policy, segment updates)."""
-
-    context_length: int = field(
-        default=1, metadata={"help": "must be 1: the native agents' policy is recurrent and carries its own context"}
-    )
-    rollout_steps: int = field(
-        default=35, metadata={"help": "steps per stream in one segment (truncated backpropagation length)"}
-    )
-    episode_mode: str = field(
-        default="window", metadata={"help": "env episodes: window (random stretches of text) or line"}
-    )
-    episode_length: int = field(
-        default=700, metadata={"help": "steps of a window episode; the hidden state is reset between episodes"}
-    )
-    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this (0: no clipping)"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.context_length != 1:
-            raise IrlmError(
-                f"context_length must be 1 for the native agents, got {self.context_length}; "
-                "their recurrent policy sees one token per step and carries the rest in its state"
-            )
-        for name in ("rollout_steps", "episode_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise IrlmError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_grad_norm < 0:
-            raise IrlmError(f"max_grad_norm must be >= 0 (0 turns clipping off), got {self.max_grad_norm!r}")
-
-
-@dataclass
-class Setup:
-    """What every native agent builds before its loop."""
-
-    corpus: Corpus
-    model: RNNLanguageModel
-    device: torch.device
-    env: NextWordVectorEnv
-    rollout: Rollout
-
-
-def seed_everything(seed: int) -> None:
-    """All seeding of a run, in one place: Python, numpy and torch (the env is seeded at reset)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_setup(args: NativeArgs) -> Setup:
-    """Corpus, model on its device, the train-split vector env and the rollout driving it."""
-    device = resolve_device(args.device)
-    corpus = load_corpus_for(args)
-    model = build_model(args, corpus).to(device)
-    env = NextWordVectorEnv(
-        args.n_envs,
-        autoreset_mode=AutoresetMode.SAME_STEP,
-        corpus=corpus,
-        reward=args.reward,
-        reward_options=dict(args.reward_options),
-        split="train",
-        context_length=1,
-        mode=args.episode_mode,
-        episode_length=args.episode_length,
-    )
-    return Setup(corpus, model, device, env, Rollout(env, model, device, args.seed))
-
-
-def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> None:
-    """One optimizer step on ``loss``, with the shared gradient clipping."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_grad_norm > 0:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-
-
-@dataclass
-class UpdateStats:
-    """What one collect-and-update round reports to the loop."""
-
-    tokens: int  # env steps taken (streams x steps)
-    queries: int  # reward evaluations the agent used
-    reward: float  # mean reward of the stepped actions (or of teacher-forced predictions)
-    accuracy: float  # fraction of stepped actions equal to the true next token
-
-
-def train_loop(agent: str, args: NativeArgs, setup: Setup, update: Callable[[], UpdateStats]) -> TrainResult:
-    """Runs ``update`` until the token budget is spent, evaluating on validation as it goes.
-
-    Training throughput (tokens/s) counts only the time spent in ``update`` (rollout and
-    optimisation), not evaluation. The returned metrics add ``tokens_per_second``,
-    ``queries_per_token``, ``peak_rss_mb`` and the n-gram peers on the same validation tokens.
-    """
-    peers = ngram_baselines(setup.corpus, "validation", orders=(1, 2, 4), max_tokens=args.eval_tokens)
-    reward = make_reward(args.reward, setup.corpus, **args.reward_options)
-
-    def validate() -> dict[str, float]:
-        return evaluate(setup.model, setup.corpus, "validation", reward=reward, max_tokens=args.eval_tokens)
-
-    tokens = queries = 0
-    train_seconds = 0.0
-    next_eval = args.eval_every
-    with RunDirectory(agent, args, setup.corpus, setup.model, eval_context_length=None) as run:
-        run.record(0, validate())
-        run.log_scalars("validation/peers", 0, peers)
-        setup.model.train()
-        while tokens < args.total_tokens:
-            start = time.perf_counter()
-            stats = update()
-            train_seconds += time.perf_counter() - start
-            tokens += stats.tokens
-            queries += stats.queries
-            run.advance(tokens, reward=stats.reward, accuracy=stats.accuracy)
-            if tokens >= next_eval and tokens < args.total_tokens:
-                run.record(tokens, validate())
-                run.log_scalars("train", tokens, {"tokens_per_second": tokens / train_seconds,
-                                                  "queries_per_token": queries / tokens})
-                next_eval += args.eval_every
-        run.record(tokens, validate())
-        run.log_scalars("train", tokens, {"tokens_per_second": tokens / max(train_seconds, 1e-9),
-                                          "queries_per_token": queries / max(tokens, 1)})
-        metrics = run.finish(tokens)
-    metrics.update(peers)
-    metrics["tokens"] = float(tokens)
-    metrics["tokens_per_second"] = tokens / max(train_seconds, 1e-9)
-    metrics["queries_per_token"] = queries / max(tokens, 1)
-    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if setup.device.type == "cuda":
-        metrics["peak_cuda_mb"] = torch.cuda.max_memory_allocated(setup.device) / 2**20
-    return TrainResult(model=setup.model, corpus=setup.corpus, metrics=metrics, run_dir=run.path)
+        if segment is not self._pending:
+            raise ValueError("Rollout.features takes the segment of the last collect, once")
+        self._pending = None
+        model = self.model
+        any_start = segment.starts.any(0).cpu().numpy()
+        cuts = [int(t) for t in np.flatnonzero(any_start)]
+        bounds = sorted({0, *cuts, segment.tokens.shape[1]})
+        hidden = segment.hidden
+        outputs = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if any_start[a]:
+                hidden = model.reset_hidden(hidden, segment.starts[:, a])
+            out, hidden = model.features(segment.tokens[:, a:b], hidden)
+            outputs.append(out)
+        self._hidden = model.detach_hidden(hidden)
+        return torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]

@@ -1,4 +1,5 @@
-"""The estimators' maths: each checked against autograd, finite differences or the exact gradient."""
+"""The estimators' maths and the gradient path the agents take: each checked against autograd,
+finite differences or the exact gradient."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irlm_agents.native import estimators as obj
-from irlm_agents.native.rollout import head_surrogate
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
-
-
+from irlm_agents.native import estimators as obj
+from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
 
 @pytest.fixture(autouse=True)
 def _float64() -> Iterator[None]:
@@ -27,28 +26,39 @@ def _model(tie: bool) -> RNNLanguageModel:
 
 
 @pytest.mark.parametrize("tie", [False, True])
-def test_reinforce_update_path_equals_r_grad_log_pi(tie: bool) -> None:
-    """Stored rollout probabilities + head surrogate give exactly ∇ mean(R·log π(a)) (the seed rule)."""
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.1])
+def test_reinforce_update_path_equals_autograd_of_the_objective(tie: bool, entropy_coef: float) -> None:
+    """Stored rollout probabilities + head surrogate, called as the reinforce agent calls them
+    (pre-scaled, into a workspace), give exactly ∇ mean((R - b)·log π(a) + β H(π))."""
     model = _model(tie)
     tokens = torch.tensor([[1, 4, 2, 6], [3, 3, 5, 0]])
     actions = torch.tensor([[2, 0, 6, 6], [1, 4, 4, 3]])
     rewards = torch.tensor([[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 0.25, 1.0]])
+    baseline = torch.tensor([[0.5, 0.1, 0.0, 0.9], [0.3, 0.3, 0.2, 0.7]])
 
     features, _ = model.features(tokens)
-    log_pi = F.log_softmax(model.head(features), -1).gather(-1, actions[..., None])[..., 0]
-    expected = torch.autograd.grad((rewards * log_pi).mean(), list(model.parameters()))
+    log_probs = F.log_softmax(model.head(features), -1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    objective = (rewards - baseline) * log_probs.gather(-1, actions[..., None])[..., 0] + entropy_coef * entropy
+    expected = torch.autograd.grad(objective.mean(), list(model.parameters()))
 
     with torch.no_grad():
         probs = F.softmax(model(tokens)[0], -1).reshape(-1, 7)
-    weights = obj.reinforce_weights(rewards).reshape(-1, 1)
-    direction = obj.policy_gradient_logits(probs, actions.reshape(-1, 1), weights) / rewards.numel()
+    kept = probs.clone()
+    contexts = rewards.numel()
+    direction = policy_gradient_logits(
+        probs,
+        actions.reshape(contexts, 1),
+        obj.reinforce_weights(rewards, baseline).reshape(contexts, 1),
+        entropy_coef=entropy_coef,
+        scale=1 / contexts,
+        out=Workspace(7, probs.device).rows(contexts),
+    )
+    assert torch.equal(probs, kept)  # the rollout's probabilities are left as they were
     features, _ = model.features(tokens)
     got = torch.autograd.grad(head_surrogate(model, features, direction), list(model.parameters()), allow_unused=True)
     for g, e in zip(got, expected):
         torch.testing.assert_close(torch.zeros_like(e) if g is None else g, e)
-    # And the plain loss form gives the negated gradient (it is minimised).
-    loss_grad = torch.autograd.grad(obj.reinforce_loss(log_pi, rewards), log_pi)[0]
-    torch.testing.assert_close(loss_grad, -rewards / rewards.numel())
 
 
 def test_expected_reward_matches_finite_differences() -> None:
@@ -94,7 +104,7 @@ def test_rloo_average_converges_to_exact_gradient() -> None:
     probs = F.softmax(logits, -1)
     exact = probs * (reward - (probs * reward).sum())  # ∇_z Σ_a π(a) R(a)
     actions = torch.multinomial(probs.expand(groups, v), k, replacement=True)
-    direction = obj.policy_gradient_logits(probs.expand(groups, v), actions, obj.rloo_weights(reward[actions]))
+    direction = policy_gradient_logits(probs.expand(groups, v), actions, obj.rloo_weights(reward[actions]))
     mean, sem = direction.mean(0), direction.std(0) / groups**0.5
     assert torch.all((mean - exact).abs() < 4 * sem + 1e-4), (mean, exact, sem)
     # The estimate is not trivially zero: it has the exact gradient's sign pattern.
@@ -106,7 +116,7 @@ def test_logexp_with_distinct_candidates_containing_target_is_supervised_gradien
     probs = F.softmax(torch.randn(2, 8), -1)
     actions = torch.tensor([[5, 2, 7], [1, 0, 4]])
     rewards = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    direction = obj.policy_gradient_logits(probs, actions, obj.logexp_weights(rewards))
+    direction = policy_gradient_logits(probs, actions, obj.logexp_weights(rewards))
     torch.testing.assert_close(direction, F.one_hot(torch.tensor([2, 4]), 8).double() - probs)
 
 
@@ -134,7 +144,7 @@ def test_miss_terms_are_gradient_of_log_one_minus_mass() -> None:
     probs = F.softmax(logits, -1)
     target = torch.autograd.grad((1 - probs[0].gather(0, actions[0]).sum()).log(), logits)[0]
     weights, coefficient = obj.miss_terms(probs.detach(), actions, rewards)
-    direction = obj.policy_gradient_logits(probs.detach(), actions, weights, coefficient)
+    direction = policy_gradient_logits(probs.detach(), actions, weights, coefficient)
     torch.testing.assert_close(direction, target)
 
 
@@ -144,7 +154,7 @@ def test_entropy_bonus_is_entropy_gradient() -> None:
     probs = F.softmax(logits, -1)
     entropy = -(probs * probs.log()).sum()
     target = torch.autograd.grad(entropy, logits)[0]
-    direction = obj.policy_gradient_logits(
+    direction = policy_gradient_logits(
         probs.detach(), torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 1), entropy_coef=1.0
     )
     torch.testing.assert_close(direction, target)
@@ -161,11 +171,21 @@ def test_policy_gradient_logits_scale_and_out_buffer_change_nothing_else() -> No
     actions = torch.randint(0, 9, (4, 2))
     weights = torch.randn(4, 2)
     for beta in (0.0, 0.3):
-        expected = obj.policy_gradient_logits(probs, actions, weights, entropy_coef=beta) / 4
-        got = obj.policy_gradient_logits(probs, actions, weights, entropy_coef=beta, scale=0.25, out=torch.empty(4, 9))
+        expected = policy_gradient_logits(probs, actions, weights, entropy_coef=beta) / 4
+        got = policy_gradient_logits(probs, actions, weights, entropy_coef=beta, scale=0.25, out=torch.empty(4, 9))
         torch.testing.assert_close(got, expected)
     inplace = probs.clone()
-    assert obj.policy_gradient_logits(inplace, actions, weights, out=inplace) is inplace
-    torch.testing.assert_close(inplace, obj.policy_gradient_logits(probs, actions, weights))
+    assert policy_gradient_logits(inplace, actions, weights, out=inplace) is inplace
+    torch.testing.assert_close(inplace, policy_gradient_logits(probs, actions, weights))
     with pytest.raises(ValueError, match="probs intact"):
-        obj.policy_gradient_logits(inplace, actions, weights, entropy_coef=0.1, out=inplace)
+        policy_gradient_logits(inplace, actions, weights, entropy_coef=0.1, out=inplace)
+
+
+def test_workspace_reuses_one_buffer_and_grows_only_when_asked_for_more() -> None:
+    workspace = Workspace(9, torch.device("cpu"))
+    first = workspace.rows(4)
+    assert first.shape == (4, 9)
+    assert workspace.rows(3).data_ptr() == first.data_ptr()  # reused: no fresh page faults
+    grown = workspace.rows(6)
+    assert grown.shape == (6, 9)
+    assert workspace.rows(4).data_ptr() == grown.data_ptr()
