@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from irlm_agents.cli import main
+from irlm_agents.cli import AGENTS, main
 from irlm_agents.lm.checkpoints import load_model
 
 #: A model and budget small enough that a whole `irlm train` takes seconds.
@@ -280,6 +280,14 @@ def test_run_directory_restores_the_previous_sigterm_handler(tmp_path: Path) -> 
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_every_agent_module_gives_the_one_line_error(agent: str) -> None:
+    """``python -m irlm_agents.<agent>`` goes through the same entry as ``irlm train``."""
+    result = subprocess.run([sys.executable, "-m", f"irlm_agents.{agent}", "--total-tokens", "0"],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert_one_line_error(result, "total_tokens must be a positive integer")
 
 
 def test_agent_module_takes_the_same_options(monkeypatch: pytest.MonkeyPatch,
