@@ -54,7 +54,9 @@ class CorpusSpec:
             raise IrlmError(f"unknown tokenizer {self.tokenizer!r}: {suggest(str(self.tokenizer), TOKENIZERS)}")
         if not isinstance(self.lowercase, bool):
             raise IrlmError(f"lowercase must be True or False, got {self.lowercase!r}")
-        check_vocab_options(self.max_vocab, self.min_freq)
+        max_vocab, min_freq = check_vocab_options(self.max_vocab, self.min_freq)
+        object.__setattr__(self, "max_vocab", max_vocab)
+        object.__setattr__(self, "min_freq", min_freq)
         options = {key: _plain(self.name, key, value) for key, value in self.options.items()}
         bound = bind_corpus_options(self.name, options)
         frozen = MappingProxyType({key: _plain(self.name, key, bound[key]) for key in sorted(bound)})

@@ -20,22 +20,24 @@ import numpy as np
 
 from irlm_env.errors import IrlmError
 from irlm_env.fileio import atomic_write_bytes
+from irlm_env.options import check_int
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 SPECIALS: tuple[str, ...] = (PAD, UNK, EOS)
 
 
-def check_vocab_options(max_vocab: int | None, min_freq: int) -> None:
-    """Reject impossible size limits before any expensive work is done."""
-    if max_vocab is not None and (isinstance(max_vocab, bool) or not isinstance(max_vocab, int)):
-        raise IrlmError(f"max_vocab must be an integer or None, got {max_vocab!r}")
-    if max_vocab is not None and max_vocab < len(SPECIALS):
-        raise IrlmError(
-            f"max_vocab={max_vocab} is too small: it counts the {len(SPECIALS)} special tokens "
-            f"{', '.join(SPECIALS)}; use max_vocab >= {len(SPECIALS)} (or None for no limit)"
-        )
-    if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
-        raise IrlmError(f"min_freq must be an integer >= 1, got {min_freq!r}")
+def check_vocab_options(max_vocab: int | None, min_freq: int) -> tuple[int | None, int]:
+    """Reject impossible size limits before any expensive work is done; return them as ints."""
+    if max_vocab is not None:
+        try:
+            max_vocab = check_int("max_vocab", max_vocab, minimum=len(SPECIALS))
+        except IrlmError:
+            raise IrlmError(
+                f"max_vocab={max_vocab!r} is not a vocabulary size: it must be an integer that counts "
+                f"the {len(SPECIALS)} special tokens {', '.join(SPECIALS)}; use max_vocab >= "
+                f"{len(SPECIALS)} (or None for no limit)"
+            ) from None
+    return max_vocab, check_int("min_freq", min_freq)
 
 
 def _hash_tokens(tokens: Sequence[str]) -> str:

@@ -68,8 +68,8 @@ def test_defaults_are_the_same_everywhere() -> None:
         ({"options": ["seed"]}, "corpus options must be a mapping"),
         ({"tokenizer": "words"}, "unknown tokenizer 'words': did you mean 'word'"),
         ({"lowercase": "yes"}, "lowercase must be True or False, got 'yes'"),
-        ({"max_vocab": 2}, "max_vocab=2 is too small"),
-        ({"min_freq": 0}, "min_freq must be an integer >= 1, got 0"),
+        ({"max_vocab": 2}, "max_vocab=2 is not a vocabulary size"),
+        ({"min_freq": 0}, "min_freq must be a positive integer, got 0"),
     ],
 )
 def test_bad_settings_fail_at_construction(kwargs: dict[str, Any], match: str) -> None:

@@ -173,9 +173,9 @@ def test_similarity_ignores_unk_and_words_beyond_max_words(similarity: Any, smal
     [
         ({"scale": 1.5}, "scale=1.5 must be a number between 0 and 1"),
         ({"scale": "high"}, "scale='high'"),
-        ({"window": 0}, "window=0 must be an integer >= 1"),
-        ({"dim": 2.5}, "dim=2.5 must be an integer"),
-        ({"max_words": 1}, "max_words=1 must be an integer >= 2"),
+        ({"window": 0}, "option window must be a positive integer, got 0"),
+        ({"dim": 2.5}, "option dim must be a positive integer, got 2.5"),
+        ({"max_words": 1}, "option max_words must be an integer >= 2, got 1"),
     ],
 )
 def test_similarity_rejects_bad_options(similarity: Any, small_corpus: Corpus, options: dict[str, Any], problem: str) -> None:
@@ -223,9 +223,9 @@ def test_arithmetic_best_accuracy_matches_an_empirical_optimal_predictor(arithme
 @pytest.mark.parametrize(
     ("options", "problem"),
     [
-        ({"max_operand": 101}, "max_operand=101 must be an integer from 1 to 100"),
-        ({"n_sentences": 0}, "n_sentences=0 must be an integer from 1"),
-        ({"seed": -1}, "seed=-1"),
+        ({"max_operand": 101}, "option max_operand must be an integer from 1 to 100, got 101"),
+        ({"n_sentences": 0}, "option n_sentences must be an integer from 1 to 10000000, got 0"),
+        ({"seed": -1}, "option seed must be an integer from 0 to 9223372036854775807, got -1"),
         ({"operations": "plus,divide"}, "operations='plus,divide' must be a comma-separated list of plus, minus, times"),
         ({"operations": ""}, "operations=''"),
     ],

@@ -23,7 +23,7 @@ from itertools import accumulate
 import numpy as np
 
 from irlm_env.corpora.source import CorpusSource
-from irlm_env.errors import IrlmError
+from irlm_env.options import check_int
 
 START, END = "START", "END"
 # Zipf exponent of the word choice inside a class: word k (1-based) has weight 1 / k**_ZIPF.
@@ -155,10 +155,8 @@ class Grammar:
 
 def grammar_corpus(seed: int = 0, n_sentences: int = 20000) -> CorpusSource:
     """Sample ``n_sentences`` sentences of the built-in grammar with ``seed``."""
-    if isinstance(n_sentences, bool) or not isinstance(n_sentences, int) or n_sentences < 3:
-        raise IrlmError(f"grammar option n_sentences must be an integer >= 3, got {n_sentences!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise IrlmError(f"grammar option seed must be a non-negative integer, got {seed!r}")
+    n_sentences = check_int("grammar option n_sentences", n_sentences, minimum=3)
+    seed = check_int("grammar option seed", seed, minimum=0)
     grammar = Grammar.default()
     return CorpusSource(units=grammar.sample(n_sentences, seed), best_accuracy=grammar.best_accuracy(),
                         best_accuracy_tokenizer="word")

@@ -18,6 +18,7 @@ import numpy as np
 from irlm_env import IrlmError, hookimpl
 from irlm_env.corpora import CorpusSource
 from irlm_env.hookspecs import Register
+from irlm_env.options import check_int
 
 OPERATIONS: dict[str, Callable[[int, int], int]] = {
     "plus": operator.add,
@@ -61,12 +62,6 @@ def _parse_operations(operations: str) -> list[str]:
     return names
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise IrlmError(f"arithmetic corpus option {name}={value!r} must be an integer from {low} to {high}.")
-    return int(value)
-
-
 @functools.cache
 def best_accuracy(max_operand: int, operations: tuple[str, ...]) -> float:
     """Expected next-token accuracy of the Bayes-optimal predictor that sees the whole sentence.
@@ -94,9 +89,9 @@ def arithmetic_corpus(
     seed: int = 0, n_sentences: int = 20000, max_operand: int = 12, operations: str = "plus,minus,times"
 ) -> CorpusSource:
     """``n_sentences`` sentences with operands drawn uniformly from 0..max_operand."""
-    seed = _check_int("seed", seed, 0, 2**63 - 1)
-    n_sentences = _check_int("n_sentences", n_sentences, 1, 10_000_000)
-    max_operand = _check_int("max_operand", max_operand, 1, MAX_OPERAND)
+    seed = check_int("arithmetic corpus option seed", seed, 0, 2**63 - 1)
+    n_sentences = check_int("arithmetic corpus option n_sentences", n_sentences, 1, 10_000_000)
+    max_operand = check_int("arithmetic corpus option max_operand", max_operand, 1, MAX_OPERAND)
     names = _parse_operations(operations)
     rng = np.random.default_rng(seed)
     ops = rng.integers(len(names), size=n_sentences)

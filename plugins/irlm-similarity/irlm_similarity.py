@@ -17,6 +17,7 @@ import numpy as np
 
 from irlm_env import IrlmError, hookimpl
 from irlm_env.hookspecs import Register
+from irlm_env.options import check_int
 from irlm_env.rewards import Reward
 
 if TYPE_CHECKING:
@@ -137,12 +138,6 @@ def embeddings_for(corpus: Corpus, window: int, dim: int, max_words: int) -> np.
     return per_corpus[key]
 
 
-def _positive_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise IrlmError(f"similarity reward option {name}={value!r} must be an integer >= {minimum}.")
-    return int(value)
-
-
 class SimilarityReward(Reward):
     """1.0 for the true next token, else ``scale * max(0, cosine(action, target))``.
 
@@ -166,9 +161,9 @@ class SimilarityReward(Reward):
         self.scale = float(scale)
         self.embeddings = embeddings_for(
             corpus,
-            _positive_int("window", window, 1),
-            _positive_int("dim", dim, 1),
-            _positive_int("max_words", max_words, 2),
+            check_int("similarity reward option window", window),
+            check_int("similarity reward option dim", dim),
+            check_int("similarity reward option max_words", max_words, minimum=2),
         )
 
     def __call__(self, action: int, target: int, context: np.ndarray) -> float:
