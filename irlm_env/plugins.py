@@ -307,7 +307,7 @@ def _call_registration_hook(kind: PluginKind, impl: pluggy.HookImpl, info: Plugi
     except _Broken:
         raise
     except Exception as exc:  # a bug in the plugin's hook: say whose
-        raise _Broken(f"failed while registering {kind.name}s: {type(exc).__name__}: {exc}",
+        raise _Broken(f"failed in its {kind.hook} hook: {type(exc).__name__}: {exc}",
                       f"Fix the plugin, or leave it out of {LOAD_ENV}.") from exc
     return pending
 

@@ -13,9 +13,11 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import irlm_env
 from irlm_env import IrlmError, hookimpl, plugins
 from irlm_env.corpus import Corpus, load_corpus
 from irlm_env.corpora.registry import corpus_registry, make_corpus_source
@@ -271,7 +273,7 @@ def test_exception_in_a_registration_hook_names_the_plugin() -> None:
         def irlm_register_rewards(self, register: object) -> None:
             raise KeyError("oops")
 
-    with pytest.raises(IrlmError, match="plugin 'crashing' failed while registering rewards: KeyError"):
+    with pytest.raises(IrlmError, match="plugin 'crashing' failed in its irlm_register_rewards hook: KeyError"):
         plugins.register_plugin(Crashing(), "crashing")
 
 
@@ -304,3 +306,98 @@ def test_corpus_factory_must_return_a_corpus_source() -> None:
     plugins.register_plugin(_plugin_registering("lines", lambda: ["a b"], hook="irlm_register_corpora"), "lines")
     with pytest.raises(IrlmError, match=r"corpus 'lines' \(plugin 'lines'\) returned list, not an irlm_env.corpora.CorpusSource"):
         make_corpus_source("lines", {})
+
+
+# --- A plugin that breaks while registering is skipped; the others keep working (issue 10.4) --
+
+BROKEN_REGISTRATIONS = {
+    "reward-hook-raises": """
+        from irlm_env import hookimpl
+
+        @hookimpl
+        def irlm_register_corpora(register):
+            register("brokencorpus", lambda: None)
+
+        @hookimpl
+        def irlm_register_rewards(register):
+            register("brokenreward", lambda corpus: None)
+            raise RuntimeError("boom")
+    """,
+    "corpus-hook-raises": """
+        from irlm_env import hookimpl
+
+        @hookimpl
+        def irlm_register_rewards(register):
+            register("brokenreward", lambda corpus: None)
+
+        @hookimpl
+        def irlm_register_corpora(register):
+            raise KeyError("nope")
+    """,
+    "invalid-reward-name": """
+        from irlm_env import hookimpl
+
+        @hookimpl
+        def irlm_register_rewards(register):
+            register("brokenreward", lambda corpus: None)
+            register("Bad Name", lambda corpus: None)
+    """,
+    "invalid-corpus-name": """
+        from irlm_env import hookimpl
+
+        @hookimpl
+        def irlm_register_corpora(register):
+            register("", lambda: None)
+    """,
+    "bad-reward-signature": """
+        from irlm_env import hookimpl
+
+        @hookimpl
+        def irlm_register_rewards(register):
+            register("brokenreward", lambda: None)
+    """,
+    "bad-corpus-signature": """
+        from irlm_env import hookimpl
+
+        def factory(path, /):
+            return None
+
+        @hookimpl
+        def irlm_register_corpora(register):
+            register("brokencorpus", factory)
+    """,
+}
+PROBLEMS = {
+    "reward-hook-raises": "failed in its irlm_register_rewards hook: RuntimeError: boom",
+    "corpus-hook-raises": "failed in its irlm_register_corpora hook: KeyError",
+    "invalid-reward-name": "registers a reward named 'Bad Name'; a name must be",
+    "invalid-corpus-name": "registers a corpus named ''; a name must be",
+    "bad-reward-signature": "registers reward 'brokenreward' with a factory that takes no positional corpus",
+    "bad-corpus-signature": "registers corpus 'brokencorpus' with a factory whose parameter.*positional-only",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(BROKEN_REGISTRATIONS))
+def test_a_plugin_that_breaks_while_registering_is_skipped(make_dist: MakeDist, shape: str) -> None:
+    module = f"fake_{shape.replace('-', '_')}"
+    make_dist("irlm-broken", {"broken": module}, {module: BROKEN_REGISTRATIONS[shape]}, version="0.2")
+    make_dist("irlm-fine", {"fine": "fake_fine_too"}, {"fake_fine_too": REWARD_PLUGIN.format(name="fine")})
+    with pytest.warns(PluginWarning, match=rf"'broken' \(distribution irlm-broken 0.2\) {PROBLEMS[shape]}.*skipped"):
+        rewards, corpora = reward_registry(), corpus_registry()
+    assert {"exact", "fine"} <= set(rewards.names()) and "brokenreward" not in rewards
+    assert {"pydocs", "grammar", "text"} <= set(corpora.names()) and "brokencorpus" not in corpora
+    assert _info("broken").error is not None and _info("fine").error is None
+    assert "broken" not in {impl.plugin_name for impl in plugins.get_plugin_manager().hook.irlm_register_rewards.get_hookimpls()}
+    env = gym.make(irlm_env.ENV_ID, corpus="grammar", corpus_options={"n_sentences": 300}, reward="fine")
+    env.reset(seed=0)
+
+
+@pytest.mark.parametrize("shape", ["reward-hook-raises", "invalid-corpus-name", "bad-reward-signature"])
+def test_a_plugin_that_breaks_while_registering_is_fatal_when_strict(
+    make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    module = f"fake_strict_{shape.replace('-', '_')}"
+    make_dist("irlm-broken", {"broken": module}, {module: BROKEN_REGISTRATIONS[shape]})
+    monkeypatch.setenv(plugins.STRICT_ENV, "1")
+    with pytest.raises(IrlmError, match=rf"'broken' .*{PROBLEMS[shape]}.*IRLM_STRICT_PLUGINS=1 makes this fatal"):
+        reward_registry()
