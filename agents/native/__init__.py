@@ -1,1 +1,1 @@
-"""Shared pieces of the native agents: the rollout over the vector env and the policy-gradient estimators."""
+"""What the native agents share: the rollout, the training-loop helpers, the estimators and their gradients."""
