@@ -150,6 +150,13 @@ def _reward_for(
     return reward
 
 
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A view of ``array`` that cannot be written through: what rewards are handed."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def env_arguments(
     kwargs: dict[str, Any], extra: list[str], where: str
 ) -> dict[str, Any]:
@@ -300,7 +307,12 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         self._eos = self.vocab.eos_id
         self._starts = np.empty(0, np.int64)
         self._next_start = 0
-        self._obs = np.zeros(self.setup.context_length, np.int64)
+        # The context lives in two buffers written alternately, each with a read-only view made
+        # once: rewards see the view, so a reward that writes into its context raises instead of
+        # changing the next observation, and a step allocates nothing but the returned copy.
+        self._buffers = (np.zeros(self.setup.context_length, np.int64), np.zeros(self.setup.context_length, np.int64))
+        self._views = tuple(read_only(buffer) for buffer in self._buffers)
+        self._current = 0  # which buffer holds the current context
         self._cursor = -1  # position of the newest context token; -1 until reset
         self._end = -1  # cursor position at which a window episode is truncated
         self._done = True
@@ -323,9 +335,10 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         self._end = start + self.setup.episode_length
         self._done = False
         self._last = None
-        self._obs = np.zeros(self.setup.context_length, np.int64)
-        self._obs[-1] = self._tokens[start]
-        return self._obs.copy(), {}
+        obs = self._buffers[self._current]
+        obs.fill(0)
+        obs[-1] = self._tokens[start]
+        return obs.copy(), {}
 
     def step(
         self, action: np.int64 | int
@@ -344,21 +357,21 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
             action = int(action)
         if not 0 <= action < self.action_space.n:
             raise self.setup.action_error(action)
-        context = self._obs
-        self._cursor += 1
-        target = int(self._tokens[self._cursor])
-        reward = float(self.reward_fn(action, target, context))
-        obs = np.empty_like(context)
+        old, new = self._current, 1 - self._current
+        target = int(self._tokens[self._cursor + 1])
+        reward = float(self.reward_fn(action, target, self._views[old]))
+        self._cursor += 1  # after the reward: a reward that raises leaves the episode where it was
+        context, obs = self._buffers[old], self._buffers[new]
         obs[:-1] = context[1:]
         obs[-1] = target
-        self._obs = obs
+        self._current = new
         if self.setup.line_starts is None:
             terminated, truncated = False, self._cursor == self._end
         else:
             terminated, truncated = target == self._eos, False
         self._done = terminated or truncated
         if self.render_mode is not None:
-            self._last = (context, action, target)
+            self._last = (context.copy(), action, target)
         return obs.copy(), reward, terminated, truncated, {
             "target": target, "correct": action == target
         }
@@ -370,5 +383,5 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         if self._cursor < 0:
             return "(call reset() first)"
         if self._last is None:
-            return render_text(self.corpus, self._obs, None, None)
+            return render_text(self.corpus, self._views[self._current], None, None)
         return render_text(self.corpus, *self._last)

@@ -18,6 +18,7 @@ from irlm_env.envs.next_word import (
     ResetNeededError,
     check_render_mode,
     env_arguments,
+    read_only,
     render_text,
 )
 from irlm_env.errors import suggest
@@ -148,6 +149,10 @@ class NextWordVectorEnv(VectorEnv):
         self._obs_next = np.zeros((n, context), np.int64)
         self._target = np.zeros(n, np.int64)
         self._target_next = np.zeros(n, np.int64)
+        # Rewards get read-only views of these buffers, made once and swapped with them: a
+        # reward that writes into its contexts or targets raises instead of corrupting streams.
+        self._obs_view, self._obs_next_view = read_only(self._obs), read_only(self._obs_next)
+        self._target_view, self._target_next_view = read_only(self._target), read_only(self._target_next)
         # Step results.
         self._rewards = np.zeros(n, np.float64)
         self._terminated = np.zeros(n, np.bool_)
@@ -225,7 +230,9 @@ class NextWordVectorEnv(VectorEnv):
             )
         actions = self._check_actions(actions, (self.num_envs,))
         obs, target = self._obs, self._target
-        rewards = self.reward_fn.batch(actions[:, None], target, obs)
+        candidates = actions[:, None]  # a fresh view: making it read-only leaves the caller's array be
+        candidates.flags.writeable = False
+        rewards = self.reward_fn.batch(candidates, self._target_view, self._obs_view)
         np.copyto(self._rewards, rewards[:, 0])
         np.equal(actions, target, out=self._correct)
         # Teacher forcing: every context moves on by the true token, whatever the action.
@@ -235,10 +242,12 @@ class NextWordVectorEnv(VectorEnv):
         new_obs.reshape(-1)[:-1] = obs.reshape(-1)[1:]
         new_obs[:, -1] = target
         self._obs, self._obs_next = new_obs, obs
+        self._obs_view, self._obs_next_view = self._obs_next_view, self._obs_view
         np.add(self._target_pos, 1, out=self._target_pos)
         # Streams past their end read a clipped position; they are reset before it counts.
         np.take(self._tokens, self._target_pos, out=self._target_next, mode="clip")
         self._target, self._target_next = self._target_next, target
+        self._target_view, self._target_next_view = self._target_next_view, self._target_view
         if self._line_mode:
             np.equal(target, self._eos, out=self._terminated)
         else:
@@ -306,7 +315,7 @@ class NextWordVectorEnv(VectorEnv):
                 f"({self.num_envs}, K), got shape {actions.shape}"
             )
         actions = self._check_actions(actions, actions.shape)
-        return self.reward_fn.batch(actions, self._target, self._obs)
+        return self.reward_fn.batch(read_only(actions), self._target_view, self._obs_view)
 
     def render(self) -> tuple[str, ...] | None:
         """One ``ansi`` frame per stream, like a sync vector env of single envs."""

@@ -72,8 +72,20 @@ class CheckedReward(Reward):
     def _fail(self, problem: str) -> IrlmError:
         return IrlmError(f"{self._label} {problem}; fix the plugin so that every reward is a finite float.")
 
+    def _wrote(self, exc: ValueError, method: str) -> IrlmError:
+        """The envs hand rewards read-only views of their state: say so when one wrote into it."""
+        return IrlmError(
+            f"{self._label} wrote into an argument of {method} ({exc}); the context, targets and "
+            "actions are the env's own state, read-only: copy them first (np.array(context)) to change them"
+        )
+
     def __call__(self, action: int, target: int, context: np.ndarray) -> float:
-        value = self._scalar(action, target, context)
+        try:
+            value = self._scalar(action, target, context)
+        except ValueError as exc:
+            if "read-only" not in str(exc):
+                raise
+            raise self._wrote(exc, "reward()") from exc
         if type(value) is not float:
             if isinstance(value, (bool, int, np.integer, np.floating, np.bool_)):
                 value = float(value)
@@ -107,12 +119,23 @@ class CheckedReward(Reward):
     def batch(self, actions: np.ndarray, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
         if self._batch is None:
             return super().batch(actions, targets, contexts)
-        return self._check_array(self._batch(actions, targets, contexts), actions.shape, "batch")
+        try:
+            values = self._batch(actions, targets, contexts)
+        except ValueError as exc:
+            if "read-only" not in str(exc):
+                raise
+            raise self._wrote(exc, ".batch()") from exc
+        return self._check_array(values, actions.shape, "batch")
 
     def table(self, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray | None:
         if self._table is None:
             return None
-        values = self._table(targets, contexts)
+        try:
+            values = self._table(targets, contexts)
+        except ValueError as exc:
+            if "read-only" not in str(exc):
+                raise
+            raise self._wrote(exc, ".table()") from exc
         if values is None:
             return None
         return self._check_array(values, (len(targets), self._vocab_size), "table")
