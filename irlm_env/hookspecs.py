@@ -59,7 +59,12 @@ def irlm_register_rewards(register: Register) -> None:
     loops over the scalar form; ``has_table`` tells whether ``table`` is implemented). Every
     value must be a finite real number (ints, bools and numpy scalars become floats); NaN,
     infinity, a non-number, or an array of the wrong shape is reported as an error naming the
-    reward and its plugin. Example::
+    reward and its plugin.
+
+    ``register`` also takes the reward itself instead of a factory: a callable whose first
+    three parameters are named ``action``, ``target`` and ``context`` (a plain function, or a
+    ``Reward`` instance) is used as is, for every corpus, and takes no options. Anything else
+    is a factory. Example::
 
         class Half(irlm_env.Reward):
             def __init__(self, corpus, credit: float = 0.5):
@@ -70,6 +75,7 @@ def irlm_register_rewards(register: Register) -> None:
         @irlm_env.hookimpl
         def irlm_register_rewards(register):
             register("half", Half, "half credit for every miss")
+            register("naive", lambda action, target, context: float(action == target))
     """
 
 

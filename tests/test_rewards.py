@@ -15,6 +15,7 @@ from irlm_env import IrlmError, hookimpl, plugins
 from irlm_env.corpus import Corpus, load_corpus
 from irlm_env.rewards import make_reward
 from irlm_env.rewards import Reward
+from irlm_env.envs.next_word import NextWordEnv
 from irlm_env.rewards.exact import ExactReward
 
 
@@ -221,3 +222,50 @@ def test_checks_keep_the_exact_batch_fast(corpus: Corpus) -> None:
     t_bare = min(timeit.repeat(lambda: bare.batch(actions, targets, contexts), number=200, repeat=5))
     t_checked = min(timeit.repeat(lambda: checked.batch(actions, targets, contexts), number=200, repeat=5))
     assert t_checked < 2.0 * t_bare + 200 * 5e-6, (t_bare, t_checked)
+
+
+# --- Plain reward functions (issue 10.6) ------------------------------------------------------
+
+
+def naive(action: int, target: int, context: np.ndarray) -> float:
+    """A newcomer's first reward: the reward function itself, no factory."""
+    return 1.0 if action == target else 0.1
+
+
+def test_a_plain_reward_function_is_the_reward(corpus: Corpus) -> None:
+    _install("naive", naive)
+    reward = make_reward("naive", corpus)
+    assert reward.inner is naive and not reward.has_table
+    assert (reward(3, 3, np.zeros(2, np.int64)), reward(3, 4, np.zeros(2, np.int64))) == (1.0, 0.1)
+    assert reward.batch(np.array([[3, 4]]), np.array([3]), np.zeros((1, 2), np.int64)).tolist() == [[1.0, 0.1]]
+    assert pickle.loads(pickle.dumps(reward))(3, 4, np.zeros(2, np.int64)) == 0.1
+    env = NextWordEnv(corpus=corpus, reward="naive")
+    env.reset(seed=0)
+    assert env.step(3)[1] in (1.0, 0.1)
+    with pytest.raises(IrlmError, match=r"reward 'naive' \(plugin 'naive-plugin'\) has no option 'scale'; it takes no options"):
+        make_reward("naive", corpus, scale=2)
+
+
+def test_a_ready_reward_instance_keeps_its_fast_forms(corpus: Corpus) -> None:
+    instance = ExactReward(corpus)
+    _install("ready", instance)
+    reward = make_reward("ready", corpus)
+    assert reward.inner is instance and reward.has_table
+
+
+def test_a_reward_function_with_other_parameter_names_gets_the_fix(corpus: Corpus) -> None:
+    def guess(a: int, t: int, c: np.ndarray) -> float:
+        return float(a == t)
+
+    _install("guess", guess)
+    with pytest.raises(IrlmError, match=r"requires the option\(s\) t, c.*name its parameters \(action, target, "
+                       r"context\): register\(\) takes such a function, or a factory f\(corpus, \*\*options\)"):
+        make_reward("guess", corpus)
+
+
+def test_a_reward_function_with_a_required_extra_parameter_is_refused_at_registration() -> None:
+    def needy(action: int, target: int, context: np.ndarray, scale: float) -> float:
+        return scale
+
+    with pytest.raises(IrlmError, match=r"registers reward 'needy' as a reward\(action, target, context\) that also requires scale"):
+        _install("needy", needy)
