@@ -321,6 +321,8 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        if isinstance(seed, np.integer):  # as the vector env accepts; Gymnasium takes only int
+            seed = int(seed)
         super().reset(seed=seed)
         if options:
             raise IrlmError(

@@ -306,7 +306,9 @@ class NextWordVectorEnv(VectorEnv):
     def score(self, actions: np.ndarray) -> np.ndarray:
         """Rewards ``(num_envs, K)`` float64 that ``(num_envs, K)`` candidate actions would
         get at the current state, without stepping. Values for streams with
-        ``pending_reset`` set are meaningless (their episode has ended)."""
+        ``pending_reset`` set are meaningless (their episode has ended). ``K = 0`` gives an
+        empty ``(num_envs, 0)`` array, as numpy does for an empty axis, so a caller whose
+        number of candidates varies (an adaptive query budget) needs no special case."""
         self._require_started("score()")
         actions = np.asarray(actions)
         if actions.ndim != 2 or actions.shape[0] != self.num_envs:
@@ -315,6 +317,8 @@ class NextWordVectorEnv(VectorEnv):
                 f"({self.num_envs}, K), got shape {actions.shape}"
             )
         actions = self._check_actions(actions, actions.shape)
+        if actions.shape[1] == 0:  # nothing to score, as numpy reduces an empty axis to empty
+            return np.empty(actions.shape, np.float64)
         return self.reward_fn.batch(read_only(actions), self._target_view, self._obs_view)
 
     def render(self) -> tuple[str, ...] | None:
@@ -372,10 +376,10 @@ class NextWordVectorEnv(VectorEnv):
                 f"actions must be integer token ids of shape {shape}, got "
                 f"{array.dtype} array of shape {array.shape}"
             )
-        array = array.astype(np.int64, copy=False)
+        given, array = array, array.astype(np.int64, copy=False)
         # As unsigned, negative ids become huge: one comparison checks both bounds.
-        if array.view(np.uint64).max() >= len(self.vocab):
-            bad = array[(array < 0) | (array >= len(self.vocab))]
+        if array.size and array.view(np.uint64).max() >= len(self.vocab):
+            bad = given[(given < 0) | (given >= len(self.vocab))]  # as given: uint64 2**64-1 is not -1
             raise self.setup.action_error(int(bad[0]))
         return array
 
