@@ -32,6 +32,7 @@ from torch import nn
 from irlm_agents.lm.checkpoints import load_model
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
+from irlm_agents.lm.sampling import sample_from_cdf
 
 #: Model options accepted through ``policy_kwargs``; ``None`` means "the default, or the
 #: checkpoint's value when warm-starting".
@@ -72,8 +73,8 @@ def draw_tokens(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor
     """Actions (sampled, or argmax) and their log-probabilities, for the rollout hot path.
 
     Uses the unnormalised weights ``exp(logits - max)`` for everything: their running sum is
-    the inverse-CDF table and its last column the normaliser, so no separate softmax or
-    log-softmax pass over the vocabulary is needed.
+    the inverse-CDF table for :func:`irlm_agents.lm.sampling.sample_from_cdf` and its last column
+    the normaliser, so no separate softmax or log-softmax pass over the vocabulary is needed.
     """
     top = logits.max(dim=-1, keepdim=True).values
     weights = (logits - top).exp_()
@@ -83,8 +84,7 @@ def draw_tokens(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor
     else:
         cdf = weights.cumsum_(dim=-1)
         total = cdf[:, -1]
-        uniform = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-        actions = torch.searchsorted(cdf, uniform).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+        actions = sample_from_cdf(cdf, 1).squeeze(-1)
     log_prob = logits.gather(-1, actions[:, None]).squeeze(-1) - top.squeeze(-1) - total.log()
     return actions, log_prob
 
