@@ -13,7 +13,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from irlm_agents.cli import AGENTS, main
+from irlm_agents.cli import main
+from irlm_agents.train_command import AGENTS
 from irlm_agents.lm.checkpoints import load_model
 
 #: A model and budget small enough that a whole `irlm train` takes seconds.

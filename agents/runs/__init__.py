@@ -1,1 +1,1 @@
-"""Runs: training arguments, run directories, metric logs and plots."""
+"""Runs: training arguments (``args``), the run directory each run writes (``run_dir``), plots."""

@@ -1,0 +1,164 @@
+"""``irlm train AGENT``: one command per agent, its options generated from the agent's ``Args``.
+
+Each option is described once, next to the code that uses it: a dataclass field's name, type,
+default and ``help`` metadata become a click option. Agents are imported only when named or
+asked for help, so ``irlm corpora`` stays quick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+#: Agent name -> module; the modules define ``Args`` (a TrainArgs dataclass) and ``train``.
+AGENTS: dict[str, str] = {
+    "ppo": "irlm_agents.ppo",
+    "a2c": "irlm_agents.a2c",
+    "reinforce": "irlm_agents.reinforce",
+    "group": "irlm_agents.group",
+    "expected": "irlm_agents.expected",
+    "supervised": "irlm_agents.supervised",
+    "mixer": "irlm_agents.mixer",
+}
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# -- options generated from dataclasses --------------------------------------------------------
+def parse_option_value(text: str) -> Any:
+    """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, anything else stays a string."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, (bool, int, float)) else text
+
+
+def parse_pairs(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
+        options[key.strip()] = parse_option_value(value)
+    return options
+
+
+def _field_type(hint: Any) -> tuple[Any, bool]:
+    """The click-relevant type of a dataclass field hint and whether ``None`` is allowed."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        return inner[0], len(inner) < len(args)
+    return hint, False
+
+
+def dataclass_options(cls: type) -> list[click.Option]:
+    """One click option per dataclass field: ``foo_bar: int = 3`` becomes ``--foo-bar 3``.
+
+    Booleans become ``--flag/--no-flag``; ``dict`` fields such as ``corpus_options`` become a
+    repeatable ``--corpus-option KEY=VALUE``.
+    """
+    hints = typing.get_type_hints(cls)
+    options = []
+    for item in dataclasses.fields(cls):
+        kind, optional = _field_type(hints[item.name])
+        flag = item.name.replace("_", "-")
+        help_text = item.metadata.get("help", "")
+        if item.default is not dataclasses.MISSING:
+            default = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            default = item.default_factory()
+        else:
+            raise TypeError(f"{cls.__name__}.{item.name} needs a default to become an option")
+        if typing.get_origin(kind) is dict or kind is dict:
+            singular = flag[:-1] if flag.endswith("s") else flag
+            options.append(
+                click.Option(
+                    [f"--{singular}", item.name],
+                    multiple=True,
+                    metavar="KEY=VALUE",
+                    callback=parse_pairs,
+                    help=f"{help_text} (repeatable)",
+                )
+            )
+        elif kind is bool:
+            options.append(
+                click.Option([f"--{flag}/--no-{flag}", item.name], default=default, show_default=True, help=help_text)
+            )
+        else:
+            options.append(
+                click.Option(
+                    [f"--{flag}", item.name],
+                    type=kind,
+                    default=default,
+                    show_default=default is not None,
+                    help=help_text + (" (default: none)" if optional and default is None else ""),
+                )
+            )
+    return options
+
+
+def agent_command(name: str) -> click.Command:
+    """The ``irlm train NAME`` command for one agent module."""
+    module = importlib.import_module(AGENTS[name])
+    args_cls: type = module.Args
+    train: Callable[[Any], Any] = module.train
+    summary = (module.__doc__ or f"Train the {name} agent.").strip().splitlines()[0]
+
+    def run(**kwargs: Any) -> None:
+        result = train(args_cls(**kwargs))
+        figures = ", ".join(f"{key}={value:.4g}" for key, value in result.metrics.items())
+        click.echo(f"{name}: validation {figures}; run saved to {result.run_dir}")
+
+    epilog = (
+        "\b\nExamples:\n"
+        f"  irlm train {name} --corpus grammar --total-tokens 20000 --hidden-size 64\n"
+        f"  irlm train {name} --corpus text --corpus-option path=notes.txt --run-dir runs/notes\n"
+        "Ctrl-C stops training, saves final.irlm in the run directory and exits."
+    )
+    return click.Command(
+        name,
+        callback=run,
+        params=dataclass_options(args_cls),
+        help=(module.__doc__ or summary).strip(),
+        short_help=summary,
+        epilog=epilog,
+        context_settings=CONTEXT_SETTINGS,
+    )
+
+
+class AgentGroup(click.Group):
+    """Lists agents without importing them; imports one only when it is run or asked for help."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, module in AGENTS.items() if importlib.util.find_spec(module) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.list_commands(ctx):
+            return None
+        return agent_command(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            from irlm_env.errors import suggest
+
+            raise click.UsageError(f"unknown agent {name!r}; {suggest(name, self.list_commands(ctx))}")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, agent_command(name).get_short_help_str(80)) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Agents"):
+                formatter.write_dl(rows)
