@@ -18,8 +18,8 @@ The directory records; it does not score. An agent scores its model with
     with RunDirectory("ppo", args, corpus, model, eval_context_length=args.context_length) as run:
         run.record(0, evaluate(model, corpus, ...))
         ...                          # training; run.advance(tokens, accuracy=..., reward=...)
-        run.record(tokens, evaluate(model, corpus, ...))   # every args.eval_every tokens
-        run.finish(tokens)
+        run.record(tokens, evaluate(model, corpus, ...))   # every args.eval_every tokens, and last
+        metrics = run.finish(tokens)                       # final.irlm, summary, curve
 
 Ctrl-C inside the ``with`` block saves ``final.irlm``, ``summary.json`` and the curve, and
 re-raises as ``TrainingInterrupted``, which the command line turns into a one-line message and
