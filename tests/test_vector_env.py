@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode
 
 import irlm_env
 from irlm_env.corpus import Corpus, load_corpus
-from irlm_env.envs.next_word import START_BLOCK
+from irlm_env.envs.episodes import START_BLOCK
 from irlm_env.envs.vector import NextWordVectorEnv
 from irlm_env.errors import IrlmError
 

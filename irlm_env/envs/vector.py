@@ -10,17 +10,15 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from irlm_env.envs.next_word import (
+from irlm_env.envs.episodes import (
     START_BLOCK,
     EpisodeSetup,
     IrlmError,
-    NextWordEnv,
     ResetNeededError,
-    check_render_mode,
-    env_arguments,
     read_only,
     render_text,
 )
+from irlm_env.envs.next_word import NextWordEnv, check_render_mode, env_arguments
 from irlm_env.errors import suggest
 from irlm_env.options import check_int
 
