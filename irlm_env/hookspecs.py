@@ -84,7 +84,7 @@ def irlm_register_corpora(register: Register) -> None:
     """Register text corpora by name.
 
     ``factory(**options)`` receives the user's ``corpus_options`` and returns a
-    :class:`irlm_env.corpus.CorpusSource`: the text as a sequence of units (lines or
+    :class:`irlm_env.corpora.CorpusSource`: the text as a sequence of units (lines or
     sentences; a ``line`` episode is one unit), and optionally the best achievable
     next-token accuracy when it is known (with ``best_accuracy_tokenizer`` naming the
     tokenizer it holds for). Tokenization, vocabulary, splits and the on-disk cache are
