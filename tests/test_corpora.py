@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -259,3 +262,36 @@ def test_text_not_utf8_names_the_file_and_byte_offset(tmp_path: Path) -> None:
     path.write_bytes("caf\u00e9 ok\n".encode("utf-8") + "na\u00efve\n".encode("latin-1"))
     with pytest.raises(IrlmError, match=r"latin1\.txt' is not valid UTF-8 \(byte offset 11: .*convert it"):
         load_corpus("text", path=str(path))
+
+
+@pytest.mark.parametrize(("special", "kind"), [("fifo", "a FIFO"), ("devnull", "a character device")])
+def test_text_path_that_is_no_regular_file_says_so(tmp_path: Path, special: str, kind: str) -> None:
+    path = Path(os.devnull)
+    if special == "fifo":
+        path = tmp_path / "pipe.txt"
+        os.mkfifo(path)
+    with pytest.raises(IrlmError, match=rf"'{re.escape(str(path))}' is not a regular file \({kind}\); pass a text file"):
+        load_corpus("text", path=str(path))
+
+
+def test_text_file_that_cannot_be_read_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "secret.txt"
+    path.write_text("hidden\n")
+    real_open = open
+
+    def denied(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", denied)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: denied(self))
+    with pytest.raises(IrlmError, match=r"cannot read text corpus file '.*secret\.txt' \(Permission denied\); make it "
+                                        r"readable") as caught:
+        text_corpus(str(path))
+    assert "\n" not in str(caught.value)
+
+
+def test_text_file_whose_read_fails_names_it() -> None:
+    with pytest.raises(IrlmError, match=r"cannot read text corpus file '/proc/self/mem' \(Input/output error\)"):
+        text_corpus("/proc/self/mem")

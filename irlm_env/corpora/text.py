@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from pathlib import Path
 
 from irlm_env.corpora.source import CorpusSource
@@ -16,6 +17,9 @@ from irlm_env.errors import IrlmError
 
 # Suffixes taken from a directory; an explicit file or glob is read whatever its suffix.
 TEXT_SUFFIXES: frozenset[str] = frozenset({".txt", ".text", ".md", ".rst"})
+# What a path that exists but is neither a regular file nor a directory is, for the error.
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
 
 
 def find_text_files(path: str | os.PathLike[str]) -> list[Path]:
@@ -37,14 +41,32 @@ def find_text_files(path: str | os.PathLike[str]) -> list[Path]:
         if not files:
             raise IrlmError(f"glob {spec!r} matches no files; check the pattern")
         return files
-    raise IrlmError(f"text corpus path {spec!r} does not exist; pass an existing file, directory or glob as path=")
+    try:
+        mode = candidate.stat().st_mode
+    except OSError:
+        raise IrlmError(
+            f"text corpus path {spec!r} does not exist; pass an existing file, directory or glob as path="
+        ) from None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file or directory")
+    raise IrlmError(f"text corpus path {spec!r} is not a regular file ({kind}); pass a text file, a directory or a glob")
+
+
+def _read(file: Path) -> bytes:
+    """The file's bytes; an OS failure (no permission, an unreadable special file) is one line."""
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise IrlmError(
+            f"cannot read text corpus file {str(file)!r} ({exc.strerror or exc}); make it readable for this "
+            "user (e.g. chmod a+r) or leave it out of path="
+        ) from None
 
 
 def read_units(files: list[Path]) -> list[str]:
     """Non-empty lines of ``files``, in order, trailing whitespace removed."""
     units: list[str] = []
     for file in files:
-        data = file.read_bytes()
+        data = _read(file)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
