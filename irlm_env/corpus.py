@@ -35,13 +35,19 @@ from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError, suggest
 from irlm_env.fileio import atomic_write_bytes
 from irlm_env.tokenizers import Tokenizer, make_tokenizer
-from irlm_env.vocabulary import EOS, Vocabulary
+from irlm_env.vocabulary import EOS, SPECIALS, Vocabulary
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 # Cumulative token-count fractions at which validation and test begin (90/5/5).
 _SPLIT_FRACTIONS = (0.90, 0.95)
 # Bumped whenever the cached layout or the encoding rules change, so old entries are ignored.
 _CACHE_FORMAT = 1
+#: Share of ``<unk>`` among the train split's tokens above which loading warns.
+UNKNOWN_RATE_WARNING = 0.10
+
+
+class CorpusWarning(UserWarning):
+    """A corpus that loads but is unlikely to be what the user wants (mostly ``<unk>``, say)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,6 +197,7 @@ def _build(spec: CorpusSpec, source: CorpusSource) -> Corpus:
     ids.flags.writeable = False
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     splits = {s: ids[bounds[i]:bounds[i + 1]] for i, s in enumerate(SPLITS)}
+    _warn_if_mostly_unknown(spec, vocab, splits["train"])
     best = source.best_accuracy
     if best is not None and (
         (source.best_accuracy_tokenizer is not None and source.best_accuracy_tokenizer != tok.name)
@@ -198,6 +205,31 @@ def _build(spec: CorpusSpec, source: CorpusSource) -> Corpus:
     ):
         best = None  # the known optimum is for other tokens than these
     return Corpus(spec=spec, vocab=vocab, tokenizer=tok, splits=splits, source_hash=digest, best_accuracy=best)
+
+
+def _warn_if_mostly_unknown(spec: CorpusSpec, vocab: Vocabulary, train: np.ndarray) -> None:
+    """Warn when the vocabulary limits turn much of the train split into ``<unk>``.
+
+    Such an env loads and trains without error, yet an agent mostly learns to say ``<unk>``;
+    only ``max_vocab`` or ``min_freq`` can cause it, since train tokens make up the vocabulary.
+    """
+    words = len(train) - np.count_nonzero(train == vocab.eos_id)
+    rate = np.count_nonzero(train == vocab.unk_id) / max(words, 1)
+    if rate <= UNKNOWN_RATE_WARNING:
+        return
+    causes, fixes = [], []
+    if spec.max_vocab is not None and len(vocab) == spec.max_vocab:
+        causes.append(f"max_vocab={spec.max_vocab} keeps only the {spec.max_vocab - len(SPECIALS)} most frequent tokens")
+        fixes.append("raise max_vocab (None: no limit)")
+    if spec.min_freq > 1:
+        causes.append(f"min_freq={spec.min_freq} turns every token seen fewer times into <unk>")
+        fixes.append("lower min_freq")
+    warnings.warn(
+        f"corpus {spec.name!r}: {rate:.1%} of the train split's tokens are <unk> (more than "
+        f"{UNKNOWN_RATE_WARNING:.0%}): {' and '.join(causes)}; {' or '.join(fixes)} unless that is intended",
+        CorpusWarning,
+        stacklevel=4,
+    )
 
 
 def _encode(units: Sequence[str], tok: Tokenizer, max_vocab: int | None,

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irlm_env.corpus import SPLITS, Corpus, _check_units, clear_memo, load_corpus, split_boundaries
+from irlm_env.corpus import (SPLITS, Corpus, CorpusWarning, _check_units, clear_memo, load_corpus,
+                             split_boundaries)
 from irlm_env.errors import IrlmError
 
 
@@ -87,6 +88,27 @@ def test_vocabulary_comes_from_train_only(text_file: Path) -> None:
     assert "zebra" not in corpus.vocab
     assert corpus.vocab.unk_id in corpus.split("test")
     assert corpus.vocab.unk_id not in corpus.split("train")
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"max_vocab": 3}, r"max_vocab=3 keeps only the 0 most frequent.*raise max_vocab"),
+    ({"min_freq": 10**9}, r"min_freq=1000000000 turns every token seen fewer times.*lower min_freq"),
+])
+def test_a_vocabulary_that_leaves_most_train_tokens_unknown_warns(text_file: Path, options: dict, named: str) -> None:
+    with pytest.warns(CorpusWarning, match=rf"corpus 'text': 100\.0% of the train split's tokens are <unk>.*{named}"):
+        load_corpus("text", path=str(text_file), **options)
+    clear_memo()
+    with pytest.warns(CorpusWarning, match="are <unk>"):  # from the disk cache too
+        load_corpus("text", path=str(text_file), **options)
+
+
+def test_a_few_unknown_train_tokens_do_not_warn(text_file: Path) -> None:
+    full = len(load_corpus("text", path=str(text_file), max_vocab=None).vocab)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        corpus = load_corpus("text", path=str(text_file), max_vocab=full - 1)
+    assert corpus.vocab.unk_id in corpus.split("train")
+    assert issubclass(CorpusWarning, UserWarning)
 
 
 def test_line_starts_are_the_eos_before_each_unit(text_file: Path) -> None:
