@@ -28,12 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from irlm_env.cache import CACHE_FIX, cache_dir
+from irlm_env.cache import cache_dir, write_cache_file
 from irlm_env.corpora.registry import corpus_registry, make_corpus_source
 from irlm_env.corpora.source import CorpusSource
 from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError, suggest
-from irlm_env.fileio import atomic_write_bytes
 from irlm_env.tokenizers import Tokenizer, make_tokenizer
 from irlm_env.vocabulary import EOS, SPECIALS, Vocabulary
 
@@ -188,11 +187,10 @@ def _build(spec: CorpusSpec, source: CorpusSource) -> Corpus:
     settings = {"format": _CACHE_FORMAT, "source": digest, "tokenizer": tok.config(),
                 "max_vocab": max_vocab, "min_freq": min_freq}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
-    folder = cache_dir() / "corpora"
-    cached = _read_cache(folder, key, digest)
+    cached = _read_cache(cache_dir() / "corpora", key, digest)
     if cached is None:
         cached = _encode(units, tok, max_vocab, min_freq)
-        _write_cache(folder, key, digest, *cached)
+        _write_cache(key, digest, *cached)
     vocab, ids, lengths = cached
     ids.flags.writeable = False
     bounds = np.concatenate([[0], np.cumsum(lengths)])
@@ -253,15 +251,17 @@ def _array_digest(ids: np.ndarray) -> str:
     return hashlib.sha256(memoryview(np.ascontiguousarray(ids))).hexdigest()
 
 
-def _write_cache(folder: Path, key: str, digest: str, vocab: Vocabulary, ids: np.ndarray,
-                 lengths: list[int]) -> None:
-    """Write the ids, then the JSON that vouches for them (the JSON is the commit marker)."""
+def _write_cache(key: str, digest: str, vocab: Vocabulary, ids: np.ndarray, lengths: list[int]) -> None:
+    """Write the ids, then the JSON that vouches for them (the JSON is the commit marker).
+
+    An unwritable cache only warns (see ``irlm_env.cache``): the corpus is in memory already.
+    """
     buffer = io.BytesIO()
     np.save(buffer, ids, allow_pickle=False)
-    atomic_write_bytes(folder / f"{key}.npy", buffer.getvalue(), fix=CACHE_FIX)
-    meta = {"format": _CACHE_FORMAT, "source": digest, "vocab": vocab.to_dict(),
-            "lengths": lengths, "ids_sha256": _array_digest(ids)}
-    atomic_write_bytes(folder / f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"), fix=CACHE_FIX)
+    if write_cache_file(Path("corpora", f"{key}.npy"), buffer.getvalue()):
+        meta = {"format": _CACHE_FORMAT, "source": digest, "vocab": vocab.to_dict(),
+                "lengths": lengths, "ids_sha256": _array_digest(ids)}
+        write_cache_file(Path("corpora", f"{key}.json"), json.dumps(meta, ensure_ascii=False).encode("utf-8"))
 
 
 def _read_cache(folder: Path, key: str, digest: str) -> tuple[Vocabulary, np.ndarray, list[int]] | None:
@@ -273,9 +273,9 @@ def _read_cache(folder: Path, key: str, digest: str) -> tuple[Vocabulary, np.nda
     mismatch means rebuild, with a warning saying why.
     """
     meta_path, ids_path = folder / f"{key}.json", folder / f"{key}.npy"
-    if not meta_path.exists():
-        return None
     try:
+        if not meta_path.is_file():
+            return None
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format") != _CACHE_FORMAT or meta.get("source") != digest:
             raise ValueError("it was written for other settings")

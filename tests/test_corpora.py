@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from irlm_env.cache import CacheWarning
 from irlm_env.corpora import grammar as grammar_module
 from irlm_env.corpora import pydocs
 from irlm_env.corpora.grammar import CLASSES, Grammar, grammar_corpus
@@ -201,6 +202,15 @@ def test_a_damaged_pydocs_cache_is_re_extracted(fake_stdlib: Path, tmp_path: Pat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert pydocs.pydocs_corpus().units == first
+
+
+def test_pydocs_goes_on_without_an_unwritable_cache(fake_stdlib: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("IRLM_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    with pytest.warns(CacheWarning, match="going on without it"):
+        units = list(pydocs.pydocs_corpus().units)
+    assert units[0] == "Tools for counting sheep before sleeping."
 
 
 def test_real_pydocs_is_a_sizeable_english_corpus() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from irlm_env.corpus import (SPLITS, Corpus, CorpusWarning, _check_units, clear_memo, load_corpus,
                              split_boundaries)
+from irlm_env.cache import CacheWarning
 from irlm_env.errors import IrlmError
 
 
@@ -146,13 +147,21 @@ def test_cache_is_written_atomically_and_keyed_by_settings(text_file: Path, cach
     assert len(files) == 6 and all(not name.startswith(".") for name in files)  # no temp files left
 
 
-def test_an_unwritable_cache_folder_is_a_clear_error(text_file: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unwritable_cache_folder_warns_once_and_goes_on_without_it(text_file: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "not_a_folder"
-    blocker.write_text("")
-    monkeypatch.setenv("IRLM_CACHE_DIR", str(blocker))
-    with pytest.raises(IrlmError, match=r"cannot write .*not_a_folder.*IRLM_CACHE_DIR"):
-        load_corpus("text", path=str(text_file))
+    blocker.write_text("")  # even root cannot make a folder under a regular file
+    monkeypatch.setenv("IRLM_CACHE_DIR", str(blocker / "cache"))
+    with pytest.warns(CacheWarning, match=r"cannot write the cache in '.*not_a_folder/cache' \(.*\); going on "
+                                          r"without it.*IRLM_CACHE_DIR") as caught:
+        first = load_corpus("text", path=str(text_file))
+    assert len(caught) == 1
+    clear_memo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process and cache folder
+        again = load_corpus("text", path=str(text_file), tokenizer="char")
+    assert len(first.split("train")) > 0 and again.vocab != first.vocab
+    assert blocker.read_text() == ""
 
 
 def test_changed_text_is_never_served_from_the_cache(text_file: Path) -> None:

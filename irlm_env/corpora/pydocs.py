@@ -25,10 +25,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from irlm_env.cache import CACHE_FIX, cache_dir
+from irlm_env.cache import cache_dir, write_cache_file
 from irlm_env.corpora.source import CorpusSource
 from irlm_env.errors import IrlmError
-from irlm_env.fileio import atomic_write_bytes
 
 # Bumped whenever the extraction rules change, so cached extractions are redone.
 _EXTRACTION_VERSION = 2
@@ -149,9 +148,9 @@ def extract_sentences(files: list[Path]) -> list[str]:
     return sentences
 
 
-def _cache_file(root: Path) -> Path:
+def _cache_name(root: Path) -> str:
     key = json.dumps([_EXTRACTION_VERSION, sys.version, str(root)])
-    return cache_dir() / f"pydocs-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    return f"pydocs-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 def _read_cached(path: Path) -> list[str] | None:
@@ -175,8 +174,8 @@ def _read_cached(path: Path) -> list[str] | None:
 def pydocs_corpus() -> CorpusSource:
     """Sentences from the standard library's docstrings, extracted once and cached."""
     root = stdlib_path()
-    path = _cache_file(root)
-    units = _read_cached(path)
+    name = _cache_name(root)
+    units = _read_cached(cache_dir() / name)
     if units is None:
         files = stdlib_files(root)
         if not files:
@@ -186,5 +185,5 @@ def pydocs_corpus() -> CorpusSource:
             )
         units = extract_sentences(files)
         payload = {"units": units, "hash": hashlib.sha256(json.dumps(units).encode()).hexdigest()}
-        atomic_write_bytes(path, json.dumps(payload).encode("utf-8"), fix=CACHE_FIX)
+        write_cache_file(name, json.dumps(payload).encode("utf-8"))
     return CorpusSource(units=units)
