@@ -263,26 +263,6 @@ def test_ctrl_c_and_sigterm_save_and_exit_cleanly(
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
-def test_run_directory_restores_the_previous_sigterm_handler(tmp_path: Path) -> None:
-    from irlm_agents.runs.args import TrainArgs, build_model, load_corpus_for
-    from irlm_agents.runs.run_dir import RunDirectory
-
-    args = TrainArgs(corpus="grammar", embedding_dim=8, hidden_size=16, run_dir=str(tmp_path / "run"),
-                     progress=False)
-    corpus = load_corpus_for(args)
-
-    def mine(signum: int, frame: object) -> None:
-        raise AssertionError("not called")
-
-    previous = signal.signal(signal.SIGTERM, mine)
-    try:
-        with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None):
-            assert signal.getsignal(signal.SIGTERM) is not mine
-        assert signal.getsignal(signal.SIGTERM) is mine
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 @pytest.mark.parametrize("agent", sorted(AGENTS))
 def test_every_agent_module_gives_the_one_line_error(agent: str) -> None:
     """``python -m irlm_agents.<agent>`` goes through the same entry as ``irlm train``."""

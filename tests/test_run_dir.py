@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 from pathlib import Path
 
 import matplotlib.image
@@ -186,3 +187,30 @@ def test_run_dir_in_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> Non
 def test_run_dir_where_nobody_may_write_is_a_clear_error() -> None:
     with pytest.raises(IrlmError, match=r"cannot create run directory '/sys/irlm-run' .*choose a --run-dir"):
         _open(Path("/sys/irlm-run"))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_is_raised_at_the_next_safe_point(tmp_path: Path, stop: signal.Signals) -> None:
+    """The handler only notes the signal; advance() raises it, and the model is saved."""
+    args = tiny_args(tmp_path / "run")
+    corpus = load_corpus_for(args)
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("the run's handler should be active")
+
+    previous = {signum: signal.signal(signum, mine) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(TrainingInterrupted) as caught:
+            with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None) as run:
+                run.advance(50)
+                os.kill(os.getpid(), stop)  # delivered here, in the main thread: nothing raised yet
+                run.log_scalars("train", 60, {"loss": 1.0})
+                run.advance(120)
+                raise AssertionError("advance() should have stopped the run")
+        assert caught.value.signal == stop and caught.value.tokens == 120
+        assert f"stopped by {stop.name} after 120 tokens" in str(caught.value)
+        assert load_model(caught.value.checkpoint).extra["tokens"] == 120
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

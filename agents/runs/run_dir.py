@@ -21,13 +21,17 @@ The directory records; it does not score. An agent scores its model with
         run.record(tokens, evaluate(model, corpus, ...))   # every args.eval_every tokens, and last
         metrics = run.finish(tokens)                       # final.irlm, summary, curve
 
-Ctrl-C inside the ``with`` block saves ``final.irlm``, ``summary.json`` and the curve, and
-re-raises as ``TrainingInterrupted``, which the command line turns into a one-line message and
-exit status 130. SIGTERM (``kill``, ``docker stop``, Kubernetes or Slurm preemption, torchrun
-stopping its workers) is treated the same way and exits 143; the handler is installed while the
-directory is open (main thread only, where Python delivers signals) and the previous one restored
-when it closes. A second SIGTERM during the save ends the process at once; the atomic writes
-leave the previous checkpoint intact.
+Ctrl-C and SIGTERM (``kill``, ``docker stop``, Kubernetes or Slurm preemption, torchrun
+stopping its workers) inside the ``with`` block stop training the same way: ``final.irlm``,
+``summary.json`` and the curve are saved and ``TrainingInterrupted`` is raised, which the command
+line turns into a one-line message and exit status 130 or 143. While the directory is open it
+handles both signals (main thread only, where Python delivers them; the previous handlers come
+back when it closes). The handler only notes the request; the stop is raised at the next safe
+point, the next :meth:`RunDirectory.advance` or :meth:`RunDirectory.record` (or
+:meth:`RunDirectory.check_stop`, which the SB3 callback calls every env step). Raised at an
+arbitrary point, as Python's own Ctrl-C is, it could land inside a lock held with TensorBoard's
+writer thread and hang the save. A second signal acts at once (Ctrl-C: ``KeyboardInterrupt``;
+SIGTERM: the process ends); the atomic writes leave the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -63,8 +67,16 @@ METRIC_COLUMNS = ("top1", "top5", "perplexity", "reward")
 COLUMNS = ("tokens", "seconds", *METRIC_COLUMNS)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised by the run's handler so that training unwinds exactly as on Ctrl-C."""
+#: Signals that stop a run gracefully; a shell reports such an exit as 128 + the signal number.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised at a safe point of the loop so that training unwinds cleanly."""
+
+    def __init__(self, stopped_by: signal.Signals) -> None:
+        super().__init__(stopped_by.name)
+        self.signal = stopped_by
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -81,10 +93,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.signal = stopped_by
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # One-shot: a second SIGTERM while the model is being saved gets the default behaviour.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise Terminated()
 
 
 def default_run_dir(agent: str) -> Path:
@@ -133,8 +141,8 @@ class RunDirectory:
         self._bar: tqdm | None = None
         self._postfix: dict[str, str] = {}
         self._start = time.perf_counter()
-        self._previous_sigterm: Any = signal.SIG_DFL
-        self._sigterm_installed = False
+        self._previous_handlers: dict[signal.Signals, Any] = {}
+        self._stop: signal.Signals | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> RunDirectory:
@@ -157,11 +165,21 @@ class RunDirectory:
         )
         self._start = time.perf_counter()
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _terminate)
-            # None: the previous handler was not set from Python; the default is the best restore.
-            self._previous_sigterm = signal.SIG_DFL if previous is None else previous
-            self._sigterm_installed = True
+            for signum in STOP_SIGNALS:
+                previous = signal.signal(signum, self._request_stop)
+                # None: the previous handler was not set from Python; the default is the best restore.
+                self._previous_handlers[signum] = signal.SIG_DFL if previous is None else previous
         return self
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Note the stop for :meth:`check_stop`; a second signal gets the previous handler."""
+        self._stop = signal.Signals(signum)
+        signal.signal(signum, self._previous_handlers[self._stop])
+
+    def check_stop(self) -> None:
+        """Raise ``StopRequested`` if Ctrl-C or SIGTERM arrived since the directory opened."""
+        if self._stop is not None:
+            raise StopRequested(self._stop)
 
     def __exit__(
         self,
@@ -174,12 +192,12 @@ class RunDirectory:
                 checkpoint = self._save(FINAL_CHECKPOINT)
                 self._write_summary("interrupted")
                 self._plot()
-                stopped_by = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+                stopped_by = exc.signal if isinstance(exc, StopRequested) else signal.SIGINT
                 raise TrainingInterrupted(self.path, checkpoint, self.tokens, stopped_by) from exc
         finally:
-            if self._sigterm_installed:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._sigterm_installed = False
+            for signum, previous in self._previous_handlers.items():
+                signal.signal(signum, previous)
+            self._previous_handlers.clear()
             self._close()
 
     def _close(self) -> None:
@@ -207,6 +225,7 @@ class RunDirectory:
         if self._bar is not None:
             self._bar.n = min(tokens, self.args.total_tokens)
             self._bar.set_postfix(self._postfix, refresh=True)
+        self.check_stop()
 
     def log_scalars(self, section: str, tokens: int, scalars: Mapping[str, float]) -> None:
         """TensorBoard only: ``section/name`` for each scalar (training diagnostics, peers)."""
@@ -231,6 +250,7 @@ class RunDirectory:
         self._postfix["val_reward"] = f"{metrics['reward']:.3f}"
         if self._bar is not None:
             self._bar.set_postfix(self._postfix, refresh=True)
+        self.check_stop()
         return metrics
 
     def finish(self, tokens: int) -> dict[str, float]:

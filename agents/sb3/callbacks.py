@@ -32,6 +32,7 @@ class ValidationCallback(BaseCallback):
         self._steps = 0
 
     def _on_step(self) -> bool:
+        self.run.check_stop()  # Ctrl-C or SIGTERM: stop between env steps, a safe point
         rewards: np.ndarray = self.locals["rewards"]
         self._reward_sum += float(rewards.sum())
         self._steps += len(rewards)
