@@ -202,7 +202,7 @@ def _set(path: tuple[str, ...], value: object) -> Callable[[dict[str, Any]], Non
         (_set(("model",), [1, 2]), "'model' must be a JSON object, got list"),
         (_set(("extra",), ["a", "b"]), "'extra' must be a JSON object, got list"),
         (_set(("tokenizer",), "word"), "'tokenizer' must be a JSON object, got str"),
-        (_set(("tokenizer", "name"), "bpe"), "unknown tokenizer 'bpe'"),
+        (_set(("tokenizer", "name"), "wordpiece-x"), "unknown tokenizer 'wordpiece-x'"),
         (_set(("tokenizer", "lowercase"), {"x": 1}), "unusable"),
         (_set(("vocabulary",), "the cat"), "'vocabulary' must be a JSON object"),
         (_set(("vocabulary", "tokens"), [1, 2]), "every token must be a string"),
