@@ -243,13 +243,13 @@ def test_not_a_regular_file_is_refused_without_reading_it(tmp_path: Path) -> Non
 
 def test_the_corpus_spec_travels_in_the_header(tmp_path: Path) -> None:
     """``irlm eval`` rebuilds the training corpus from the checkpoint, never from guesses."""
-    corpus = load_corpus("grammar", n_sentences=400, max_vocab=12)
+    corpus = load_corpus("grammar", n_sentences=400, max_vocab=40)
     model = RNNLanguageModel(ModelConfig(vocab_size=len(corpus.vocab), embedding_dim=4, hidden_size=5))
     extra = {"reward": {"name": "exact", "options": {}}, "eval_context_length": 3}
     path = save_model(model, tmp_path / "m.irlm", corpus.vocab, corpus.tokenizer.config(), extra,
                       corpus_spec=corpus.spec)
     checkpoint = load_model(path)
-    assert checkpoint.corpus_spec() == corpus.spec and checkpoint.corpus_spec().max_vocab == 12
+    assert checkpoint.corpus_spec() == corpus.spec and checkpoint.corpus_spec().max_vocab == 40
     assert checkpoint.load_corpus().vocab.content_hash == corpus.vocab.content_hash
     assert checkpoint.eval_context_length == 3 and checkpoint.reward == ("exact", {})
     with pytest.raises(IrlmError, match="different vocabulary"):
