@@ -1,7 +1,10 @@
 """Classical peers for the learned models: the majority token and count-based n-grams with backoff.
 
 A learned model's accuracy only means something next to what counting achieves on the same
-split, so the agents and the benchmark print these figures beside their own. Everything is
+split, so the agents and the benchmark print these figures beside their own: top-1 and top-5
+from the most frequent continuations with backoff, and perplexity from Witten-Bell
+interpolation (a proper distribution over the whole vocabulary, finite on unseen n-grams), so a
+model's calibration is judged against counting too. Everything is
 vectorised numpy: a context of ``n - 1`` token ids is packed into one int64 key (``V**3 < 2**63``
 for any vocabulary up to 2 million tokens at order 4), counts come from ``np.unique`` and
 look-ups from ``np.searchsorted``. No torch.
@@ -9,7 +12,7 @@ look-ups from ``np.searchsorted``. No torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,6 +78,61 @@ class NGramModel:
         return top1 / n, top5 / n
 
 
+class WittenBellModel:
+    """Interpolated Witten-Bell n-gram probabilities, for the peers' perplexity.
+
+    ``P(w | h) = (c(h, w) + T(h) P(w | h')) / (c(h) + T(h))`` where ``T(h)`` is the number of
+    distinct tokens seen after ``h`` and ``h'`` drops the oldest token of ``h``; an unseen ``h``
+    backs off entirely. The base is add-one unigram, so every token has a non-zero probability
+    and the perplexity stays finite on text the counts never saw.
+    """
+
+    def __init__(self, tokens: np.ndarray, order: int, vocab_size: int) -> None:
+        self.order = order
+        self.vocab_size = vocab_size
+        positions = np.arange(len(tokens) - 1)
+        following = tokens[positions + 1].astype(np.int64)
+        self._unigram = (np.bincount(following, minlength=vocab_size) + 1.0) / (len(following) + vocab_size)
+        # Per context length 1 .. order-1: sorted (context, token) keys and counts, sorted
+        # context keys with their total count and number of distinct continuations.
+        self._levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for length in range(1, order):
+            contexts = context_keys(tokens, positions, length, vocab_size)
+            pairs, pair_counts = np.unique(contexts * vocab_size + following, return_counts=True)
+            pair_contexts = pairs // vocab_size
+            keys, first = np.unique(pair_contexts, return_index=True)
+            totals = np.add.reduceat(pair_counts, first).astype(np.float64)
+            distinct = np.diff(np.append(first, len(pairs))).astype(np.float64)
+            self._levels.append((pairs, pair_counts.astype(np.float64), keys, totals, distinct))
+
+    def probabilities(self, tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """P(tokens[i + 1] | tokens[: i + 1]) for each position ``i``."""
+        following = tokens[positions + 1].astype(np.int64)
+        probs = self._unigram[following]
+        for length, (pairs, pair_counts, keys, totals, distinct) in enumerate(self._levels, start=1):
+            contexts = context_keys(tokens, positions, length, self.vocab_size)
+            where = np.minimum(np.searchsorted(keys, contexts), len(keys) - 1)
+            seen = keys[where] == contexts
+            pair = contexts * self.vocab_size + following
+            at = np.minimum(np.searchsorted(pairs, pair), len(pairs) - 1)
+            count = np.where(pairs[at] == pair, pair_counts[at], 0.0)
+            total, kinds = totals[where], distinct[where]
+            interpolated = (count + kinds * probs) / np.maximum(total + kinds, 1.0)
+            probs = np.where(seen, interpolated, probs)
+        return probs
+
+    def perplexity(self, tokens: np.ndarray, max_tokens: int | None = None) -> float:
+        """exp of the mean negative log-probability of ``tokens[i + 1]``, scored like ``accuracy``."""
+        n = len(tokens) - 1 if max_tokens is None else min(len(tokens) - 1, max_tokens)
+        if n < 1:
+            raise IrlmError("scoring needs at least 2 tokens in the split")
+        nll = 0.0
+        for start in range(0, n, CHUNK):
+            positions = np.arange(start, min(start + CHUNK, n))
+            nll -= float(np.log(self.probabilities(tokens, positions)).sum())
+        return math.exp(nll / n)
+
+
 #: Names of the peers reported by :func:`ngram_baselines`, by order.
 PEERS = {1: "majority", 2: "bigram", 3: "trigram", 4: "4gram"}
 
@@ -82,10 +140,12 @@ PEERS = {1: "majority", 2: "bigram", 3: "trigram", 4: "4gram"}
 def ngram_baselines(
     corpus: Corpus, split: str = "validation", *, orders: tuple[int, ...] = (1, 2, 4), max_tokens: int | None = None
 ) -> dict[str, float]:
-    """``{"majority_top1": ..., "majority_top5": ..., "bigram_top1": ..., ...}`` fit on train.
+    """``{"majority_top1": ..., "majority_top5": ..., "majority_perplexity": ..., "bigram_top1": ...}``.
 
-    Scored like :func:`irlm_agents.lm.evaluation.evaluate` (every position of the split, the first
-    ``max_tokens`` of them if given), so the figures sit beside a model's directly.
+    Fit on train and scored like :func:`irlm_agents.lm.evaluation.evaluate` (every position of
+    the split, the first ``max_tokens`` of them if given), so the figures sit beside a model's
+    directly. The majority peer's perplexity is the add-one unigram's; the others' come from
+    :class:`WittenBellModel` of the same order.
     """
     train = corpus.split("train")
     target = corpus.split(split)
@@ -96,4 +156,7 @@ def ngram_baselines(
         top1, top5 = NGramModel(train, order, len(corpus.vocab)).accuracy(target, max_tokens)
         scores[f"{PEERS[order]}_top1"] = top1
         scores[f"{PEERS[order]}_top5"] = top5
+        scores[f"{PEERS[order]}_perplexity"] = WittenBellModel(train, order, len(corpus.vocab)).perplexity(
+            target, max_tokens
+        )
     return scores
