@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from irlm_env.errors import IrlmError
-from irlm_agents.lm.ngram import NGramModel, ngram_baselines
+from irlm_agents.lm.ngram import NGramModel, WittenBellModel, ngram_baselines
 
 SEQ = np.array([2, 5, 6, 7, 2, 5, 6, 8, 2, 5, 6, 7, 2], dtype=np.int64)
 
@@ -57,10 +57,34 @@ def test_baselines_on_a_corpus_split() -> None:
 
     corpus = load_corpus("grammar", n_sentences=2000)
     scores = ngram_baselines(corpus, "validation", orders=(1, 2))
-    assert set(scores) == {"majority_top1", "majority_top5", "bigram_top1", "bigram_top5"}
+    assert set(scores) == {f"{peer}_{metric}" for peer in ("majority", "bigram") for metric in ("top1", "top5", "perplexity")}
     assert scores["majority_top1"] < scores["bigram_top1"] <= scores["bigram_top5"]
+    assert 1.0 < scores["bigram_perplexity"] < scores["majority_perplexity"] < len(corpus.vocab)
     # The grammar is a bigram language: counting bigrams nearly reaches the best accuracy.
     assert corpus.best_accuracy is not None
     assert scores["bigram_top1"] > 0.9 * corpus.best_accuracy
     with pytest.raises(IrlmError, match="order must be one of"):
         ngram_baselines(corpus, orders=(7,))
+
+
+def test_witten_bell_matches_the_formula_and_is_a_distribution() -> None:
+    model = WittenBellModel(SEQ, 2, 10)
+    # Unigram base: next-token counts of SEQ (2, 5, 6 three times; 7 twice; 8 once), add-one over 10.
+    unigram = (np.bincount(SEQ[1:], minlength=10) + 1.0) / (12 + 10)
+    # After 6: 7 twice and 8 once, so c(h) = 3 and T(h) = 2.
+    expected = (2 + 2 * unigram[7]) / (3 + 2)
+    assert model.probabilities(SEQ, np.array([2]))[0] == pytest.approx(expected)
+    for order in (1, 2, 4):
+        model = WittenBellModel(SEQ, order, 10)
+        totals = []
+        for token in range(10):
+            probe = SEQ.copy()
+            probe[3] = token
+            totals.append(model.probabilities(probe, np.array([2]))[0])
+        assert sum(totals) == pytest.approx(1.0)
+
+
+def test_witten_bell_perplexity_is_finite_on_unseen_tokens() -> None:
+    model = WittenBellModel(SEQ, 4, 10)
+    unseen = np.array([9, 9, 3, 9], dtype=np.int64)  # tokens and contexts never counted
+    assert 1.0 < model.perplexity(unseen) < float("inf")
