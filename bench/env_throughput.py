@@ -55,10 +55,14 @@ def bare_loop(
     index = np.empty((num_envs, context), np.int64)
     windows = np.empty((num_envs, context), np.int64)
     previous = np.zeros((num_envs, context), np.int64)
+    # np.take cannot cast into int64 from the corpus's smallest id type: gather, then copy.
+    gathered = np.empty(num_envs, tokens.dtype)
+    gathered_windows = np.empty((num_envs, context), tokens.dtype)
 
     def slide_step() -> None:
         nonlocal windows, previous
-        np.take(tokens, position, out=targets, mode="clip")
+        np.take(tokens, position, out=gathered, mode="clip")
+        np.copyto(targets, gathered)
         np.equal(actions, targets, out=correct)
         np.add(position, 1, out=position)
         windows.reshape(-1)[:-1] = previous.reshape(-1)[1:]  # all rows left by one
@@ -66,11 +70,13 @@ def bare_loop(
         windows, previous = previous, windows
 
     def step() -> None:
-        np.take(tokens, position, out=targets, mode="clip")
+        np.take(tokens, position, out=gathered, mode="clip")
+        np.copyto(targets, gathered)
         np.equal(actions, targets, out=correct)
         np.add(position, 1, out=position)
         np.add(position[:, None], offsets, out=index)
-        np.take(tokens, index, out=windows, mode="clip")
+        np.take(tokens, index, out=gathered_windows, mode="clip")
+        np.copyto(windows, gathered_windows)
 
     return rate(slide_step if slide else step, num_envs, seconds)
 

@@ -5,42 +5,36 @@ returns a :class:`CorpusSource` (text units: lines or sentences), the tokenizer 
 the units are divided into contiguous train/validation/test blocks, the vocabulary is counted
 on the train block only (so evaluation never leaks into it), and each split is encoded as
 ``[eos, w, w, eos, w, eos, ...]``: every unit is preceded and followed by ``<eos>``, so the
-first token of a unit is predicted from an ``<eos>`` context, as after any other unit.
+first token of a unit is predicted from an ``<eos>`` context, as after any other unit. The
+ids are stored in the smallest unsigned integer type that holds the vocabulary (uint16 for up
+to 65,536 tokens); ``irlm_env.corpus_encoding`` does all this streaming, in bounded memory.
 
-Tokenizing a few MB of text takes seconds, so the encoded arrays are cached in
-``$IRLM_CACHE_DIR`` (default ``~/.cache/irlm_env``), keyed by the content hash of the units
-plus the tokenizer and vocabulary settings; a changed file therefore never hits a stale entry.
-Within a process, ``load_corpus`` memoizes on the :class:`~irlm_env.corpus_spec.CorpusSpec`
-so that many environments share one read-only ``Corpus``.
+Tokenizing takes seconds to minutes, so the encoded arrays are cached in ``$IRLM_CACHE_DIR``
+(default ``~/.cache/irlm_env``; see ``irlm_env.corpus_cache``), keyed by the content hash of
+the units plus the tokenizer and vocabulary settings; a changed file therefore never hits a
+stale entry. Within a process, ``load_corpus`` memoizes on the
+:class:`~irlm_env.corpus_spec.CorpusSpec` so that many environments share one read-only
+``Corpus``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from irlm_env.cache import cache_dir, write_cache_file
 from irlm_env.corpora.registry import corpus_registry, make_corpus_source
 from irlm_env.corpora.source import CorpusSource
+from irlm_env.corpus_cache import cache_key, read_cached, write_cached
+from irlm_env.corpus_encoding import SPLITS, encode_units, source_hash
 from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError, suggest
 from irlm_env.tokenizers import Tokenizer, make_tokenizer
-from irlm_env.vocabulary import EOS, SPECIALS, Vocabulary
+from irlm_env.vocabulary import SPECIALS, Vocabulary
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-# Cumulative token-count fractions at which validation and test begin (90/5/5).
-_SPLIT_FRACTIONS = (0.90, 0.95)
-# Bumped whenever the cached layout or the encoding rules change, so old entries are ignored.
-_CACHE_FORMAT = 1
 #: Share of ``<unk>`` among the train split's tokens above which loading warns.
 UNKNOWN_RATE_WARNING = 0.10
 
@@ -69,7 +63,9 @@ class Corpus:
         return self.spec.name
 
     def split(self, name: str) -> np.ndarray:
-        """The int64 token ids of split ``name`` ("train", "validation" or "test")."""
+        """The token ids of split ``name`` ("train", "validation" or "test"), read-only, in
+        ``vocab.id_dtype`` (the smallest unsigned type that holds the vocabulary); convert with
+        ``.astype(np.int64)`` where a consumer needs int64 (torch embeddings, say)."""
         try:
             return self.splits[name]
         except KeyError:
@@ -161,39 +157,19 @@ def _check_units(name: str, units: Sequence[str]) -> None:
         )
 
 
-def source_hash(units: Sequence[str]) -> str:
-    """Content hash of the units; JSON keeps unit boundaries unambiguous."""
-    return hashlib.sha256(json.dumps(list(units), ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-def split_boundaries(unit_lengths: np.ndarray) -> tuple[int, int]:
-    """Unit indices where validation and test begin: 90/5/5 by token count, each non-empty."""
-    n = len(unit_lengths)
-    cum = np.cumsum(unit_lengths)
-    total = cum[-1]
-    b1 = int(np.searchsorted(cum, _SPLIT_FRACTIONS[0] * total, side="left")) + 1
-    b1 = min(max(b1, 1), n - 2)
-    b2 = int(np.searchsorted(cum, _SPLIT_FRACTIONS[1] * total, side="left")) + 1
-    b2 = min(max(b2, b1 + 1), n - 1)
-    return b1, b2
-
-
 def _build(spec: CorpusSpec, source: CorpusSource) -> Corpus:
     tok = make_tokenizer(spec.tokenizer, lowercase=spec.lowercase)
-    max_vocab, min_freq = spec.max_vocab, spec.min_freq
     units = source.units
     _check_units(spec.name, units)
     digest = source_hash(units)
-    settings = {"format": _CACHE_FORMAT, "source": digest, "tokenizer": tok.config(),
-                "max_vocab": max_vocab, "min_freq": min_freq}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
-    cached = _read_cache(cache_dir() / "corpora", key, digest)
-    if cached is None:
-        cached = _encode(units, tok, max_vocab, min_freq)
-        _write_cache(key, digest, *cached)
-    vocab, ids, lengths = cached
+    key = cache_key(digest, tok, spec.max_vocab, spec.min_freq)
+    encoded = read_cached(key, digest, tok)
+    if encoded is None:
+        encoded = encode_units(f"corpus {spec.name!r}", units, tok, spec.max_vocab, spec.min_freq)
+        write_cached(key, digest, encoded)
+    vocab, ids, tok = encoded.vocab, encoded.ids, encoded.tokenizer
     ids.flags.writeable = False
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    bounds = np.concatenate([[0], np.cumsum(encoded.lengths)])
     splits = {s: ids[bounds[i]:bounds[i + 1]] for i, s in enumerate(SPLITS)}
     _warn_if_mostly_unknown(spec, vocab, splits["train"])
     best = source.best_accuracy
@@ -228,65 +204,3 @@ def _warn_if_mostly_unknown(spec: CorpusSpec, vocab: Vocabulary, train: np.ndarr
         CorpusWarning,
         stacklevel=4,
     )
-
-
-def _encode(units: Sequence[str], tok: Tokenizer, max_vocab: int | None,
-            min_freq: int) -> tuple[Vocabulary, np.ndarray, list[int]]:
-    cut = [tok.split(unit) for unit in units]
-    b1, b2 = split_boundaries(np.fromiter((len(t) + 1 for t in cut), dtype=np.int64, count=len(cut)))
-    vocab = Vocabulary.build(chain.from_iterable(cut[:b1]), max_vocab=max_vocab, min_freq=min_freq)
-    flat: list[str] = []
-    lengths = []
-    for lo, hi in ((0, b1), (b1, b2), (b2, len(cut))):
-        start = len(flat)
-        flat.append(EOS)
-        for tokens in cut[lo:hi]:
-            flat.extend(tokens)
-            flat.append(EOS)
-        lengths.append(len(flat) - start)
-    return vocab, vocab.encode(flat), lengths
-
-
-def _array_digest(ids: np.ndarray) -> str:
-    return hashlib.sha256(memoryview(np.ascontiguousarray(ids))).hexdigest()
-
-
-def _write_cache(key: str, digest: str, vocab: Vocabulary, ids: np.ndarray, lengths: list[int]) -> None:
-    """Write the ids, then the JSON that vouches for them (the JSON is the commit marker).
-
-    An unwritable cache only warns (see ``irlm_env.cache``): the corpus is in memory already.
-    """
-    buffer = io.BytesIO()
-    np.save(buffer, ids, allow_pickle=False)
-    if write_cache_file(Path("corpora", f"{key}.npy"), buffer.getvalue()):
-        meta = {"format": _CACHE_FORMAT, "source": digest, "vocab": vocab.to_dict(),
-                "lengths": lengths, "ids_sha256": _array_digest(ids)}
-        write_cache_file(Path("corpora", f"{key}.json"), json.dumps(meta, ensure_ascii=False).encode("utf-8"))
-
-
-def _read_cache(folder: Path, key: str, digest: str) -> tuple[Vocabulary, np.ndarray, list[int]] | None:
-    """Return a verified cache entry, or None when it is missing or cannot be trusted.
-
-    A cache entry is only derived data: the source can always be tokenized again, while a
-    damaged entry (a disk error, a partial copy, a hand edit) would silently feed wrong token
-    ids to training. So every entry is checked against the hashes stored with it, and any
-    mismatch means rebuild, with a warning saying why.
-    """
-    meta_path, ids_path = folder / f"{key}.json", folder / f"{key}.npy"
-    try:
-        if not meta_path.is_file():
-            return None
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != _CACHE_FORMAT or meta.get("source") != digest:
-            raise ValueError("it was written for other settings")
-        vocab = Vocabulary.from_dict(meta["vocab"], where=f"cache file {str(meta_path)!r}")
-        ids = np.load(ids_path, allow_pickle=False)
-        lengths = [int(n) for n in meta["lengths"]]
-        if ids.dtype != np.int64 or ids.ndim != 1 or len(ids) != sum(lengths) or len(lengths) != len(SPLITS):
-            raise ValueError("the token array has the wrong shape or type")
-        if _array_digest(ids) != meta["ids_sha256"]:
-            raise ValueError("the token array does not match its hash")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        warnings.warn(f"rebuilding the corpus cache entry {str(meta_path)!r}: {exc}", RuntimeWarning, stacklevel=4)
-        return None
-    return vocab, ids, lengths

@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 from irlm_env.errors import IrlmError, suggest
 
@@ -28,6 +28,8 @@ class Tokenizer(ABC):
     """Splits text into tokens and joins tokens back into readable text."""
 
     name: str
+    #: Whether ``load_corpus`` must train the tokenizer on the train split before cutting text.
+    learns_from_text: ClassVar[bool] = False
 
     def __init__(self, lowercase: bool = True) -> None:
         if not isinstance(lowercase, bool):
@@ -39,6 +41,20 @@ class Tokenizer(ABC):
 
     @abstractmethod
     def join(self, tokens: Sequence[str]) -> str: ...
+
+    def split_many(self, texts: Sequence[str]) -> list[list[str]]:
+        """``[split(text) for text in texts]``, which a tokenizer may do faster in one call."""
+        return [self.split(text) for text in texts]
+
+    @classmethod
+    def check_vocab_size(cls, max_vocab: int | None) -> int | None:
+        """``max_vocab``, unless this tokenizer cannot work with it (checked before any text is read)."""
+        return max_vocab
+
+    def train(self, batches: Iterable[list[str]], *, vocab_size: int | None, min_freq: int,
+              show_progress: bool) -> Tokenizer:
+        """This tokenizer trained on ``batches`` of text units (only if ``learns_from_text``)."""
+        raise TypeError(f"the {self.name!r} tokenizer does not learn from text")
 
     def config(self) -> dict[str, object]:
         """JSON-able settings; ``make_tokenizer(**tokenizer.config())`` rebuilds this tokenizer."""

@@ -69,14 +69,18 @@ class Vocabulary:
 
     @classmethod
     def build(cls, tokens: Iterable[str], max_vocab: int | None = None, min_freq: int = 1) -> Vocabulary:
-        """Count ``tokens`` and keep the most frequent, ties broken by the token string.
+        """Count ``tokens`` and keep the most frequent (see :meth:`from_counts`)."""
+        return cls.from_counts(Counter(tokens), max_vocab=max_vocab, min_freq=min_freq)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], max_vocab: int | None = None, min_freq: int = 1) -> Vocabulary:
+        """Keep the most frequent of the counted tokens, ties broken by the token string.
 
         ``max_vocab`` counts the special tokens; tokens seen fewer than ``min_freq`` times are
         left out (they become ``<unk>``).
         """
         check_vocab_options(max_vocab, min_freq)
-        counts = Counter(tokens)
-        specials = [s for s in SPECIALS if s in counts]
+        specials = [s for s in SPECIALS if counts.get(s, 0) > 0]
         if specials:
             raise IrlmError(
                 f"the text produced the reserved token(s) {specials}; a tokenizer must never "
@@ -89,6 +93,12 @@ class Vocabulary:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @property
+    def id_dtype(self) -> np.dtype:
+        """The smallest unsigned integer type that holds every id: what a corpus stores its
+        token arrays in (uint8 up to 256 tokens, uint16 up to 65,536, else uint32)."""
+        return np.dtype(np.min_scalar_type(len(self.tokens) - 1))
 
     def __repr__(self) -> str:
         return f"Vocabulary(size={len(self)}, hash={self.content_hash[:12]})"

@@ -305,3 +305,28 @@ def test_text_file_that_cannot_be_read_is_one_line(tmp_path: Path, monkeypatch: 
 def test_text_file_whose_read_fails_names_it() -> None:
     with pytest.raises(IrlmError, match=r"cannot read text corpus file '/proc/self/mem' \(Input/output error\)"):
         text_corpus("/proc/self/mem")
+
+
+@pytest.mark.parametrize("block", [1, 5, 64, 1 << 20])
+def test_text_lines_read_in_blocks_are_the_lines_of_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   block: int) -> None:
+    monkeypatch.setattr("irlm_env.corpora.text._BLOCK_BYTES", block)
+    monkeypatch.setattr("irlm_env.corpora.text._DECODE_LINES", 2)
+    text = "\ufeffCafé  \r\nnaïve 😀\n\n \t\nend\u2028of\x85line\rnext\x0cform\r\n\r\nlast  "
+    path = tmp_path / "tricky.txt"
+    path.write_bytes(text.encode("utf-8"))
+    expected = [line.rstrip() for line in text.removeprefix("\ufeff").splitlines() if line.strip()]
+    lines = text_corpus(str(path)).units
+    assert list(lines) == expected and len(lines) == len(expected) == 8
+    assert [lines[i] for i in range(-len(expected), len(expected))] == expected * 2
+    assert lines[1:6] == expected[1:6] and lines[::3] == expected[::3] and lines[5:2] == []
+    with pytest.raises(IndexError):
+        lines[8]
+
+
+def test_text_not_utf8_in_a_later_block_names_the_file_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("irlm_env.corpora.text._BLOCK_BYTES", 4)
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\u00e9 ok\n".encode("utf-8") + "na\u00efve\n".encode("latin-1"))
+    with pytest.raises(IrlmError, match=r"latin1\.txt' is not valid UTF-8 \(byte offset 11: "):
+        text_corpus(str(path))

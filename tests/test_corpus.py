@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import tracemalloc
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irlm_env.corpus import (SPLITS, Corpus, CorpusWarning, _check_units, clear_memo, load_corpus,
-                             split_boundaries)
+from irlm_env.corpus import Corpus, CorpusWarning, _check_units, clear_memo, load_corpus
+from irlm_env.corpus_encoding import SPLITS, split_boundaries
 from irlm_env.cache import CacheWarning
 from irlm_env.errors import IrlmError
+from irlm_env.tokenizers import make_tokenizer
+from irlm_env.vocabulary import EOS, Vocabulary
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +49,7 @@ def test_splits_frame_every_unit_with_eos(text_file: Path) -> None:
     total_units = 0
     for name in SPLITS:
         ids = corpus.split(name)
-        assert ids.dtype == np.int64 and ids.ndim == 1 and ids.flags.c_contiguous
+        assert ids.dtype == corpus.vocab.id_dtype and ids.ndim == 1 and ids.flags.c_contiguous
         assert ids[0] == eos and ids[-1] == eos
         assert not ids.flags.writeable  # shared by many envs: nobody may change it
         total_units += int(np.count_nonzero(ids == eos)) - 1
@@ -261,3 +265,83 @@ def test_repr_is_short(text_file: Path) -> None:
     text = repr(load_corpus("text", path=str(text_file)))
     assert text.startswith("Corpus(name='text'") and len(text) < 200
     assert isinstance(load_corpus("text", path=str(text_file)), Corpus)
+
+
+# --- streaming encoding -----------------------------------------------------------------------
+
+
+def _reference_encoding(units: list[str], tokenizer: str, max_vocab: int | None,
+                        min_freq: int) -> tuple[Vocabulary, list[list[str]]]:
+    """What load_corpus computed before it streamed: every token string at once."""
+    tok = make_tokenizer(tokenizer)
+    cut = [tok.split(unit) for unit in units]
+    b1, b2 = split_boundaries(np.array([len(t) + 1 for t in cut]))
+    vocab = Vocabulary.build([t for tokens in cut[:b1] for t in tokens], max_vocab=max_vocab, min_freq=min_freq)
+    splits = []
+    for lo, hi in ((0, b1), (b1, b2), (b2, len(cut))):
+        splits.append([EOS] + [t for tokens in cut[lo:hi] for t in [*tokens, EOS]])
+    return vocab, splits
+
+
+@pytest.mark.parametrize(("tokenizer", "max_vocab", "min_freq"), [("word", None, 1), ("word", 40, 2), ("char", 12, 1)])
+def test_streaming_in_small_chunks_gives_the_same_ids_as_encoding_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tokenizer: str, max_vocab: int | None, min_freq: int
+) -> None:
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(300)] + ["Café", "naïve", "😀", "don't"]
+    lines = [" ".join(rng.choice(words[: rng.choice([5, 300, 304])], size=rng.integers(1, 12))) for _ in range(400)]
+    monkeypatch.setattr("irlm_env.corpus_encoding.CHUNK_UNITS", 7)  # many chunks, boundaries inside them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorpusWarning)
+        corpus = load_corpus("text", path=str(write_lines(tmp_path / "t.txt", lines)), tokenizer=tokenizer,
+                             max_vocab=max_vocab, min_freq=min_freq)
+    vocab, splits = _reference_encoding(lines, tokenizer, max_vocab, min_freq)
+    assert corpus.vocab == vocab
+    for name, tokens in zip(SPLITS, splits):
+        ids = corpus.split(name)
+        assert ids.dtype == vocab.id_dtype
+        np.testing.assert_array_equal(ids, vocab.encode(tokens))
+
+
+def test_token_ids_use_the_smallest_unsigned_type(tmp_path: Path) -> None:
+    lines = [" ".join(f"w{i * 7 + j}" for j in range(7)) for i in range(60)]
+    path = write_lines(tmp_path / "t.txt", lines)
+    assert load_corpus("text", path=str(path), max_vocab=None).split("train").dtype == np.uint16  # 423 tokens
+    assert load_corpus("text", path=str(path), tokenizer="char").split("train").dtype == np.uint8
+
+
+def test_tokenizing_holds_no_token_strings_for_the_whole_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks and chunks as small next to this text as the real ones are next to a large one.
+    monkeypatch.setattr("irlm_env.corpora.text._BLOCK_BYTES", 1 << 14)
+    monkeypatch.setattr("irlm_env.corpora.text._DECODE_LINES", 128)
+    monkeypatch.setattr("irlm_env.corpus_encoding.CHUNK_UNITS", 128)
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(2000)])
+    lines = [" ".join(words[rng.zipf(1.3, size=12) % 2000]) + "." for _ in range(25000)]
+    path = write_lines(tmp_path / "big.txt", lines)
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        corpus = load_corpus("text", path=str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    final = sum(corpus.split(name).nbytes for name in SPLITS)
+    # bench/corpus_memory.py holds a 200 MB text to 3x + the final array; the vocabulary and a
+    # chunk weigh more next to 1 MB. Holding every token string at once took 15x here.
+    assert peak < 4 * size + final, f"peak {peak / size:.1f}x the text"
+
+
+def test_a_long_build_shows_a_progress_bar_on_a_terminal(text_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    load_corpus("text", path=str(text_file))
+    assert terminal.getvalue() == ""  # a short build: nothing
+    clear_memo()
+    monkeypatch.setattr("irlm_env.corpus_encoding.PROGRESS_DELAY", 0.0)
+    load_corpus("text", path=str(text_file), tokenizer="char")
+    assert "tokenizing corpus 'text'" in terminal.getvalue()

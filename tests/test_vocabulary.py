@@ -114,3 +114,16 @@ def test_independent_of_pythonhashseed() -> None:
         result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         outputs.add(result.stdout)
     assert len(outputs) == 1
+
+
+def test_from_counts_is_build_without_the_counting() -> None:
+    counts = {token: TOKENS.count(token) for token in set(TOKENS)}
+    assert Vocabulary.from_counts(counts, max_vocab=6, min_freq=2) == Vocabulary.build(TOKENS, max_vocab=6, min_freq=2)
+    assert Vocabulary.from_counts({"a": 2, EOS: 0}).tokens == (PAD, UNK, EOS, "a")  # unseen: not produced
+
+
+@pytest.mark.parametrize(("size", "dtype"), [(3, np.uint8), (256, np.uint8), (257, np.uint16), (65536, np.uint16),
+                                             (65537, np.uint32)])
+def test_id_dtype_is_the_smallest_unsigned_type_that_holds_every_id(size: int, dtype: type) -> None:
+    vocab = Vocabulary([PAD, UNK, EOS, *(f"t{i}" for i in range(size - 3))])
+    assert vocab.id_dtype == dtype

@@ -147,6 +147,9 @@ class NextWordVectorEnv(VectorEnv):
         self._obs_next = np.zeros((n, context), np.int64)
         self._target = np.zeros(n, np.int64)
         self._target_next = np.zeros(n, np.int64)
+        # np.take cannot cast into int64 (the corpus stores the smallest unsigned id type), so
+        # it gathers into a buffer of the corpus's type, copied into the target with a cast.
+        self._gathered = np.zeros(n, self._tokens.dtype)
         # Rewards get read-only views of these buffers, made once and swapped with them: a
         # reward that writes into its contexts or targets raises instead of corrupting streams.
         self._obs_view, self._obs_next_view = read_only(self._obs), read_only(self._obs_next)
@@ -243,7 +246,8 @@ class NextWordVectorEnv(VectorEnv):
         self._obs_view, self._obs_next_view = self._obs_next_view, self._obs_view
         np.add(self._target_pos, 1, out=self._target_pos)
         # Streams past their end read a clipped position; they are reset before it counts.
-        np.take(self._tokens, self._target_pos, out=self._target_next, mode="clip")
+        np.take(self._tokens, self._target_pos, out=self._gathered, mode="clip")
+        np.copyto(self._target_next, self._gathered)
         self._target, self._target_next = self._target_next, target
         self._target_view, self._target_next_view = self._target_next_view, self._target_view
         if self._line_mode:
