@@ -1,33 +1,30 @@
-"""Learning benchmark: every agent against supervised training, same model, data and token budget.
+"""Learning benchmark: agents against supervised training, same model, data and token budget.
 
-    python bench/learning.py                                   # everything, 2M tokens (long on CPU)
-    python bench/learning.py --total-tokens 300000 --agents supervised,reinforce-critic,group-logexp-k64
-    python bench/learning.py --list                            # the agent configurations
-    python bench/learning.py --table bench/learning-out/results-STAMP.json   # print a saved table again
+    python bench/learning.py --total-tokens 1000000 --seeds 0,1 --jobs 2 \
+        --agents supervised,likelihood-k1,likelihood-k2,likelihood-k8          # Tiny Shakespeare
+    python bench/learning.py --corpus pydocs --total-tokens 1000000 --seeds 0,1 --jobs 2 --agents ...
+    python bench/learning.py --list                      # the agent configurations
+    python bench/learning.py --table OUT/results-STAMP.json   # print a saved table again
 
-Setup (the issue's): the ``text`` corpus of ``--corpus-path`` (default Tiny Shakespeare), word
-tokens, ``max_vocab=10000``, GRU with embedding 128 and hidden 256, Adam at 3e-3, 32 streams x 35
-steps per update, the same token budget for every agent. Each agent runs in a fresh process (so
-its peak memory is its own), then is scored on the test split.
+Setup: the corpus (``--corpus``: Tiny Shakespeare from ``../shared/corpora``, the built-in
+``pydocs``, or any text file), word tokens, ``max_vocab=10000``, GRU with embedding 128 and
+hidden 256, Adam at 3e-3, 32 streams x 35 steps per update, the same token budget for every
+agent. Each (agent, seed) runs in a fresh process (so its peak memory is its own); ``--jobs 2``
+runs two side by side, one per core. Every run is scored on the test split twice: at the end of
+the budget and at its best-validation checkpoint (``best.irlm``, chosen by validation top-1:
+the same early-stopping rule for every agent).
 
-Columns of the table:
+Every ratio is against supervised training with the same seed in the same benchmark run, then
+averaged over seeds. Columns: test top-1 and perplexity (end and best checkpoint), each with its
+ratio to supervised; training tokens/s and its ratio (evaluation excluded for native agents;
+with ``--jobs 2`` both cores are busy, so all runs share the same load); reward queries per
+training token (K for group agents, fewer with stop-at-hit; V for a reward table; 0 for
+supervised). The n-gram rows (majority token, bigram, 4-gram; top-1 by backoff, perplexity by
+Witten-Bell interpolation; fit on train) are the floor every recommended agent must clear.
 
-- ``feedback``: ``bandit`` (only rewards of tokens the agent proposed), ``full`` (the true target
-  or the reward table: supervised, ``expected``), or ``mixed`` (MIXER's cross-entropy phase).
-- ``test top1`` and ``x sup``: test accuracy at the end of the budget, and its ratio to
-  supervised's: the issue's measure.
-- ``best ckpt`` and ``x sup``: test accuracy of the run's ``best.irlm`` (the checkpoint with the
-  best validation top-1, i.e. early stopping), and its ratio. With a small corpus a long budget
-  is many epochs and supervised training overfits; this column shows whether an agent's lead at
-  the end comes from overfitting less or from learning more.
-- ``tok/s`` and ``x sup``: training tokens per second (evaluation excluded for native agents)
-  and the ratio to supervised's, measured in the same benchmark run.
-- ``peak MB``: the process's peak resident memory.
-- ``queries/tok``: reward evaluations per training token (K for group agents, fewer with
-  stop-at-hit; V for the reward table; 0 for supervised).
-
-The n-gram rows (majority token, bigram, 4-gram with backoff, fit on train) give the floor every
-recommended agent must clear. Learning curves (validation top-1 against tokens) go to a PNG.
+Outputs under ``--out``: ``results-STAMP.json``, learning curves (``curves-STAMP.png``) and the
+figure ``queries-STAMP.png``: test top-1 and perplexity of every agent against its reward
+queries per token (log scale), with supervised and the n-gram peers as lines.
 """
 
 from __future__ import annotations
@@ -35,15 +32,20 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import math
 import multiprocessing
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+TINY_SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+PEERS = ("majority", "bigram", "4gram")
+
+_LIKELIHOOD = {"estimator": "logexp", "stop_at_hit": True, "miss_weight": 1.0, "unigram_init": True}
 
 #: name -> (agent module, its options, feedback kind)
 AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -96,6 +98,13 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
         {"estimator": "logexp", "k": 16, "stop_at_hit": True, "miss_weight": 1.0, "temperature": 0.0},
         "bandit",
     ),
+    # The feedback's own likelihood: candidates drawn from the policy are queried in order until
+    # the first hit; a hit gives log π(y), a miss log(1 - π(S)). The output bias starts at the
+    # log unigram frequencies of the text the agent reads (its observations; no reward is used).
+    "likelihood-k1": ("group", {**_LIKELIHOOD, "k": 1}, "bandit"),
+    "likelihood-k2": ("group", {**_LIKELIHOOD, "k": 2}, "bandit"),
+    "likelihood-k8": ("group", {**_LIKELIHOOD, "k": 8}, "bandit"),
+    "likelihood-k8-flat": ("group", {**_LIKELIHOOD, "k": 8, "unigram_init": False}, "bandit"),
     "expected-er": ("expected", {"objective": "er"}, "full"),
     "expected-log_er": ("expected", {"objective": "log_er"}, "full"),
     "mixer": ("mixer", {}, "mixed"),
@@ -104,8 +113,18 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
-def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) -> dict[str, Any]:
-    """Train one configuration in this (fresh) process and score it on the test split."""
+def corpus_settings(corpus: str) -> dict[str, Any]:
+    """``TrainArgs`` corpus fields for ``--corpus``: a built-in corpus name or a text file."""
+    base = {"tokenizer": "word", "max_vocab": 10000}
+    if corpus == "tinyshakespeare":
+        return {**base, "corpus": "text", "corpus_options": {"path": str(TINY_SHAKESPEARE)}}
+    if Path(corpus).is_file():
+        return {**base, "corpus": "text", "corpus_options": {"path": str(Path(corpus).resolve())}}
+    return {**base, "corpus": corpus, "corpus_options": {}}
+
+
+def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threads: int) -> dict[str, Any]:
+    """Train one configuration with one seed in this (fresh) process; score it on the test split."""
     import torch
 
     from irlm_agents.lm.evaluation import evaluate
@@ -115,102 +134,193 @@ def run_agent(name: str, common: dict[str, Any], run_root: str, threads: int) ->
     module = __import__(f"irlm_agents.{module_name}", fromlist=["Args", "train"])
     fields = set(module.Args.__dataclass_fields__)
     settings = {key: value for key, value in common.items() if key in fields}
-    settings.update(options, run_dir=str(Path(run_root) / name))
+    settings.update(options, seed=seed, run_dir=str(Path(run_root) / f"{name}-seed{seed}"))
     args = module.Args(**settings)
     start = time.perf_counter()
     result = module.train(args)
     wall = time.perf_counter() - start
     config = json.loads((Path(args.run_dir) / "config.json").read_text())
     test = evaluate(result.model, result.corpus, "test", context_length=config.get("eval_context_length"))
-    metrics = dict(result.metrics)
+    best = best_checkpoint_scores(args.run_dir)
     return {
         "name": name,
+        "seed": seed,
         "feedback": feedback,
         "test_top1": float(test["top1"]),
-        "test_top5": float(test["top5"]),
-        "best_checkpoint_top1": best_checkpoint_top1(args.run_dir),
-        "tokens_per_second": float(metrics.get("tokens_per_second", args.total_tokens / wall)),
-        "queries_per_token": float(metrics.get("queries_per_token", 1.0)),
+        "test_perplexity": float(test["perplexity"]),
+        "best_top1": best["top1"],
+        "best_perplexity": best["perplexity"],
+        "tokens_per_second": float(result.metrics.get("tokens_per_second", args.total_tokens / wall)),
+        "queries_per_token": float(result.metrics.get("queries_per_token", 1.0)),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "run_dir": args.run_dir,
         "wall_seconds": wall,
     }
 
 
-def best_checkpoint_top1(run_dir: str | Path) -> float:
-    """Test top-1 of the run's checkpoint with the best validation top-1 (NaN when it has none)."""
+def best_checkpoint_scores(run_dir: str | Path) -> dict[str, float]:
+    """Test top-1 and perplexity of the run's best-validation checkpoint (NaN when it has none)."""
     from irlm_agents.lm.checkpoints import load_model
     from irlm_agents.lm.evaluation import evaluate
     from irlm_agents.runs.run_dir import BEST_CHECKPOINT
 
     path = Path(run_dir) / BEST_CHECKPOINT
     if not path.exists():
-        return float("nan")
+        return {"top1": math.nan, "perplexity": math.nan}
     checkpoint = load_model(path)
     corpus = checkpoint.load_corpus()
     scores = evaluate(checkpoint.model, corpus, "test", reward=checkpoint.make_reward(corpus),
                       context_length=checkpoint.eval_context_length)
-    return float(scores["top1"])
+    return {"top1": float(scores["top1"]), "perplexity": float(scores["perplexity"])}
 
 
-def ngram_rows(corpus_path: str) -> dict[str, float]:
+def ngram_rows(settings: dict[str, Any]) -> dict[str, float]:
     from irlm_env.corpus import load_corpus
     from irlm_agents.lm.ngram import ngram_baselines
 
-    corpus = load_corpus("text", tokenizer="word", max_vocab=10000, path=corpus_path)
+    corpus = load_corpus(settings["corpus"], tokenizer=settings["tokenizer"], max_vocab=settings["max_vocab"],
+                         **settings["corpus_options"])
     return ngram_baselines(corpus, "test", orders=(1, 2, 4))
 
 
-def reprint_table(path: Path) -> None:
-    """Print a saved results file's table again, scoring best checkpoints it lacks (older files)."""
+#: Per-run figures averaged over seeds, each also as a ratio to the same seed's supervised run.
+FIGURES = ("test_top1", "test_perplexity", "best_top1", "best_perplexity", "tokens_per_second")
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration: seed means of the figures and of their per-seed supervised ratios."""
+    reference = {run["seed"]: run for run in runs if run["name"] == "supervised"}
+    rows: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        row = rows.setdefault(run["name"], {"name": run["name"], "feedback": run["feedback"], "runs": []})
+        row["runs"].append(run)
+    for row in rows.values():
+        for key in (*FIGURES, "queries_per_token", "peak_mb"):
+            row[key] = statistics.fmean(run[key] for run in row["runs"])
+        for key in FIGURES:
+            ratios = [run[key] / reference[run["seed"]][key] for run in row["runs"] if run["seed"] in reference]
+            row[f"{key}_ratio"] = statistics.fmean(ratios) if ratios else math.nan
+        row["seeds"] = sorted(run["seed"] for run in row["runs"])
+    return list(rows.values())
+
+
+def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_tokens: int, corpus: str) -> None:
+    rows = summarise(runs)
+    seeds = sorted({run["seed"] for run in runs})
+    print(f"\nlearning benchmark on {corpus}, {total_tokens:,} training tokens per agent, test split, "
+          f"mean of seeds {', '.join(map(str, seeds))} (ratios: x supervised of the same seed)")
+    header = (f"{'agent':30s} {'feedback':8s} {'top1':>7s} {'x sup':>6s} {'ppl':>8s} {'x sup':>6s} "
+              f"{'best top1':>9s} {'x sup':>6s} {'best ppl':>8s} {'x sup':>6s} {'tok/s':>7s} {'x sup':>6s} "
+              f"{'peak MB':>7s} {'queries/tok':>11s}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['name']:30s} {row['feedback']:8s} {row['test_top1']:7.4f} {row['test_top1_ratio']:6.3f} "
+              f"{row['test_perplexity']:8.1f} {row['test_perplexity_ratio']:6.3f} {row['best_top1']:9.4f} "
+              f"{row['best_top1_ratio']:6.3f} {row['best_perplexity']:8.1f} {row['best_perplexity_ratio']:6.3f} "
+              f"{row['tokens_per_second']:7.0f} {row['tokens_per_second_ratio']:6.2f} {row['peak_mb']:7.0f} "
+              f"{row['queries_per_token']:11.2f}")
+    sup = next((row for row in rows if row["name"] == "supervised"), None)
+    for name in PEERS:
+        top1, ppl = peers[f"{name}_top1"], peers[f"{name}_perplexity"]
+        ratio = (top1 / sup["test_top1"], ppl / sup["test_perplexity"]) if sup else (math.nan, math.nan)
+        print(f"{name + ' (n-gram)':30s} {'full':8s} {top1:7.4f} {ratio[0]:6.3f} {ppl:8.1f} {ratio[1]:6.3f}")
+    if len(seeds) > 1:
+        print("\nper seed (end / best checkpoint):")
+        for run in runs:
+            print(f"  {run['name']:30s} seed {run['seed']}: top1 {run['test_top1']:.4f} / {run['best_top1']:.4f}, "
+                  f"ppl {run['test_perplexity']:.1f} / {run['best_perplexity']:.1f}, "
+                  f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok")
+
+
+def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path, title: str) -> Path:
+    """Test top-1 and perplexity (best checkpoint) against reward queries per token."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from irlm_env.fileio import atomic_write_bytes
+
+    rows = summarise(runs)
+    figure = Figure(figsize=(11, 4.5))
+    FigureCanvasAgg(figure)
+    for axis, key, label in zip(figure.subplots(1, 2), ("best_top1", "best_perplexity"),
+                                ("test top-1 accuracy", "test perplexity")):
+        for row in rows:
+            if row["name"] == "supervised":
+                axis.axhline(row[key], color="black", label="supervised (full labels)")
+            elif row["queries_per_token"] > 0:
+                axis.scatter(row["queries_per_token"], row[key], s=30)
+                axis.annotate(row["name"], (row["queries_per_token"], row[key]), fontsize=7,
+                              xytext=(3, 3), textcoords="offset points")
+        for name, style in zip(PEERS, (":", "--", "-.")):
+            peer = peers[f"{name}_top1" if key == "best_top1" else f"{name}_perplexity"]
+            axis.axhline(peer, color="grey", linestyle=style, label=f"{name} (n-gram)")
+        axis.set_xscale("log")
+        axis.set_xlabel("reward queries per training token")
+        axis.set_ylabel(f"{label} (best-validation checkpoint)")
+        if key == "best_perplexity":
+            axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+    figure.axes[0].legend(fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    buffer = __import__("io").BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    atomic_write_bytes(out, buffer.getvalue())
+    return out
+
+
+def reprint(path: Path) -> None:
+    """Print a saved results file's table again."""
     saved = json.loads(path.read_text())
-    for row in saved["runs"]:
-        if "best_checkpoint_top1" not in row:
-            row["best_checkpoint_top1"] = best_checkpoint_top1(row["run_dir"])
-    print_table(saved["runs"], saved["ngram"], saved["total_tokens"])
+    print_table(saved["runs"], saved["ngram"], saved["total_tokens"], saved.get("corpus", "?"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus-path", default=str(DEFAULT_CORPUS), help="text file for the text corpus")
-    parser.add_argument("--total-tokens", type=int, default=2_000_000, help="training tokens per agent")
-    parser.add_argument("--agents", default=",".join(AGENTS), help="comma-separated configurations (see --list)")
+    parser.add_argument("--corpus", default="tinyshakespeare",
+                        help="tinyshakespeare (../shared/corpora), a built-in corpus name (pydocs) or a text file")
+    parser.add_argument("--total-tokens", type=int, default=1_000_000, help="training tokens per run")
+    parser.add_argument("--agents", default="supervised", help="comma-separated configurations (see --list)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; every agent runs with each")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one core each)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
-    parser.add_argument("--eval-tokens", type=int, default=20_000, help="validation tokens per curve point")
+    parser.add_argument("--eval-tokens", type=int, default=10_000, help="validation tokens per curve point")
     parser.add_argument("--curve-points", type=int, default=8, help="validation evaluations per run")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every run")
-    parser.add_argument("--out", default="bench/learning-out", help="folder for runs, results.json and curves.png")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument("--out", default="bench/out/learning", help="folder for runs, results and figures")
     parser.add_argument("--list", action="store_true", help="list the agent configurations and exit")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
     options = parser.parse_args(argv)
     if options.list:
         for name, (module, extra, feedback) in AGENTS.items():
-            print(f"{name:34s} {feedback:7s} irlm_agents.{module} {extra}")
+            print(f"{name:36s} {feedback:7s} irlm_agents.{module} {extra}")
         return 0
     if options.table:
         if not Path(options.table).is_file():
             parser.error(f"results file {options.table} not found; pass a results-*.json written by this script")
-        reprint_table(Path(options.table))
+        reprint(Path(options.table))
         return 0
-    names = [name.strip() for name in options.agents.split(",") if name.strip()]
+    names = ["supervised"] + [n.strip() for n in options.agents.split(",") if n.strip() and n.strip() != "supervised"]
     unknown = [name for name in names if name not in AGENTS]
     if unknown:
         parser.error(f"unknown agent configuration(s) {', '.join(unknown)}; see --list")
-    if not Path(options.corpus_path).exists():
-        parser.error(f"corpus file {options.corpus_path} not found; pass --corpus-path")
-    if "supervised" in names:
-        names.remove("supervised")
-    names.insert(0, "supervised")  # the reference runs first
+    try:
+        seeds = [int(seed) for seed in options.seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, got {options.seeds!r}")
+    if not seeds or options.jobs < 1 or options.total_tokens < 1:
+        parser.error("--seeds needs at least one seed; --jobs and --total-tokens must be positive")
+    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
+        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
+    settings = corpus_settings(options.corpus)
+    corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
 
     out = Path(options.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_root = out / f"runs-{stamp}"
+    run_root = out / f"runs-{corpus_label}-{stamp}"
     common = {
-        "corpus": "text",
-        "corpus_options": {"path": options.corpus_path},
-        "tokenizer": "word",
-        "max_vocab": 10000,
+        **settings,
         "embedding_dim": 128,
         "hidden_size": 256,
         "cell": "gru",
@@ -221,56 +331,41 @@ def main(argv: list[str] | None = None) -> int:
         "eval_every": max(1, options.total_tokens // options.curve_points),
         "eval_tokens": options.eval_tokens,
         "device": options.device,
-        "seed": options.seed,
         "progress": False,
     }
-    results: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     context = multiprocessing.get_context("spawn")
-    for name in names:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    jobs = [(name, seed) for name in names for seed in seeds]  # supervised (the reference) first
+    # One fresh process per run (max_tasks_per_child=1), so each run's peak memory is its own.
+    with concurrent.futures.ProcessPoolExecutor(options.jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(run_agent, name, seed, common, str(run_root), options.threads): (name, seed)
+                   for name, seed in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            name, seed = futures[future]
             try:
-                row = pool.submit(run_agent, name, common, str(run_root), options.threads).result()
-            except Exception as error:  # one failing agent must not lose the others' results
-                print(f"{name}: FAILED: {error!r}", file=sys.stderr, flush=True)
+                run = future.result()
+            except Exception as error:  # one failing run must not lose the others' results
+                print(f"{name} seed {seed}: FAILED: {error!r}", file=sys.stderr, flush=True)
                 continue
-        results.append(row)
-        print(f"{name}: test top1 {row['test_top1']:.4f}, {row['tokens_per_second']:.0f} tok/s", flush=True)
-
-    peers = ngram_rows(options.corpus_path)
-    print_table(results, peers, options.total_tokens)
+            runs.append(run)
+            print(f"{name} seed {seed}: test top1 {run['test_top1']:.4f} (best {run['best_top1']:.4f}), "
+                  f"ppl {run['test_perplexity']:.1f} (best {run['best_perplexity']:.1f}), "
+                  f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok", flush=True)
+    runs.sort(key=lambda run: (names.index(run["name"]), run["seed"]))
+    peers = ngram_rows(settings)
+    print_table(runs, peers, options.total_tokens, corpus_label)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"results-{stamp}.json").write_text(json.dumps({"runs": results, "ngram": peers, "total_tokens": options.total_tokens}, indent=2))
-    if results:
+    saved = {"runs": runs, "ngram": peers, "total_tokens": options.total_tokens, "corpus": corpus_label}
+    (out / f"results-{corpus_label}-{stamp}.json").write_text(json.dumps(saved, indent=2))
+    if runs:
         from irlm_agents.runs.plotting import plot_runs
 
-        png = plot_runs([row["run_dir"] for row in results], out / f"curves-{stamp}.png", labels=[row["name"] for row in results])
-        print(f"learning curves: {png}")
+        curves = plot_runs([run["run_dir"] for run in runs], out / f"curves-{corpus_label}-{stamp}.png",
+                           labels=[f"{run['name']} s{run['seed']}" for run in runs])
+        title = f"{corpus_label}, {options.total_tokens:,} tokens, seeds {options.seeds}"
+        figure = plot_queries(runs, peers, out / f"queries-{corpus_label}-{stamp}.png", title)
+        print(f"learning curves: {curves}\nqueries figure: {figure}")
     return 0
-
-
-def print_table(results: list[dict[str, Any]], peers: dict[str, float], total_tokens: int) -> None:
-    reference = next((row for row in results if row["name"] == "supervised"), None)
-    print(f"\nlearning benchmark, {total_tokens:,} training tokens per agent (test split)")
-    header = (
-        f"{'agent':34s} {'feedback':8s} {'test top1':>9s} {'x sup':>6s} {'best ckpt':>9s} {'x sup':>6s} "
-        f"{'tok/s':>8s} {'x sup':>6s} {'peak MB':>8s} {'queries/tok':>11s}"
-    )
-    print(header)
-    print("-" * len(header))
-
-    def ratio(row: dict[str, Any], key: str) -> float:
-        return row[key] / reference[key] if reference else float("nan")
-
-    for row in results:
-        print(
-            f"{row['name']:34s} {row['feedback']:8s} {row['test_top1']:9.4f} {ratio(row, 'test_top1'):6.3f} "
-            f"{row['best_checkpoint_top1']:9.4f} {ratio(row, 'best_checkpoint_top1'):6.3f} "
-            f"{row['tokens_per_second']:8.0f} {ratio(row, 'tokens_per_second'):6.2f} {row['peak_mb']:8.0f} "
-            f"{row['queries_per_token']:11.2f}"
-        )
-    for name in ("majority", "bigram", "4gram"):
-        top1 = peers[f"{name}_top1"]
-        print(f"{name + ' (n-gram)':34s} {'full':8s} {top1:9.4f} {top1 / reference['test_top1'] if reference else float('nan'):6.3f}")
 
 
 if __name__ == "__main__":
