@@ -233,9 +233,11 @@ def plugins(as_json: bool) -> None:
 @click.argument("corpus")
 @click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
               callback=parse_pairs, help="options passed to the corpus source (repeatable)")
-@click.option("--tokenizer", default="word", show_default=True, help="word or char")
+@click.option("--tokenizer", default="word", show_default=True,
+              help="word, char or bpe (byte-level BPE trained on the train split)")
 @click.option("--lowercase/--no-lowercase", default=True, show_default=True, help="lowercase text")
-@click.option("--max-vocab", type=int, default=10000, show_default=True, help="vocabulary size cap")
+@click.option("--max-vocab", type=int, default=10000, show_default=True,
+              help="vocabulary size cap (for bpe: its vocabulary size, at least 259)")
 @click.option("--min-freq", type=int, default=1, show_default=True, help="minimum train frequency")
 @click.option("--max-k", type=click.IntRange(1, 8), default=4, show_default=True,
               help="largest oracle context length")
@@ -254,6 +256,7 @@ def corpus_stats(corpus: str, corpus_options: dict[str, Any], tokenizer: str, lo
     Examples:
       irlm corpus-stats grammar
       irlm corpus-stats text --corpus-option path=notes.txt --tokenizer char --json
+      irlm corpus-stats pydocs --tokenizer bpe --max-vocab 4000
     """
     from irlm_env.corpus_stats import corpus_statistics
     from irlm_env.corpus import load_corpus

@@ -55,6 +55,7 @@ class CorpusSpec:
         if not isinstance(self.lowercase, bool):
             raise IrlmError(f"lowercase must be True or False, got {self.lowercase!r}")
         max_vocab, min_freq = check_vocab_options(self.max_vocab, self.min_freq)
+        max_vocab = TOKENIZERS[self.tokenizer].check_vocab_size(max_vocab)
         object.__setattr__(self, "max_vocab", max_vocab)
         object.__setattr__(self, "min_freq", min_freq)
         options = {key: _plain(self.name, key, value) for key, value in self.options.items()}

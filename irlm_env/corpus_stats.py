@@ -92,7 +92,7 @@ def corpus_statistics(corpus: Corpus, *, max_k: int = 4) -> dict[str, Any]:
     return {
         "corpus": corpus.name,
         "vocab_size": len(vocab),
-        "tokenizer": corpus.tokenizer.config(),
+        "tokenizer": corpus.tokenizer.summary(),
         "best_accuracy": corpus.best_accuracy,
         "splits": splits,
     }

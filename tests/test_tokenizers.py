@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from irlm_env.errors import IrlmError
@@ -51,3 +53,22 @@ def test_unknown_option_lists_the_accepted_ones() -> None:
         make_tokenizer("word", lower=True)
     with pytest.raises(IrlmError, match="lowercase must be True or False"):
         make_tokenizer("word", lowercase="yes")
+
+
+def test_a_trained_bpe_config_rebuilds_exactly_that_tokenizer() -> None:
+    untrained = make_tokenizer("bpe", lowercase=False)
+    assert untrained.config() == {"name": "bpe", "lowercase": False}
+    trained = untrained.train([["Low lower lowest", "new newer newest"]] * 20, vocab_size=280, min_freq=2,
+                              show_progress=False)
+    config = trained.config()
+    assert set(config) == {"name", "lowercase", "model"} and trained != untrained
+    rebuilt = make_tokenizer(**config)
+    assert rebuilt == trained and rebuilt.split("Lowest newer") == trained.split("Lowest newer") == ["ĠLo", "west", "Ġnewer"]
+    assert pickle.loads(pickle.dumps(trained)) == trained
+    assert trained.summary()["trained_tokens"] <= 277 and "model" not in trained.summary()
+    assert trained.split_many(["a b", "Low"]) == [trained.split("a b"), trained.split("Low")]
+
+
+def test_only_a_tokenizer_that_learns_from_text_trains() -> None:
+    with pytest.raises(TypeError, match="'word' tokenizer does not learn from text"):
+        make_tokenizer("word").train([["a"]], vocab_size=10, min_freq=1, show_progress=False)

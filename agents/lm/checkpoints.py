@@ -36,7 +36,7 @@ from irlm_env.fileio import atomic_write_bytes
 from irlm_env.options import check_int
 from irlm_env.rewards import CheckedReward, make_reward
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel, parameter_shapes
-from irlm_env.tokenizers import make_tokenizer
+from irlm_env.tokenizers import Tokenizer, make_tokenizer
 from irlm_env.vocabulary import Vocabulary
 
 FORMAT = "irlm-checkpoint"
@@ -75,6 +75,18 @@ class Checkpoint:
         model fed another vocabulary's ids runs without error and predicts nonsense.
         """
         check_vocabulary(self.vocab, vocab, self.path)
+
+    def check_tokenizer(self, tokenizer: Tokenizer) -> None:
+        """Refuse text cut by another tokenizer than the model's, even with the same token list
+        (a BPE tokenizer's merges decide which tokens a text becomes)."""
+        saved = make_tokenizer(**self.tokenizer_config)
+        if saved != tokenizer:
+            where = f"checkpoint {str(self.path)!r}" if self.path is not None else "the checkpoint"
+            raise IrlmError(
+                f"{where} was trained with another tokenizer ({saved!r}) than the environment's "
+                f"({tokenizer!r}); use the corpus, tokenizer and max_vocab/min_freq settings the model was "
+                "trained with"
+            )
 
     @property
     def eval_context_length(self) -> int | None:
@@ -118,6 +130,7 @@ class Checkpoint:
                 spec = dataclasses.replace(spec, options={**spec.options, **options})
         corpus = load_corpus(spec)
         self.check_vocabulary(corpus.vocab)
+        self.check_tokenizer(corpus.tokenizer)
         return corpus
 
     def make_reward(self, corpus: Corpus) -> CheckedReward:
@@ -296,9 +309,11 @@ def _check_shapes(path: Path, config: ModelConfig, index: dict[str, Any]) -> Non
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu", vocab: Vocabulary | None = None
+    path: str | Path, device: str | torch.device = "cpu", vocab: Vocabulary | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> Checkpoint:
-    """Load a checkpoint onto ``device``; with ``vocab``, also check it is the same vocabulary.
+    """Load a checkpoint onto ``device``; with ``vocab`` and ``tokenizer``, also check they are
+    the model's.
 
     Checks run cheapest first: the header's fields, then the tensor shapes against the model
     configuration, then the weights' checksum; the model is built only from a file that passed.
@@ -328,4 +343,6 @@ def load_model(
     )
     if vocab is not None:
         checkpoint.check_vocabulary(vocab)
+    if tokenizer is not None:
+        checkpoint.check_tokenizer(tokenizer)
     return checkpoint
