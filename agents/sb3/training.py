@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -23,6 +24,7 @@ from irlm_env.corpus import Corpus
 from irlm_agents.lm.devices import resolve_device
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_env.errors import IrlmError
 from irlm_env.rewards import CheckedReward, make_reward
 
 #: Folder inside the run directory for SB3's own logger (progress.csv and its TensorBoard events),
@@ -56,6 +58,11 @@ def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: SB3Args, **settin
     built here (or loaded with ``init_from``, its vocabulary checked against the corpus) and its
     weights copied into the policy, so SB3 and the native agents start from the same model.
     """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise IrlmError(
+            f"{name} trains with Stable-Baselines3, which runs in one process; start it without torchrun, "
+            "or use RLlib for several env runners (README, Scaling out) or a native agent under torchrun"
+        )
     device = resolve_device(args.device)
     corpus = load_corpus_for(args)
 
