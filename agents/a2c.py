@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from stable_baselines3 import A2C
 
 from irlm_agents.runs.args import TrainResult, default
+from irlm_agents.sb3 import RNNLanguagePolicy
 from irlm_agents.sb3.args import SB3Args
 from irlm_agents.sb3.training import train_sb3
 
@@ -47,7 +48,9 @@ def train(args: Args) -> TrainResult:
     return train_sb3(
         "a2c",
         A2C,
+        RNNLanguagePolicy,
         args,
+        args.context_length,
         n_steps=args.n_steps,
         gamma=args.gamma,
         gae_lambda=args.gae_lambda,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from stable_baselines3 import PPO
 
 from irlm_agents.runs.args import TrainResult, default
+from irlm_agents.sb3 import RNNLanguagePolicy
 from irlm_agents.sb3.args import SB3Args
 from irlm_agents.sb3.training import train_sb3
 
@@ -48,7 +49,9 @@ def train(args: Args) -> TrainResult:
     return train_sb3(
         "ppo",
         PPO,
+        RNNLanguagePolicy,
         args,
+        args.context_length,
         n_steps=args.n_steps,
         batch_size=args.batch_size,
         n_epochs=args.n_epochs,

@@ -22,6 +22,7 @@ import click
 AGENTS: dict[str, str] = {
     "ppo": "irlm_agents.ppo",
     "a2c": "irlm_agents.a2c",
+    "recurrent-ppo": "irlm_agents.recurrent_ppo",
     "reinforce": "irlm_agents.reinforce",
     "group": "irlm_agents.group",
     "expected": "irlm_agents.expected",

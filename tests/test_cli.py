@@ -266,7 +266,7 @@ def test_ctrl_c_and_sigterm_save_and_exit_cleanly(
 @pytest.mark.parametrize("agent", sorted(AGENTS))
 def test_every_agent_module_gives_the_one_line_error(agent: str) -> None:
     """``python -m irlm_agents.<agent>`` goes through the same entry as ``irlm train``."""
-    result = subprocess.run([sys.executable, "-m", f"irlm_agents.{agent}", "--total-tokens", "0"],
+    result = subprocess.run([sys.executable, "-m", AGENTS[agent], "--total-tokens", "0"],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert_one_line_error(result, "total_tokens must be a positive integer")
 

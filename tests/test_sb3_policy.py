@@ -17,7 +17,7 @@ from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
-from irlm_agents.sb3.policy import LogProbEntropy, TokenDistribution, draw_tokens
+from irlm_agents.sb3.distributions import LogProbEntropy, TokenDistribution, draw_tokens
 
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4, "episode_length": 16}
 TINY = {"embedding_dim": 8, "hidden_size": 12}

@@ -23,98 +23,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from irlm_agents.lm.checkpoints import load_model
-from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
-from irlm_agents.lm.sampling import sample_from_cdf
+from irlm_agents.sb3.distributions import LogProbEntropy, TokenDistribution, draw_tokens, token_ids
+from irlm_env.errors import IrlmError
 
 #: Model options accepted through ``policy_kwargs``; ``None`` means "the default, or the
 #: checkpoint's value when warm-starting".
 MODEL_OPTIONS = ("cell", "embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights", "pad_id")
-
-
-class TokenDistribution(CategoricalDistribution):
-    """SB3's categorical distribution over next tokens, computed with fewer passes.
-
-    At a 10,000-token vocabulary the distribution, not the network, was a large share of a
-    rollout step: torch's ``Categorical`` validates its arguments, normalises the logits with
-    ``logsumexp``, computes ``softmax`` again for sampling, and ``torch.multinomial`` is slow on
-    the CPU. Here one ``log_softmax`` serves log-probabilities, entropy and sampling, and
-    sampling is inverse-CDF (:func:`draw_tokens`), which draws exactly from the same
-    distribution. ``log_probs`` holds the (batch, vocabulary) log-probabilities.
-    """
-
-    log_probs: torch.Tensor
-
-    def proba_distribution(self, action_logits: torch.Tensor) -> TokenDistribution:  # type: ignore[override]
-        self.log_probs = torch.log_softmax(action_logits, dim=-1)
-        return self
-
-    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
-        return self.log_probs.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
-
-    def entropy(self) -> torch.Tensor:
-        return -(self.log_probs.exp() * self.log_probs).sum(-1)
-
-    def sample(self) -> torch.Tensor:
-        return draw_tokens(self.log_probs.detach(), deterministic=False)[0]
-
-    def mode(self) -> torch.Tensor:
-        return self.log_probs.argmax(-1)
-
-
-def draw_tokens(logits: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Actions (sampled, or argmax) and their log-probabilities, for the rollout hot path.
-
-    Uses the unnormalised weights ``exp(logits - max)`` for everything: their running sum is
-    the inverse-CDF table for :func:`irlm_agents.lm.sampling.sample_from_cdf` and its last column
-    the normaliser, so no separate softmax or log-softmax pass over the vocabulary is needed.
-    """
-    top = logits.max(dim=-1, keepdim=True).values
-    weights = (logits - top).exp_()
-    if deterministic:
-        actions = logits.argmax(dim=-1)
-        total = weights.sum(dim=-1)
-    else:
-        cdf = weights.cumsum_(dim=-1)
-        total = cdf[:, -1]
-        actions = sample_from_cdf(cdf, 1).squeeze(-1)
-    log_prob = logits.gather(-1, actions[:, None]).squeeze(-1) - top.squeeze(-1) - total.log()
-    return actions, log_prob
-
-
-class LogProbEntropy(torch.autograd.Function):
-    """``log π(a)`` and the entropy of ``softmax(logits)`` with a hand-written backward.
-
-    Autograd's version of ``log_softmax -> gather`` plus ``-(exp(lp) * lp).sum()`` keeps several
-    (batch, vocabulary) intermediates and walks them all in backward; at a 10,000-token
-    vocabulary those memory-bound passes cost more than the output layer's matrix products. The
-    gradient has a closed form, ``-p * (c + g_ent * log p) + g_lp * onehot(a)`` with
-    ``c = g_lp + g_ent * H``, which takes two passes given the saved ``log p`` and ``p``.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_probs = torch.log_softmax(logits, dim=-1)
-        probs = log_probs.exp()
-        entropy = -torch.linalg.vecdot(probs, log_probs)
-        index = actions.long().reshape(-1, 1)
-        ctx.save_for_backward(log_probs, probs, index, entropy)
-        return log_probs.gather(-1, index).squeeze(-1), entropy
-
-    @staticmethod
-    def backward(ctx: Any, grad_log_prob: torch.Tensor, grad_entropy: torch.Tensor) -> tuple[torch.Tensor, None]:
-        log_probs, probs, index, entropy = ctx.saved_tensors
-        shift = (grad_log_prob + grad_entropy * entropy).neg_()[:, None]
-        grad = torch.addcmul(shift, log_probs, grad_entropy.neg()[:, None]).mul_(probs)
-        grad.scatter_add_(-1, index, grad_log_prob[:, None])
-        return grad, None
 
 
 class RNNFeaturesExtractor(BaseFeaturesExtractor):
@@ -125,12 +46,39 @@ class RNNFeaturesExtractor(BaseFeaturesExtractor):
         self.model = model
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        # SB3 stores observations as float in some code paths; the embedding needs integer ids.
-        output, _ = self.model.features(observations.long())
+        output, _ = self.model.features(token_ids(observations, self.model.config.vocab_size))
         return output[:, -1]
 
 
-def _model_config(vocab_size: int, options: dict[str, Any], init_from: str | Path | None) -> tuple[ModelConfig, RNNLanguageModel | None]:
+def check_spaces(policy: str, observation_space: gym.spaces.Space, action_space: gym.spaces.Space) -> None:
+    """Refuse spaces that are not irlm/NextWord-v0's: one action per token, token-id observations."""
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise IrlmError(f"{policy} needs a Discrete action space (one action per token), got {action_space}")
+    if not (
+        isinstance(observation_space, gym.spaces.Box)
+        and len(observation_space.shape) == 1
+        and np.issubdtype(observation_space.dtype, np.integer)
+    ):
+        raise IrlmError(
+            f"{policy} needs a 1-D integer Box observation (the context window of token "
+            f"ids, as irlm/NextWord-v0 gives), got {observation_space}"
+        )
+
+
+def check_layout(policy: str, ortho_init: bool, net_arch: Any, share_features_extractor: bool,
+                 kwargs: dict[str, Any]) -> None:
+    """Refuse SB3 options that would add layers to, or re-initialise, the language model."""
+    if ortho_init:
+        raise IrlmError("ortho_init=True is not supported: it would overwrite the language model's weights")
+    if net_arch:
+        raise IrlmError(f"net_arch={net_arch!r} is not supported: the language model's head is the actor; size it with hidden_size")
+    if not share_features_extractor:
+        raise IrlmError("share_features_extractor=False is not supported: actor and critic share the RNN by design")
+    if "features_extractor_class" in kwargs or "features_extractor_kwargs" in kwargs:
+        raise IrlmError(f"{policy} builds its own features extractor; pass model sizes directly in policy_kwargs")
+
+
+def model_config(vocab_size: int, options: dict[str, Any], init_from: str | Path | None) -> tuple[ModelConfig, RNNLanguageModel | None]:
     """Build the config from explicit options, or from the warm-start checkpoint.
 
     An option given explicitly that disagrees with the checkpoint is an error, not a silent
@@ -181,31 +129,13 @@ class RNNLanguagePolicy(ActorCriticPolicy):
         share_features_extractor: bool = True,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise IrlmError(f"RNNLanguagePolicy needs a Discrete action space (one action per token), got {action_space}")
-        if not (
-            isinstance(observation_space, gym.spaces.Box)
-            and len(observation_space.shape) == 1
-            and np.issubdtype(observation_space.dtype, np.integer)
-        ):
-            raise IrlmError(
-                "RNNLanguagePolicy needs a 1-D integer Box observation (the context window of token "
-                f"ids, as irlm/NextWord-v0 gives), got {observation_space}"
-            )
-        if ortho_init:
-            raise IrlmError("ortho_init=True is not supported: it would overwrite the language model's weights")
-        if net_arch:
-            raise IrlmError(f"net_arch={net_arch!r} is not supported: the language model's head is the actor; size it with hidden_size")
-        if not share_features_extractor:
-            raise IrlmError("share_features_extractor=False is not supported: actor and critic share the RNN by design")
-        if "features_extractor_class" in kwargs or "features_extractor_kwargs" in kwargs:
-            raise IrlmError("RNNLanguagePolicy builds its own features extractor; pass model sizes directly in policy_kwargs")
-
+        check_spaces("RNNLanguagePolicy", observation_space, action_space)
+        check_layout("RNNLanguagePolicy", ortho_init, net_arch, share_features_extractor, kwargs)
         options = dict(
             cell=cell, embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=num_layers,
             dropout=dropout, tie_weights=tie_weights, pad_id=pad_id,
         )
-        config, warm = _model_config(int(action_space.n), options, init_from)
+        config, warm = model_config(int(action_space.n), options, init_from)
         self.model_config = config
         super().__init__(
             observation_space,
@@ -225,6 +155,15 @@ class RNNLanguagePolicy(ActorCriticPolicy):
     def language_model(self) -> RNNLanguageModel:
         """The hosted model; training the policy trains it in place."""
         return self.features_extractor.model  # type: ignore[return-value]
+
+    @property
+    def lstm_actor(self) -> nn.Module:
+        """What sb3-contrib's RecurrentPPO reads first from its policy: here, a pointer to the right one."""
+        raise IrlmError(
+            "RNNLanguagePolicy reads a context window and carries no hidden state, so RecurrentPPO cannot "
+            "use it; use RecurrentPPO(RecurrentLanguagePolicy, env) (from irlm_agents.sb3.recurrent_policy) "
+            "with an env made with context_length=1, or PPO(RNNLanguagePolicy, env)"
+        )
 
     def make_features_extractor(self) -> BaseFeaturesExtractor:
         return RNNFeaturesExtractor(self.observation_space, **self.features_extractor_kwargs)

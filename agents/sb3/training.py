@@ -1,5 +1,9 @@
-"""What the SB3 agents (``ppo``, ``a2c``) share: the vector env, the policy sizes and the logged
-``learn`` call. Each agent file keeps only its algorithm's settings.
+"""What the SB3 agents (``ppo``, ``a2c``, ``recurrent-ppo``) share: the vector env, the policy
+sizes and the logged ``learn`` call. Each agent file keeps only its algorithm's settings.
+
+``window`` is the context the policy sees: ``k`` tokens for ``RNNLanguagePolicy`` (the env's
+``context_length``, and evaluation by windows of ``k``), or ``None`` for the recurrent policy
+(the env shows one token, the hidden state carries the rest, and evaluation carries it too).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from irlm_env.rewards import CheckedReward, make_reward
 SB3_LOG_DIR = "sb3"
 
 
-def make_env(args: SB3Args, corpus: Corpus, reward: CheckedReward) -> VecEnv:
+def make_env(args: TrainArgs, corpus: Corpus, reward: CheckedReward, window: int | None) -> VecEnv:
     """The native vector env behind SB3's VecEnv interface, on the training split."""
     return make_vec_env(
         ENV_ID,
@@ -40,7 +44,7 @@ def make_env(args: SB3Args, corpus: Corpus, reward: CheckedReward) -> VecEnv:
         seed=args.seed,
         corpus=corpus,
         reward=reward,
-        context_length=args.context_length,
+        context_length=1 if window is None else window,
     )
 
 
@@ -51,8 +55,9 @@ def policy_kwargs(model: RNNLanguageModel) -> dict[str, Any]:
     return options
 
 
-def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: SB3Args, **settings: Any) -> TrainResult:
-    """Build ``algorithm(RNNLanguagePolicy, env, **settings)`` from ``args`` and train it.
+def train_sb3(name: str, algorithm: type[BaseAlgorithm], policy: type[BasePolicy], args: TrainArgs,
+              window: int | None, **settings: Any) -> TrainResult:
+    """Build ``algorithm(policy, env, **settings)`` from ``args`` and train it.
 
     The device is checked first, so a bad ``--device`` fails before any work. A fresh model is
     built here (or loaded with ``init_from``, its vocabulary checked against the corpus) and its
@@ -71,11 +76,11 @@ def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: SB3Args, **settin
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     reward = make_reward(args.reward, corpus, **args.reward_options)
-    env = make_env(args, corpus, reward)
+    env = make_env(args, corpus, reward, window)
     model = build_model(args, corpus)
 
     agent = algorithm(
-        RNNLanguagePolicy,
+        policy,
         env,
         learning_rate=args.learning_rate,
         policy_kwargs=policy_kwargs(model),
@@ -85,12 +90,13 @@ def train_sb3(name: str, algorithm: type[BaseAlgorithm], args: SB3Args, **settin
     )
     agent.policy.language_model.load_state_dict(model.state_dict())  # type: ignore[attr-defined]
     try:
-        return learn(name, agent, args, corpus, reward)
+        return learn(name, agent, args, corpus, reward, window)
     finally:
         env.close()
 
 
-def learn(name: str, agent: BaseAlgorithm, args: SB3Args, corpus: Corpus, reward: CheckedReward) -> TrainResult:
+def learn(name: str, agent: BaseAlgorithm, args: TrainArgs, corpus: Corpus, reward: CheckedReward,
+          window: int | None) -> TrainResult:
     """Run ``agent.learn`` inside a run directory and return the trained language model.
 
     ``reward`` is the one the env was built with, so validation scores what training rewards.
@@ -98,10 +104,10 @@ def learn(name: str, agent: BaseAlgorithm, args: SB3Args, corpus: Corpus, reward
     model: RNNLanguageModel = agent.policy.language_model  # type: ignore[attr-defined]
 
     def validate() -> dict[str, float]:
-        return evaluate(model, corpus, "validation", reward=reward, context_length=args.context_length,
+        return evaluate(model, corpus, "validation", reward=reward, context_length=window,
                         max_tokens=args.eval_tokens)
 
-    with RunDirectory(name, args, corpus, model, eval_context_length=args.context_length) as run:
+    with RunDirectory(name, args, corpus, model, eval_context_length=window) as run:
         run.record(0, validate())
         agent.set_logger(configure(str(run.path / SB3_LOG_DIR), ["stdout", "csv", "tensorboard"]))
         callback = ValidationCallback(run, validate, args.eval_every)
