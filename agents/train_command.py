@@ -14,6 +14,7 @@ import json
 import types
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -116,9 +117,10 @@ def agent_command(name: str) -> click.Command:
     summary = (module.__doc__ or f"Train the {name} agent.").strip().splitlines()[0]
 
     def run(**kwargs: Any) -> None:
+        from irlm_agents.runs.report import training_report  # torch: only once training runs
+
         result = train(args_cls(**kwargs))
-        figures = ", ".join(f"{key}={value:.4g}" for key, value in result.metrics.items())
-        click.echo(f"{name}: validation {figures}; run saved to {result.run_dir}")
+        click.echo(training_report(name, result.metrics, Path(result.run_dir)))
 
     epilog = (
         "\b\nExamples:\n"
