@@ -205,7 +205,7 @@ def test_no_memory_growth_over_many_episodes(grammar: Corpus) -> None:
         ({"num_envs": 0}, IrlmError, "num_envs must be a positive integer, got 0"),
         ({"autoreset_mode": "next"}, IrlmError, "unknown autoreset_mode 'next'.*NextStep"),
         ({"contxt_length": 4}, TypeError,
-         "unknown keyword argument 'contxt_length'.*did you mean 'context_length'"),
+         "got an unexpected keyword argument 'contxt_length'.*did you mean 'context_length'"),
         ({"context_length": 0}, IrlmError, "context_length must be a positive integer"),
         ({"mode": "lines"}, IrlmError, "unknown episode mode 'lines'.*did you mean 'line'"),
     ],

@@ -41,7 +41,7 @@ def reject_unknown(unknown: dict[str, Any], valid: list[str], where: str) -> Non
     if unknown:
         name = sorted(unknown)[0]
         raise UnknownOptionError(
-            f"{where} got an unknown keyword argument {name!r}; {suggest(name, valid)}"
+            f"{where}.__init__() got an unexpected keyword argument {name!r}; {suggest(name, valid)}"
         )
 
 

@@ -38,8 +38,17 @@ def env_arguments(
 
 
 def check_render_mode(render_mode: str | None) -> str | None:
+    """The render mode to keep: an unsupported one is warned about and dropped, not an error.
+
+    That is what Gymnasium does, and what libraries that ask every env for frames rely on:
+    SB3's ``make_vec_env`` passes ``render_mode="rgb_array"`` to any env it builds by name.
+    """
     if render_mode not in (None, *NextWordEnv.metadata["render_modes"]):
-        raise IrlmError(f"unknown render_mode {render_mode!r}; use None or 'ansi'")
+        gym.logger.warn(
+            f"irlm/NextWord-v0 does not support render_mode={render_mode!r} (only 'ansi', as text); "
+            "rendering is off"
+        )
+        return None
     return render_mode
 
 
