@@ -16,9 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from irlm_agents.runs.args import TrainArgs, TrainResult, default
-from irlm_agents.sb3.recurrent_policy import RecurrentLanguagePolicy
 from irlm_agents.sb3.training import train_sb3
-from sb3_contrib import RecurrentPPO
 
 
 @dataclass
@@ -48,6 +46,12 @@ class Args(TrainArgs):
 
 
 def train(args: Args) -> TrainResult:
+    # Here, not at the top: sb3-contrib is optional (pip install 'irlm-env[recurrent]'), and
+    # `irlm train --help` imports every agent file to list it; without sb3-contrib the import
+    # below is a one-line error naming the extra.
+    from irlm_agents.sb3.recurrent_policy import RecurrentLanguagePolicy
+    from sb3_contrib import RecurrentPPO
+
     return train_sb3(
         "recurrent-ppo",
         RecurrentPPO,

@@ -33,7 +33,8 @@ def token_ids(observations: torch.Tensor, vocab_size: int) -> torch.Tensor:
                 f"the observation holds token id {bad}, outside the policy's vocabulary of {vocab_size} "
                 f"tokens (ids 0..{vocab_size - 1}); the env's vocabulary has "
                 f"{'at least ' + str(bad + 1) if bad >= 0 else 'negative ids, so it is no'} tokens. Build every "
-                "env the policy sees (training and evaluation) with the same corpus options"
+                "env the policy sees (training and evaluation) with the same corpus options (with rl_zoo3: "
+                "give them with --env-kwargs, which both envs get, not in the hyperparameter file)"
             )
     return ids
 

@@ -120,7 +120,8 @@ class RecurrentLanguagePolicy(RecurrentActorCriticPolicy):
         if observation_space.shape != (1,):
             raise IrlmError(
                 "RecurrentLanguagePolicy reads one token per step and carries the rest in its hidden state; "
-                f"make the env with context_length=1 (its observation has {observation_space.shape[0]} tokens)"
+                f"make the env with context_length=1 (its observation has {observation_space.shape[0]} tokens; "
+                "with rl_zoo3: --env-kwargs context_length:1)"
             )
         check_layout("RecurrentLanguagePolicy", ortho_init, net_arch, share_features_extractor, kwargs)
         given = sorted(name for name in LSTM_OPTIONS if name in kwargs)
