@@ -51,9 +51,9 @@ class Encoded:
     lengths: list[int]
 
 
-def chunks(units: Sequence[str], stop: int | None = None) -> Iterator[list[str]]:
-    """The units (the first ``stop`` of them) as lists of up to :data:`CHUNK_UNITS`."""
-    remaining = iter(units) if stop is None else islice(units, stop)
+def chunks(units: Sequence[str]) -> Iterator[list[str]]:
+    """The units as lists of up to :data:`CHUNK_UNITS`."""
+    remaining = iter(units)
     while chunk := list(islice(remaining, CHUNK_UNITS)):
         yield chunk
 
@@ -98,7 +98,8 @@ def encode_units(label: str, units: Sequence[str], tokenizer: Tokenizer, max_voc
         bounds = split_boundaries(chars)
         train_chars = int(chars[: bounds[0]].sum())
         del chars
-        tokenizer = tokenizer.train(chunks(units, bounds[0]), vocab_size=max_vocab, min_freq=min_freq,
+        # One unit at a time: the trainer buffers 256 items, which must not be 256 chunks of text.
+        tokenizer = tokenizer.train(islice(units, bounds[0]), vocab_size=max_vocab, min_freq=min_freq,
                                     show_progress=train_chars >= _LONG_TEXT and sys.stderr.isatty())
     provisional: defaultdict[str, int] = defaultdict(count().__next__)
     lookup = provisional.__getitem__

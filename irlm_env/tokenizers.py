@@ -62,9 +62,9 @@ class Tokenizer(ABC):
         """``max_vocab``, unless this tokenizer cannot work with it (checked before any text is read)."""
         return max_vocab
 
-    def train(self, batches: Iterable[list[str]], *, vocab_size: int | None, min_freq: int,
+    def train(self, units: Iterable[str], *, vocab_size: int | None, min_freq: int,
               show_progress: bool) -> Tokenizer:
-        """This tokenizer trained on ``batches`` of text units (only if ``learns_from_text``)."""
+        """This tokenizer trained on the text ``units`` (only if ``learns_from_text``)."""
         raise TypeError(f"the {self.name!r} tokenizer does not learn from text")
 
     def config(self) -> dict[str, object]:
@@ -153,7 +153,7 @@ class BpeTokenizer(Tokenizer):
             )
         return max_vocab
 
-    def train(self, batches: Iterable[list[str]], *, vocab_size: int | None, min_freq: int,
+    def train(self, units: Iterable[str], *, vocab_size: int | None, min_freq: int,
               show_progress: bool) -> BpeTokenizer:
         from tokenizers import Tokenizer as HfTokenizer
         from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
@@ -168,7 +168,7 @@ class BpeTokenizer(Tokenizer):
             vocab_size=size - len(SPECIALS), min_frequency=min_freq, special_tokens=[],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress,
         )
-        hf.train_from_iterator(batches, trainer=trainer)
+        hf.train_from_iterator(units, trainer=trainer)
         return BpeTokenizer(self.lowercase, hf.to_str())
 
     def _trained(self) -> HfTokenizer:
@@ -181,9 +181,6 @@ class BpeTokenizer(Tokenizer):
 
     def split(self, text: str) -> list[str]:
         return self._trained().encode(text, add_special_tokens=False).tokens
-
-    def split_many(self, texts: Sequence[str]) -> list[list[str]]:
-        return [encoding.tokens for encoding in self._trained().encode_batch(list(texts), add_special_tokens=False)]
 
     def join(self, tokens: Sequence[str]) -> str:
         text = self._trained().decoder.decode(list(tokens))

@@ -58,7 +58,7 @@ def test_unknown_option_lists_the_accepted_ones() -> None:
 def test_a_trained_bpe_config_rebuilds_exactly_that_tokenizer() -> None:
     untrained = make_tokenizer("bpe", lowercase=False)
     assert untrained.config() == {"name": "bpe", "lowercase": False}
-    trained = untrained.train([["Low lower lowest", "new newer newest"]] * 20, vocab_size=280, min_freq=2,
+    trained = untrained.train(["Low lower lowest", "new newer newest"] * 20, vocab_size=280, min_freq=2,
                               show_progress=False)
     config = trained.config()
     assert set(config) == {"name", "lowercase", "model"} and trained != untrained
@@ -71,4 +71,4 @@ def test_a_trained_bpe_config_rebuilds_exactly_that_tokenizer() -> None:
 
 def test_only_a_tokenizer_that_learns_from_text_trains() -> None:
     with pytest.raises(TypeError, match="'word' tokenizer does not learn from text"):
-        make_tokenizer("word").train([["a"]], vocab_size=10, min_freq=1, show_progress=False)
+        make_tokenizer("word").train(["a"], vocab_size=10, min_freq=1, show_progress=False)
