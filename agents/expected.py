@@ -73,10 +73,10 @@ def train(args: Args) -> TrainResult:
             "use a reward with a table (e.g. exact) or a sampling agent (group, reinforce)"
         )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    progress = Progress(args.total_tokens, args.eval_every)
+    progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs)
+        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs, uniform=setup.share.uniform)
 
     with open_run("expected", args, setup) as run:
         while progress.tokens < args.total_tokens:
@@ -84,10 +84,16 @@ def train(args: Args) -> TrainResult:
                 segment = rollout.collect(args.rollout_steps, sampler)
                 table = reward_table(setup.reward, segment)
                 logits = model.head(rollout.features(segment)).reshape(table.shape)
-                loss = expected_reward_loss(logits, table, log=args.objective == "log_er")
-                optimise(optimizer, loss, args.max_grad_norm)
-            progress.add(segment.num_tokens, queries=table.numel())
-            log_update(run, progress, setup, args, reward=float(segment.rewards.mean()), accuracy=segment.accuracy)
+                if args.objective == "log_er":
+                    # The mean over contexts with a signal, whose count differs between processes.
+                    with_signal = setup.share.average((table.sum(-1) > 0).sum().to(table.dtype))
+                    loss = expected_reward_loss(logits, table, log=True, signal_contexts=with_signal)
+                else:
+                    loss = expected_reward_loss(logits, table)
+                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+            reward = float(segment.rewards.mean())
+            progress.add(segment.num_tokens, table.numel(), reward=reward, accuracy=segment.accuracy)
+            log_update(run, progress, setup, args)
         return finish_run(run, progress, setup, args)
 
 

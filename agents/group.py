@@ -57,6 +57,7 @@ import torch
 
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.lm.sampling import sample_candidates
+from irlm_agents.native.distributed import Share
 from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
 from irlm_agents.native.rollout import Segment
@@ -198,9 +199,13 @@ class QueryBudget:
 
 def group_loss(
     args: Args, model: RNNLanguageModel, segment: Segment, features: torch.Tensor,
-    budget: QueryBudget | None, scratch: Workspace,
+    budget: QueryBudget | None, scratch: Workspace, share: Share,
 ) -> tuple[torch.Tensor, int]:
-    """The surrogate loss of one segment (its gradient is the estimator's) and the queries used."""
+    """The surrogate loss of one segment (its gradient is the estimator's) and the queries used.
+
+    The query budget is steered by the whole batch's spend (all processes under torchrun), so
+    its threshold is the same everywhere.
+    """
     probs = segment.probs.reshape(segment.num_tokens, -1)
     actions = segment.actions.reshape(-1, args.k)
     rewards = segment.rewards.reshape(-1, args.k)
@@ -210,7 +215,8 @@ def group_loss(
         rewards, queried = known_rewards(rewards, allowed)
         n_queries = int(queried.sum())
         if budget:
-            budget.update(rewards.shape[0], n_queries)
+            tokens, queries = share.sum(rewards.shape[0], n_queries)
+            budget.update(int(tokens), int(queries))
     else:
         n_queries = rewards.numel()
     weights = group_weights(args.estimator, rewards)
@@ -245,22 +251,24 @@ def train(args: Args) -> TrainResult:
     scratch = Workspace(model.config.vocab_size, setup.device)
     # Aim a little under the budget, so the last segments' swings cannot push the mean over it.
     budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None
-    progress = Progress(args.total_tokens, args.eval_every)
+    progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return sample_candidates(
             logits, args.k, replacement=args.replacement, temperature=args.temperature, truncate=args.truncate,
-            probs=probs,
+            probs=probs, uniform=setup.share.uniform,
         )
 
     with open_run("group", args, setup) as run:
         while progress.tokens < args.total_tokens:
             with progress.timed():
                 segment = rollout.collect(args.rollout_steps, sampler, score=args.k > 1)
-                loss, queries = group_loss(args, model, segment, rollout.features(segment), budget, scratch)
-                optimise(optimizer, loss, args.max_grad_norm)
-            progress.add(segment.num_tokens, queries)
-            log_update(run, progress, setup, args, reward=float(segment.rewards[..., 0].mean()), accuracy=segment.accuracy)
+                features = rollout.features(segment)
+                loss, queries = group_loss(args, model, segment, features, budget, scratch, setup.share)
+                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+            reward = float(segment.rewards[..., 0].mean())
+            progress.add(segment.num_tokens, queries, reward=reward, accuracy=segment.accuracy)
+            log_update(run, progress, setup, args)
         return finish_run(run, progress, setup, args)
 
 

@@ -96,12 +96,13 @@ def train(args: Args) -> TrainResult:
     setup = build(args)
     model, rollout = setup.model, setup.rollout
     critic = nn.Linear(model.config.hidden_size, 1).to(setup.device)
+    setup.share.broadcast_module(critic)
     optimizer = torch.optim.Adam([*model.parameters(), *critic.parameters()], lr=args.learning_rate)
     scratch = Workspace(model.config.vocab_size, setup.device)
-    progress = Progress(args.total_tokens, args.eval_every)
+    progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs)
+        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs, uniform=setup.share.uniform)
 
     with open_run("mixer", args, setup) as run:
         while progress.tokens < args.total_tokens:
@@ -109,12 +110,11 @@ def train(args: Args) -> TrainResult:
                 segment = rollout.collect(args.rollout_steps, sampler)
                 delta = reinforce_steps(progress.tokens, args)
                 loss = mixer_loss(args, model, critic, segment, rollout.features(segment), delta, scratch)
-                optimise(optimizer, loss, args.max_grad_norm)
+                optimise(optimizer, loss, args.max_grad_norm, setup.share)
             # REINFORCE steps used their reward; cross-entropy steps used the true token instead.
-            progress.add(segment.num_tokens, queries=delta * args.n_envs)
-            log_update(
-                run, progress, setup, args, reward=float(segment.rewards[..., 0].mean()), accuracy=segment.accuracy
-            )
+            reward = float(segment.rewards[..., 0].mean())
+            progress.add(segment.num_tokens, delta * rollout.num_envs, reward=reward, accuracy=segment.accuracy)
+            log_update(run, progress, setup, args)
         return finish_run(run, progress, setup, args)
 
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.native.estimators import BASELINES, reinforce_weights
+from irlm_agents.native.distributed import Share
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
 from irlm_agents.native.training import (
     NativeArgs,
@@ -69,15 +70,19 @@ class Baseline:
     """The ``b`` of ``R - b``: zero (the seed's rule), a moving average of the reward, or a critic.
 
     The critic is a linear value head V(h_t) on the detached hidden state, trained by squared
-    error alongside the policy (its parameters go to the same optimizer).
+    error alongside the policy (its parameters go to the same optimizer). The moving average is
+    of the whole batch's mean reward, over all processes under torchrun.
     """
 
-    def __init__(self, args: Args, hidden_size: int, device: torch.device) -> None:
+    def __init__(self, args: Args, hidden_size: int, share: Share) -> None:
         self.kind = args.baseline
+        self.share = share
         self.decay = args.baseline_decay
         self.critic_coef = args.critic_coef
-        self.critic = nn.Linear(hidden_size, 1).to(device) if args.baseline == "critic" else None
-        self.mean = torch.zeros((), device=device)
+        self.critic = nn.Linear(hidden_size, 1).to(share.device) if args.baseline == "critic" else None
+        if self.critic is not None:
+            share.broadcast_module(self.critic)
+        self.mean = torch.zeros((), device=share.device)
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.critic.parameters()) if self.critic is not None else []
@@ -90,7 +95,7 @@ class Baseline:
         loss = torch.zeros((), device=rewards.device)
         if self.kind == "mean":
             baseline = self.mean
-            self.mean = self.decay * self.mean + (1 - self.decay) * rewards.mean()
+            self.mean = self.decay * self.mean + (1 - self.decay) * self.share.average(rewards.mean())
             return baseline, loss
         return 0.0, loss
 
@@ -99,13 +104,15 @@ def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
     setup = build(args)
     model, rollout = setup.model, setup.rollout
-    baseline = Baseline(args, model.config.hidden_size, setup.device)
+    baseline = Baseline(args, model.config.hidden_size, setup.share)
     optimizer = torch.optim.Adam([*model.parameters(), *baseline.parameters()], lr=args.learning_rate)
     scratch = Workspace(model.config.vocab_size, setup.device)
-    progress = Progress(args.total_tokens, args.eval_every)
+    progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 1, replacement=True, temperature=args.temperature, probs=probs)
+        return sample_candidates(
+            logits, 1, replacement=True, temperature=args.temperature, probs=probs, uniform=setup.share.uniform
+        )
 
     with open_run("reinforce", args, setup) as run:
         while progress.tokens < args.total_tokens:
@@ -123,9 +130,11 @@ def train(args: Args) -> TrainResult:
                     scale=1 / contexts,
                     out=scratch.rows(contexts),
                 )
-                optimise(optimizer, critic_loss - head_surrogate(model, features, direction), args.max_grad_norm)
-            progress.add(segment.num_tokens, queries=segment.num_tokens)
-            log_update(run, progress, setup, args, reward=float(rewards.mean()), accuracy=segment.accuracy)
+                loss = critic_loss - head_surrogate(model, features, direction)
+                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+            reward = float(rewards.mean())
+            progress.add(segment.num_tokens, segment.num_tokens, reward=reward, accuracy=segment.accuracy)
+            log_update(run, progress, setup, args)
         return finish_run(run, progress, setup, args)
 
 

@@ -38,17 +38,17 @@ def train(args: Args) -> TrainResult:
     setup = build(args)
     model, rollout = setup.model, setup.rollout
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    progress = Progress(args.total_tokens, args.eval_every)
+    progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
     with open_run("supervised", args, setup) as run:
         while progress.tokens < args.total_tokens:
             with progress.timed():
                 segment = rollout.collect(args.rollout_steps)
                 logits = model.head(rollout.features(segment))
-                optimise(optimizer, cross_entropy_loss(logits, segment.targets), args.max_grad_norm)
+                optimise(optimizer, cross_entropy_loss(logits, segment.targets), args.max_grad_norm, setup.share)
                 accuracy = float((logits.detach().argmax(-1) == segment.targets).float().mean())
-            progress.add(segment.num_tokens, queries=0)
-            log_update(run, progress, setup, args, reward=accuracy, accuracy=accuracy)
+            progress.add(segment.num_tokens, 0, reward=accuracy, accuracy=accuracy)
+            log_update(run, progress, setup, args)
         return finish_run(run, progress, setup, args)
 
 

@@ -91,6 +91,23 @@ def test_log_expected_reward_with_01_table_is_cross_entropy() -> None:
     torch.testing.assert_close(obj.expected_reward_loss(logits, table, log=True), obj.cross_entropy_loss(logits, targets))
 
 
+def test_log_expected_reward_over_shares_averages_to_the_whole_batch() -> None:
+    """Two processes' losses, each divided by the mean count of contexts with a signal, have
+    gradients whose average is the whole batch's, though the shares' counts differ."""
+    torch.manual_seed(4)
+    logits = torch.randn(6, 5, requires_grad=True)
+    table = torch.rand(6, 5) * torch.tensor([1, 1, 1, 0, 0, 1.0])[:, None]  # 2 and 3 with a signal
+    whole = torch.autograd.grad(obj.expected_reward_loss(logits, table, log=True), logits)[0]
+    mean_count = torch.tensor(4 / 2)
+    halves = [
+        torch.autograd.grad(
+            obj.expected_reward_loss(logits[rows], table[rows], log=True, signal_contexts=mean_count), logits
+        )[0]
+        for rows in (slice(0, 3), slice(3, 6))
+    ]
+    torch.testing.assert_close((halves[0] + halves[1]) / 2, whole)
+
+
 def test_log_expected_reward_rejects_negative_rewards() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         obj.expected_reward_loss(torch.zeros(1, 3), torch.tensor([[1.0, -1.0, 0.0]]), log=True)

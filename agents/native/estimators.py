@@ -88,13 +88,17 @@ def miss_terms(
     return -cand * scale[:, None], -mass * scale
 
 
-def expected_reward_loss(logits: torch.Tensor, table: torch.Tensor, log: bool = False) -> torch.Tensor:
+def expected_reward_loss(
+    logits: torch.Tensor, table: torch.Tensor, log: bool = False, signal_contexts: torch.Tensor | None = None
+) -> torch.Tensor:
     """Exact ``-E_a~π[R]`` (or ``-log E_a~π[R]``) per context, averaged: zero-variance gradient.
 
     ``table`` (B, V) holds the reward of every token. With ``log=True`` and the 0/1 reward this is
     *exactly* cross-entropy (``log E[R] = log π(y)``): full-information feedback, not bandit
     feedback. Contexts whose table is all zero carry no signal for ``log E[R]`` and are skipped.
-    Rewards must be non-negative for the log form.
+    Rewards must be non-negative for the log form. ``signal_contexts`` is the count the log
+    form divides by (default: this batch's contexts with a signal); data-parallel training
+    passes the mean count per process, so that averaged gradients are the whole batch's.
     """
     if not log:
         return -(F.softmax(logits, -1) * table).sum(-1).mean()
@@ -102,9 +106,12 @@ def expected_reward_loss(logits: torch.Tensor, table: torch.Tensor, log: bool = 
         raise ValueError("log E[R] needs non-negative rewards; use the E[R] objective for signed rewards")
     has_signal = table.sum(-1) > 0
     log_table = torch.where(table > 0, table.clamp_min(1e-30).log(), torch.full_like(table, float("-inf")))
+    # A row of -inf would give a NaN gradient through the masking below; those rows drop out anyway.
+    log_table = torch.where(has_signal[:, None], log_table, torch.zeros_like(log_table))
     log_expected = torch.logsumexp(logits + log_table, -1) - torch.logsumexp(logits, -1)
-    n = has_signal.sum().clamp_min(1)
-    return -torch.where(has_signal, log_expected, torch.zeros_like(log_expected)).sum() / n
+    n = has_signal.sum() if signal_contexts is None else signal_contexts
+    # With no signal anywhere the sum is 0 and any positive divisor gives the zero loss.
+    return -torch.where(has_signal, log_expected, torch.zeros_like(log_expected)).sum() / n.clamp_min(1e-12)
 
 
 def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

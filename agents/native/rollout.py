@@ -69,9 +69,13 @@ class Rollout:
     env is stepped with a fixed action just to move its cursors, and only the true targets are
     kept. With ``score=True`` all K candidates are scored with ``env.score`` (K reward queries
     per token); otherwise only the stepped action's reward is kept (1 query per token).
+    ``seed`` seeds the env's streams as ``env.reset`` takes it: an int (stream i gets seed + i)
+    or one seed per stream (a torchrun process's share of a larger run).
     """
 
-    def __init__(self, env: NextWordVectorEnv, model: RNNLanguageModel, device: torch.device, seed: int) -> None:
+    def __init__(
+        self, env: NextWordVectorEnv, model: RNNLanguageModel, device: torch.device, seed: int | list[int]
+    ) -> None:
         if env.autoreset_mode != AutoresetMode.SAME_STEP:
             raise ValueError("Rollout needs a vector env with autoreset_mode=AutoresetMode.SAME_STEP")
         if env.single_observation_space.shape != (1,):

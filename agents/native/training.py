@@ -4,38 +4,44 @@ and logging. Plain functions and two small records; the loop itself lives in eac
     seed_everything(args.seed)
     setup = build(args)
     optimizer = torch.optim.Adam(setup.model.parameters(), lr=args.learning_rate)
-    progress = Progress(args.total_tokens, args.eval_every)
+    progress = Progress(args.total_tokens, args.eval_every, setup.share)
     with open_run("supervised", args, setup) as run:
         while progress.tokens < args.total_tokens:
             with progress.timed():
                 segment = setup.rollout.collect(args.rollout_steps)
                 loss = ...                           # the agent's own update
-                optimise(optimizer, loss, args.max_grad_norm)
-            progress.add(segment.num_tokens, queries=0)
-            log_update(run, progress, setup, args, reward=..., accuracy=...)
+                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+            progress.add(segment.num_tokens, 0, reward=..., accuracy=...)
+            log_update(run, progress, setup, args)
         return finish_run(run, progress, setup, args)
+
+Under torchrun the same loop runs in every process on its share of the streams (see
+:mod:`irlm_agents.native.distributed`): ``optimise`` averages the gradients, ``Progress.add``
+sums the counts, and rank 0 alone holds the run directory (``run`` is None elsewhere).
 """
 
 from __future__ import annotations
 
 import random
 import resource
+import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from irlm_agents.lm.devices import resolve_device
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.lm.ngram import ngram_baselines
+from irlm_agents.native.distributed import Share, StopAgreed, join, leave
 from irlm_agents.native.rollout import Rollout
 from irlm_agents.runs.args import TrainArgs, TrainResult, build_model, load_corpus_for
-from irlm_agents.runs.run_dir import RunDirectory
+from irlm_agents.runs.run_dir import FINAL_CHECKPOINT, RunDirectory, TrainingInterrupted
 from irlm_env.corpus import Corpus
 from irlm_env.envs.vector import NextWordVectorEnv
 from irlm_env.errors import IrlmError
@@ -67,7 +73,11 @@ class NativeArgs(TrainArgs):
 
 
 def seed_everything(seed: int) -> None:
-    """Python, numpy and torch; the env streams are seeded by the rollout's reset, with the same seed."""
+    """Python, numpy and torch; the env streams are seeded by the rollout's reset, with the same seed.
+
+    Every process of a torchrun job takes the same seed: their torch generators stay in step
+    (see ``Share.uniform``) and their streams get the seeds of the single-process run.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -81,18 +91,26 @@ class Setup:
     reward: CheckedReward  # built once: the env's, and the one validation scores with
     model: RNNLanguageModel
     device: torch.device
-    rollout: Rollout  # driving the train-split vector env
-    peers: dict[str, float]  # the n-gram predictors' figures on the validation tokens
+    rollout: Rollout  # driving this process's streams of the train-split vector env
+    peers: dict[str, float]  # the n-gram predictors' figures on the validation tokens (rank 0)
+    share: Share  # this process's rank and streams (all of them without torchrun)
 
 
 def build(args: NativeArgs) -> Setup:
-    """Corpus, model on its device, reward, the train-split vector env and the rollout driving it."""
-    device = resolve_device(args.device)
-    corpus = load_corpus_for(args)
+    """Corpus, model on its device, reward, this process's streams and the rollout driving them.
+
+    Under torchrun this joins the process group (left again when the run closes, see
+    :func:`open_run`).
+    """
+    share = join(args.device, args.n_envs)
+    device = share.device
+    with share.main_first():
+        corpus = load_corpus_for(args)
     model = build_model(args, corpus).to(device)
+    share.broadcast_module(model)
     reward = make_reward(args.reward, corpus, **args.reward_options)
     env = NextWordVectorEnv(
-        args.n_envs,
+        len(share.streams),
         autoreset_mode=AutoresetMode.SAME_STEP,
         corpus=corpus,
         reward=reward,
@@ -101,16 +119,18 @@ def build(args: NativeArgs) -> Setup:
         mode=args.episode_mode,
         episode_length=args.episode_length,
     )
-    peers = ngram_baselines(corpus, "validation", orders=(1, 2, 4), max_tokens=args.eval_tokens)
-    return Setup(corpus, reward, model, device, Rollout(env, model, device, args.seed), peers)
+    peers = ngram_baselines(corpus, "validation", orders=(1, 2, 4), max_tokens=args.eval_tokens) if share.is_main else {}
+    rollout = Rollout(env, model, device, share.seeds(args.seed))
+    return Setup(corpus, reward, model, device, rollout, peers, share)
 
 
-def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> None:
-    """One optimizer step on ``loss``, with the shared gradient clipping."""
+def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float, share: Share) -> None:
+    """One optimizer step on ``loss``: gradients averaged over processes, then the shared clipping."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    share.average_gradients(params)
     if max_grad_norm > 0:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
 
@@ -120,14 +140,18 @@ class Progress:
     """Tokens, reward queries and training time so far, and when validation is next due.
 
     Only time spent inside :meth:`timed` (rollout and update) counts as training, so tokens
-    per second measure the agent, not the validation schedule.
+    per second measure the agent, not the validation schedule. Counts are over all processes.
     """
 
     total_tokens: int
     eval_every: int
+    share: Share
     tokens: int = 0
     queries: int = 0
     seconds: float = 0.0
+    reward: float = 0.0  # the last update's mean reward of the stepped actions
+    accuracy: float = 0.0  # and the fraction of them that were the true token
+    stop: signal.Signals | None = None  # Ctrl-C or SIGTERM noted by some process (torchrun)
     next_eval: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -139,10 +163,24 @@ class Progress:
         yield
         self.seconds += time.perf_counter() - start
 
-    def add(self, tokens: int, queries: int) -> None:
-        """Count one update's env steps and the reward evaluations it used."""
-        self.tokens += tokens
-        self.queries += queries
+    def add(self, tokens: int, queries: int, *, reward: float, accuracy: float) -> None:
+        """Count one update's env steps and reward queries; keep its mean reward and accuracy.
+
+        Under torchrun this is the update's one all-reduce of statistics: counts are summed and
+        means averaged over processes (their shares are equal), and a stop signal noted by any
+        process is known to all, which then stop after the same update (see :func:`log_update`).
+        """
+        if self.share.distributed:
+            tokens, queries, reward, accuracy, sigint, sigterm = self.share.sum(
+                tokens, queries, reward, accuracy, *self.share.stop.flags()
+            )
+            reward /= self.share.world_size
+            accuracy /= self.share.world_size
+            if sigint or sigterm:
+                self.stop = signal.SIGTERM if sigterm else signal.SIGINT
+        self.tokens += int(tokens)
+        self.queries += int(queries)
+        self.reward, self.accuracy = reward, accuracy
 
     def validation_due(self) -> bool:
         """Whether to validate now (every ``eval_every`` tokens); a yes schedules the next one.
@@ -167,37 +205,92 @@ def validate(setup: Setup, args: NativeArgs) -> dict[str, float]:
 
 
 @contextmanager
-def open_run(agent: str, args: NativeArgs, setup: Setup) -> Iterator[RunDirectory]:
+def open_run(agent: str, args: NativeArgs, setup: Setup) -> Iterator[RunDirectory | None]:
     """The run directory around the loop, holding the untrained model's figures and the peers'.
 
     Ctrl-C inside it saves the model and ends as ``TrainingInterrupted`` (see ``RunDirectory``).
+    Under torchrun rank 0 holds the directory and the others get None; every process learns
+    its path, the processes stop together on a signal, and they leave the process group together
+    (see :func:`irlm_agents.native.distributed.leave`).
     """
-    with RunDirectory(agent, args, setup.corpus, setup.model, eval_context_length=None) as run:
-        run.record(0, validate(setup, args))
-        run.log_scalars("validation/peers", 0, setup.peers)
-        setup.model.train()
-        yield run
+    share = setup.share
+    if not share.distributed:
+        with RunDirectory(agent, args, setup.corpus, setup.model, eval_context_length=None) as run:
+            _start(run, setup, args)
+            yield run
+        return
+    together = False
+    try:
+        with ExitStack() as stack:
+            run, path = _open_shared(stack, agent, args, setup)
+            stack.enter_context(share.stop.watching())
+            if run is not None:
+                _start(run, setup, args)
+            setup.model.train()
+            try:
+                yield run
+            except StopAgreed as stop:
+                together = True
+                if run is None:  # rank 0 saves the model as its RunDirectory closes
+                    raise TrainingInterrupted(path, path / FINAL_CHECKPOINT, stop.tokens, stop.signal) from stop
+                raise
+        together = True
+    finally:
+        leave(share, together=together)
 
 
-def log_update(
-    run: RunDirectory, progress: Progress, setup: Setup, args: NativeArgs, *, reward: float, accuracy: float
-) -> None:
+def _open_shared(
+    stack: ExitStack, agent: str, args: NativeArgs, setup: Setup
+) -> tuple[RunDirectory | None, Path]:
+    """Rank 0 opens the run directory and tells the others its path, or why it could not."""
+    run, error = None, ""
+    if setup.share.is_main:
+        try:
+            run = stack.enter_context(
+                RunDirectory(agent, args, setup.corpus, setup.model, eval_context_length=None)
+            )
+        except IrlmError as exc:
+            error = str(exc)
+    path, error = setup.share.broadcast((run.path if run is not None else None, error))
+    if error:
+        raise IrlmError(error)
+    return run, path
+
+
+def _start(run: RunDirectory, setup: Setup, args: NativeArgs) -> None:
+    run.record(0, validate(setup, args))
+    run.log_scalars("validation/peers", 0, setup.peers)
+    setup.model.train()
+
+
+def log_update(run: RunDirectory | None, progress: Progress, setup: Setup, args: NativeArgs) -> None:
     """After each update: the stepped actions' mean reward and accuracy; validation when due."""
-    run.advance(progress.tokens, reward=reward, accuracy=accuracy)
-    if progress.validation_due():
+    if run is not None:
+        run.advance(progress.tokens, reward=progress.reward, accuracy=progress.accuracy)
+    if progress.stop is not None:
+        raise StopAgreed(progress.stop, progress.tokens)
+    if progress.validation_due() and run is not None:
         run.record(progress.tokens, validate(setup, args))
         run.log_scalars("train", progress.tokens, progress.rates())
 
 
-def finish_run(run: RunDirectory, progress: Progress, setup: Setup, args: NativeArgs) -> TrainResult:
-    """Final validation and checkpoint; the metrics add throughput, queries, memory and the peers."""
-    run.record(progress.tokens, validate(setup, args))
-    run.log_scalars("train", progress.tokens, progress.rates())
-    metrics = run.finish(progress.tokens)
-    metrics.update(setup.peers)
-    metrics["tokens"] = float(progress.tokens)
-    metrics.update(progress.rates())
-    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if setup.device.type == "cuda":
-        metrics["peak_cuda_mb"] = torch.cuda.max_memory_allocated(setup.device) / 2**20
-    return TrainResult(model=setup.model, corpus=setup.corpus, metrics=metrics, run_dir=run.path)
+def finish_run(run: RunDirectory | None, progress: Progress, setup: Setup, args: NativeArgs) -> TrainResult:
+    """Final validation and checkpoint; the metrics add throughput, queries, memory and the peers.
+
+    Under torchrun every process returns rank 0's metrics and run directory.
+    """
+    metrics: dict[str, float] = {}
+    path = None
+    if run is not None:
+        run.record(progress.tokens, validate(setup, args))
+        run.log_scalars("train", progress.tokens, progress.rates())
+        metrics = run.finish(progress.tokens)
+        metrics.update(setup.peers)
+        metrics["tokens"] = float(progress.tokens)
+        metrics.update(progress.rates())
+        metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if setup.device.type == "cuda":
+            metrics["peak_cuda_mb"] = torch.cuda.max_memory_allocated(setup.device) / 2**20
+        path = run.path
+    metrics, path = setup.share.broadcast((metrics, path))
+    return TrainResult(model=setup.model, corpus=setup.corpus, metrics=metrics, run_dir=path)
