@@ -52,6 +52,9 @@ CONFIGS = [
     {"name": "reinforce-mean", "agent": "reinforce", "options": {**BASE, "baseline": "mean"}},
     {"name": "reinforce-critic", "agent": "reinforce", "options": {**BASE, "baseline": "critic"}},
     {"name": "group-logexp", "agent": "group", "options": {**BASE, "estimator": "logexp"}},
+    {"name": "expected-log_er", "agent": "expected", "options": {**BASE, "objective": "log_er"}},
+    # Cross-entropy for 5 updates, then REINFORCE takes over the segment in 10.
+    {"name": "mixer", "agent": "mixer", "options": {**BASE, "xe_tokens": 5 * 256, "anneal_tokens": 10 * 256}},
     # The fault the comparison must catch: the second process steps the first one's 16 streams.
     {"name": "same-streams", "agent": "supervised", "options": BASE, "fault": ["same_streams", 1, 0]},
     # Ctrl-C reaching the second process only, before its 5th update: both stop after it.
@@ -60,7 +63,7 @@ CONFIGS = [
     # process group does not survive it).
     {"name": "error", "agent": "supervised", "options": BASE, "fault": ["error", 1, 3]},
 ]
-COMPARED = CONFIGS[:4]
+COMPARED = CONFIGS[:6]
 
 
 def _torchrun(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
