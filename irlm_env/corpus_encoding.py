@@ -104,7 +104,7 @@ def encode_units(label: str, units: Sequence[str], tokenizer: Tokenizer, max_voc
     provisional: defaultdict[str, int] = defaultdict(count().__next__)
     lookup = provisional.__getitem__
     unit_lengths = np.empty(n, dtype=np.int64)
-    pieces: list[np.ndarray] = []
+    pieces: list[tuple[int, np.ndarray]] = []  # (units, their provisional ids) per chunk
     done = 0
     with _progress(label, n) as bar:
         for chunk in chunks(units):
@@ -112,7 +112,7 @@ def encode_units(label: str, units: Sequence[str], tokenizer: Tokenizer, max_voc
             lengths = unit_lengths[done : done + len(cut)]
             lengths[:] = np.fromiter(map(len, cut), dtype=np.int64, count=len(cut))
             ids = np.fromiter(map(lookup, chain.from_iterable(cut)), dtype=np.uint32, count=int(lengths.sum()))
-            pieces.append(ids.astype(np.min_scalar_type(max(len(provisional) - 1, 0)), copy=False))
+            pieces.append((len(cut), ids.astype(np.min_scalar_type(max(len(provisional) - 1, 0)), copy=False)))
             done += len(cut)
             bar.update(len(cut))
     if bounds is None:
@@ -130,12 +130,12 @@ def _progress(label: str, total: int) -> Any:
                 disable=None, leave=False, file=sys.stderr)
 
 
-def _count_train(provisional: dict[str, int], pieces: list[np.ndarray], train_tokens: int,
+def _count_train(provisional: dict[str, int], pieces: list[tuple[int, np.ndarray]], train_tokens: int,
                  max_vocab: int | None, min_freq: int) -> Vocabulary:
     """The vocabulary of the first ``train_tokens`` provisional ids (the train block)."""
     counts = np.zeros(len(provisional), dtype=np.int64)
     remaining = train_tokens
-    for piece in pieces:
+    for _, piece in pieces:
         if remaining <= 0:
             break
         seen = np.bincount(piece[:remaining])
@@ -145,7 +145,7 @@ def _count_train(provisional: dict[str, int], pieces: list[np.ndarray], train_to
     return Vocabulary.from_counts(dict(zip(tokens, counts.tolist())), max_vocab=max_vocab, min_freq=min_freq)
 
 
-def _place(pieces: list[np.ndarray], unit_lengths: np.ndarray, bounds: tuple[int, int],
+def _place(pieces: list[tuple[int, np.ndarray]], unit_lengths: np.ndarray, bounds: tuple[int, int],
            vocab: Vocabulary, provisional: dict[str, int]) -> tuple[np.ndarray, list[int]]:
     """The final array, filled piece by piece (each piece freed once placed), and split sizes.
 
@@ -162,8 +162,7 @@ def _place(pieces: list[np.ndarray], unit_lengths: np.ndarray, bounds: tuple[int
     first_token = first_unit = 0
     pieces.reverse()
     while pieces:
-        piece = pieces.pop()
-        units = min(CHUNK_UNITS, n - first_unit)
+        units, piece = pieces.pop()
         unit_of = np.repeat(np.arange(first_unit, first_unit + units), unit_lengths[first_unit : first_unit + units])
         split_of = (unit_of >= bounds[0]).astype(np.int64) + (unit_of >= bounds[1])
         ids[np.arange(first_token + 1, first_token + 1 + len(piece)) + unit_of + split_of] = remap[piece]
