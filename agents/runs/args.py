@@ -41,7 +41,7 @@ class TrainArgs:
     reward_options: dict[str, Any] = field(
         default_factory=dict, metadata=_help("options passed to the reward factory")
     )
-    tokenizer: str = field(default="word", metadata=_help("tokenizer: word or char"))
+    tokenizer: str = field(default="word", metadata=_help("tokenizer: word, char or bpe (bpe: max_vocab is its size)"))
     lowercase: bool = field(default=True, metadata=_help("lowercase text before tokenizing"))
     max_vocab: int | None = field(
         default=10000, metadata=_help("vocabulary size cap, specials included (rarer tokens become <unk>)")
@@ -128,7 +128,7 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     if args.init_from is not None:
         from irlm_agents.lm.checkpoints import load_model
 
-        return load_model(args.init_from, vocab=corpus.vocab).model
+        return load_model(args.init_from, vocab=corpus.vocab, tokenizer=corpus.tokenizer).model
     config = ModelConfig(
         vocab_size=len(corpus.vocab),
         embedding_dim=args.embedding_dim,
