@@ -110,6 +110,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "mixer": ("mixer", {}, "mixed"),
     "a2c": ("a2c", {}, "bandit"),
     "ppo": ("ppo", {}, "bandit"),
+    "recurrent-ppo": ("recurrent_ppo", {}, "bandit"),
 }
 
 
