@@ -29,12 +29,13 @@ def token_ids(observations: torch.Tensor, vocab_size: int) -> torch.Tensor:
         low, high = torch.aminmax(ids)
         if low < 0 or high >= vocab_size:
             bad = int(high) if high >= vocab_size else int(low)
+            source = (f"the env's vocabulary has at least {bad + 1} tokens" if bad >= 0
+                      else "token ids are never negative, so this is not an irlm/NextWord-v0 observation")
             raise IrlmError(
                 f"the observation holds token id {bad}, outside the policy's vocabulary of {vocab_size} "
-                f"tokens (ids 0..{vocab_size - 1}); the env's vocabulary has "
-                f"{'at least ' + str(bad + 1) if bad >= 0 else 'negative ids, so it is no'} tokens. Build every "
-                "env the policy sees (training and evaluation) with the same corpus options (with rl_zoo3: "
-                "give them with --env-kwargs, which both envs get, not in the hyperparameter file)"
+                f"tokens (ids 0..{vocab_size - 1}); {source}. Build every env the policy sees (training "
+                "and evaluation) with the same corpus options (with rl_zoo3: give them with --env-kwargs, "
+                "which both envs get, not in the hyperparameter file)"
             )
     return ids
 
