@@ -210,7 +210,10 @@ def join(device_name: str, n_envs: int) -> Share:
     if not dist.is_initialized():
         # Joined once per process and kept for the next run in it: a second group made after
         # destroying the first reuses its rendezvous keys in torchrun's store and can hang.
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
         atexit.register(_destroy_group)
     per_rank = n_envs // size
     return Share(rank, size, range(rank * per_rank, (rank + 1) * per_rank), n_envs, device)

@@ -1,0 +1,7 @@
+"""Ray RLlib on the next-word env: the env registered under a name RLlib's env runners build,
+and an RLModule hosting the project's language model (``pip install -e ".[rllib]"``).
+
+- :mod:`irlm_agents.rllib.env`: :data:`~irlm_agents.rllib.env.ENV_NAME` and ``register_env()``.
+- :mod:`irlm_agents.rllib.module`: ``LanguageModelRLModule`` (new API stack) and the check that
+  turns RLlib's default model on token ids into a clear error.
+"""
