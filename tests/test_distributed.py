@@ -183,7 +183,7 @@ def test_streams_must_split_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
         join("cpu", 32)
 
 
-@pytest.mark.parametrize("agent", ["ppo", "a2c"])
+@pytest.mark.parametrize("agent", ["ppo", "a2c", "recurrent_ppo"])
 def test_sb3_agents_refuse_several_processes(agent: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     module = importlib.import_module(f"irlm_agents.{agent}")

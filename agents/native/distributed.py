@@ -200,6 +200,8 @@ def join(device_name: str, n_envs: int) -> Share:
     size = world_size()
     if size <= 1:
         return Share.single(n_envs, resolve_device(device_name))
+    if "RANK" not in os.environ:
+        raise IrlmError(f"WORLD_SIZE is {size} but RANK is not set; start the program with torchrun")
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if n_envs % size:
         raise IrlmError(
