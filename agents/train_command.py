@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import os
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -120,7 +121,8 @@ def agent_command(name: str) -> click.Command:
         from irlm_agents.runs.report import training_report  # torch: only once training runs
 
         result = train(args_cls(**kwargs))
-        click.echo(training_report(name, result.metrics, Path(result.run_dir)))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+            click.echo(training_report(name, result.metrics, Path(result.run_dir)))
 
     epilog = (
         "\b\nExamples:\n"
