@@ -1,10 +1,12 @@
-"""What the single env and the native vector env share, so both build episodes, draw starts,
-check arguments and render in exactly one way: the validated episode setup, the errors they
-raise, the read-only views rewards get, and the text frame of ``render_mode="ansi"``."""
+"""What the single env and the native vector env share, so both build episodes, draw starts
+and feeds, check arguments and render in exactly one way: the validated episode setup, the
+errors they raise, the read-only views rewards get, the true history a reward may ask for, and
+the text frame of ``render_mode="ansi"``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import gymnasium as gym
@@ -17,12 +19,18 @@ from irlm_env.options import check_int
 from irlm_env.rewards import CheckedReward, make_reward
 
 MODES = ("window", "line")
+FEEDS = ("truth", "action")
 
 # Episode starts are drawn from the env's generator this many at a time. Drawing in blocks is
 # what lets NextWordVectorEnv reproduce a sync vector env of NextWordEnvs exactly while
 # drawing for all of its streams at once: both consume the same per-env block, one start per
 # reset, and draw a new block only when one is used up (once every BLOCK episodes).
 START_BLOCK = 128
+
+# With 0 < feed_probability < 1, whether a step shows the action is drawn from the env's
+# generator in blocks of this many steps, for the same reason as START_BLOCK: the vector env
+# then reproduces single envs exactly while looking its streams' draws up in one gather.
+FEED_BLOCK = 1024
 
 
 class UnknownOptionError(IrlmError, TypeError):
@@ -58,6 +66,8 @@ class EpisodeSetup:
     mode: str
     episode_length: int
     line_starts: np.ndarray | None
+    feed: str
+    feed_probability: float  # of showing the action; 0.0 with feed="truth"
 
     @classmethod
     def build(
@@ -74,11 +84,14 @@ class EpisodeSetup:
         context_length: int,
         mode: str,
         episode_length: int,
+        feed: str,
+        feed_probability: float | None,
     ) -> EpisodeSetup:
         context_length = check_int("context_length", context_length)
         episode_length = check_int("episode_length", episode_length)
         if mode not in MODES:
             raise IrlmError(f"unknown episode mode {mode!r}; {suggest(str(mode), MODES)}")
+        probability = _feed_probability(feed, feed_probability)
         if isinstance(corpus, (Corpus, CorpusSpec)):
             if corpus_options:
                 raise IrlmError(
@@ -108,7 +121,7 @@ class EpisodeSetup:
             line_starts = data.line_starts(split)
         reward_fn = _reward_for(reward, reward_options, data)
         return cls(data, reward_fn, split, tokens, context_length, mode, episode_length,
-                   line_starts)
+                   line_starts, feed, probability)
 
     def draw_starts(self, rng: np.random.Generator) -> np.ndarray:
         """A block of START_BLOCK episode start positions (the position of the first context
@@ -117,11 +130,39 @@ class EpisodeSetup:
             return rng.integers(0, len(self.tokens) - self.episode_length, size=START_BLOCK)
         return self.line_starts[rng.integers(0, len(self.line_starts), size=START_BLOCK)]
 
+    def draw_feeds(self, rng: np.random.Generator) -> np.ndarray:
+        """A block of FEED_BLOCK bools, True where a step shows the agent's action instead of
+        the true token; see FEED_BLOCK for why they come in blocks."""
+        return rng.random(FEED_BLOCK) < self.feed_probability
+
     def action_error(self, action: object) -> IrlmError:
         return IrlmError(
             f"action {action!r} is outside the action space: use an integer token id in "
             f"[0, {len(self.corpus.vocab) - 1}]"
         )
+
+
+def _feed_probability(feed: str, probability: float | None) -> float:
+    """The probability that a step shows the agent's action: 0.0 for teacher forcing, 1.0 for
+    free running, in between for scheduled sampling."""
+    if feed not in FEEDS:
+        raise IrlmError(f"unknown feed mode {feed!r}; {suggest(str(feed), FEEDS)}")
+    if feed == "truth":
+        if probability is not None:
+            raise IrlmError(
+                f"feed_probability={probability!r} only applies to fed actions; pass "
+                "feed='action' with it, or leave feed_probability out for teacher forcing"
+            )
+        return 0.0
+    if probability is None:
+        return 1.0
+    # NaN fails the range comparison too.
+    if isinstance(probability, bool) or not isinstance(probability, Real) or not 0.0 <= probability <= 1.0:
+        raise IrlmError(
+            f"feed_probability must be a real number in [0, 1], got {probability!r}; pass "
+            "e.g. feed_probability=0.25"
+        )
+    return float(probability)
 
 
 def _reward_for(
@@ -155,6 +196,44 @@ def read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def history_windows(
+    tokens: np.ndarray, positions: np.ndarray | int, length: int, pad_id: int = 0
+) -> np.ndarray:
+    """The ``length`` tokens of ``tokens`` before each of ``positions`` (oldest first),
+    left-padded with ``pad_id`` where a window reaches back before the array's start.
+
+    This is the ``context`` a reward that declares ``history_length = length`` gets for the
+    target at each position (``tokens`` being the split's token array), so evaluation code
+    that scores arbitrary positions follows the envs' rule exactly. ``positions`` is an int or
+    an integer array of any shape, each in ``[0, len(tokens)]``; the result has its shape plus
+    ``(length,)``: a fresh int64 array.
+    """
+    length = check_int("history length", length)
+    index = np.asarray(positions)
+    if index.dtype.kind not in "iu":
+        raise IrlmError(
+            f"positions must be integer positions in the token array, got {positions!r}"
+        )
+    if index.size and (index.min() < 0 or index.max() > len(tokens)):
+        bad = index[(index < 0) | (index > len(tokens))].flat[0]
+        raise IrlmError(
+            f"position {int(bad)} is outside the token array; use positions in "
+            f"[0, {len(tokens)}]"
+        )
+    return gather_history(tokens, index.astype(np.int64, copy=False), np.arange(-length, 0), pad_id)
+
+
+def gather_history(
+    tokens: np.ndarray, positions: np.ndarray, offsets: np.ndarray, pad_id: int
+) -> np.ndarray:
+    """:func:`history_windows` without the checks, for the envs' positions, which are valid
+    by construction; ``offsets`` is ``np.arange(-length, 0)``, made once."""
+    index = positions[..., None] + offsets
+    windows = tokens.take(index, mode="clip").astype(np.int64)
+    windows[index < 0] = pad_id
+    return windows
 
 
 def render_text(

@@ -12,9 +12,11 @@ from gymnasium import spaces
 from irlm_env.corpus import Corpus
 from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.envs.episodes import (
+    FEED_BLOCK,
     EpisodeSetup,
     IrlmError,
     ResetNeededError,
+    gather_history,
     read_only,
     reject_unknown,
     render_text,
@@ -59,8 +61,13 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
     Next-word prediction on a text corpus as a reinforcement-learning problem. The agent reads
     the last ``context_length`` tokens of a text and chooses the next token; it is rewarded at
     once, by a reward plugin (``exact`` by default: 1.0 for the true token, 0.0 otherwise).
-    Whatever it chooses, the text goes on with the true token (teacher forcing), so every
-    step is an independent, immediately rewarded prediction over the corpus.
+    By default, whatever it chooses, the text goes on with the true token (teacher forcing),
+    so every step is an independent, immediately rewarded prediction over the corpus. With
+    ``feed="action"`` the agent reads its own predictions instead (free running), or, with a
+    ``feed_probability`` below 1, each step shows its prediction with that probability and
+    the true token otherwise (scheduled sampling, Bengio et al. 2015): the agent learns to
+    continue from its own mistakes, as it must when it generates text. Either way every
+    prediction is scored against the reference text at the same position.
 
     ## Action Space
 
@@ -69,16 +76,20 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Observation Space
 
-    ``Box(0, V - 1, (context_length,), int64)``: the ids of the last ``context_length`` true
-    tokens, oldest first. At the start of an episode only the first token is known, so the
-    observation is left-padded with the pad id (0); the context never reaches back before
-    the episode's start.
+    ``Box(0, V - 1, (context_length,), int64)``: the ids of the last ``context_length``
+    shown tokens, oldest first: the true tokens with ``feed="truth"``, and with
+    ``feed="action"`` the agent's own actions at the steps that fed them. At the start of an
+    episode only the first (true) token is known, so the observation is left-padded with the
+    pad id (0); the context never reaches back before the episode's start.
 
     ## Rewards
 
-    The reward plugin's value for the chosen token given the true one and the context, a
-    finite Python float. With ``exact`` the return of an episode is the number of correctly
-    predicted tokens.
+    The reward plugin's value for the chosen token given the true one (the reference text's
+    token at that position, whatever was fed) and the context, a finite Python float. The
+    context is the observation the agent saw, unless the reward declares a
+    ``history_length`` H: then it is the H true tokens before the target (see
+    :class:`irlm_env.rewards.Reward`). With ``exact`` the return of an episode is the number
+    of correctly predicted tokens.
 
     ## Starting State
 
@@ -89,13 +100,15 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
     ## Episode End
 
     ``mode="window"``: truncated after ``episode_length`` predictions. ``mode="line"``:
-    terminated after the ``<eos>`` closing the line has been predicted (``episode_length`` is
-    not used). Call ``reset()`` after either; stepping an ended episode is an error.
+    terminated after the ``<eos>`` closing the line has been predicted, i.e. at the step whose
+    reference token is that ``<eos>``, whatever was fed (``episode_length`` is not used).
+    Call ``reset()`` after either; stepping an ended episode is an error.
 
     ## Information
 
-    ``step`` returns ``{"target": int, "correct": bool}``: the true next token id and whether
-    the action equalled it (whatever the reward plugin pays). ``reset`` returns ``{}``.
+    ``step`` returns ``{"target": int, "correct": bool}``: the true next token id (the
+    reference text's, also when the observation shows the action) and whether the action
+    equalled it (whatever the reward plugin pays). ``reset`` returns ``{}``.
 
     ## Arguments
 
@@ -119,6 +132,10 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
     - ``split``: ``"train"``, ``"validation"`` or ``"test"`` (disjoint parts of the corpus).
     - ``context_length``: tokens in the observation (>= 1).
     - ``mode``: ``"window"`` or ``"line"``; ``episode_length``: steps of a window episode.
+    - ``feed``: what the next observation's newest token is: ``"truth"`` (teacher forcing)
+      or ``"action"`` (the agent's own prediction).
+    - ``feed_probability``: with ``feed="action"``, the probability that a step shows the
+      action (default 1.0: always); drawn from ``self.np_random``. Not used with ``"truth"``.
     - ``render_mode``: ``None`` or ``"ansi"`` (context, prediction and truth as text).
     """
 
@@ -138,6 +155,8 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         context_length: int = 8,
         mode: str = "window",
         episode_length: int = 64,
+        feed: str = "truth",
+        feed_probability: float | None = None,
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -146,7 +165,7 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         self.render_mode = check_render_mode(render_mode)
         self.setup = EpisodeSetup.build(
             corpus, corpus_options, tokenizer, lowercase, max_vocab, min_freq, reward,
-            reward_options, split, context_length, mode, episode_length,
+            reward_options, split, context_length, mode, episode_length, feed, feed_probability,
         )
         self.corpus = self.setup.corpus
         self.vocab = self.corpus.vocab
@@ -160,6 +179,11 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         self._eos = self.vocab.eos_id
         self._starts = np.empty(0, np.int64)
         self._next_start = 0
+        self._feed_probability = self.setup.feed_probability
+        self._feeds = np.empty(0, np.bool_)  # a block of draws; see FEED_BLOCK
+        self._next_feed = FEED_BLOCK
+        history = self.reward_fn.history_length
+        self._history = None if history is None else np.arange(-history, 0)
         # The context lives in two buffers written alternately, each with a read-only view made
         # once: rewards see the view, so a reward that writes into its context raises instead of
         # changing the next observation, and a step allocates nothing but the returned copy.
@@ -184,6 +208,8 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         if seed is not None or self._next_start >= len(self._starts):
             self._starts = self.setup.draw_starts(self.np_random)
             self._next_start = 0
+        if seed is not None:
+            self._next_feed = FEED_BLOCK  # draws from the new generator, when a step needs one
         start = int(self._starts[self._next_start])
         self._next_start += 1
         self._cursor = start
@@ -214,11 +240,17 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
             raise self.setup.action_error(action)
         old, new = self._current, 1 - self._current
         target = int(self._tokens[self._cursor + 1])
-        reward = float(self.reward_fn(action, target, self._views[old]))
+        if self._history is None:
+            context = self._views[old]
+        else:
+            context = read_only(gather_history(
+                self._tokens, np.int64(self._cursor + 1), self._history, self.vocab.pad_id
+            ))
+        reward = float(self.reward_fn(action, target, context))
         self._cursor += 1  # after the reward: a reward that raises leaves the episode where it was
         context, obs = self._buffers[old], self._buffers[new]
         obs[:-1] = context[1:]
-        obs[-1] = target
+        obs[-1] = action if self._feed_probability and self._fed() else target
         self._current = new
         if self.setup.line_starts is None:
             terminated, truncated = False, self._cursor == self._end
@@ -230,6 +262,17 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         return obs.copy(), reward, terminated, truncated, {
             "target": target, "correct": action == target
         }
+
+    def _fed(self) -> bool:
+        """Whether this step shows the action: always at probability 1, which needs no draw."""
+        if self._feed_probability == 1.0:
+            return True
+        if self._next_feed == FEED_BLOCK:
+            self._feeds = self.setup.draw_feeds(self.np_random)
+            self._next_feed = 0
+        fed = self._feeds[self._next_feed]
+        self._next_feed += 1
+        return bool(fed)
 
     def render(self) -> str | None:
         if self.render_mode is None:

@@ -11,10 +11,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from irlm_env.envs.episodes import (
+    FEED_BLOCK,
     START_BLOCK,
     EpisodeSetup,
     IrlmError,
     ResetNeededError,
+    gather_history,
     read_only,
     render_text,
 )
@@ -33,7 +35,9 @@ class NextWordVectorEnv(VectorEnv):
     object, stepped together with whole-array numpy operations: ``step`` has no Python loop
     over the streams and writes into buffers allocated once. For the same seeds it returns
     exactly what ``gym.make_vec(..., vectorization_mode="sync")`` of single envs returns
-    (observations, rewards, flags and infos), with either autoreset mode.
+    (observations, rewards, flags and infos), in every autoreset mode and feed mode: with
+    ``feed="action"`` and a ``feed_probability`` below 1 each stream draws whether a step
+    shows its action from its own generator, as its single env would.
 
     ```python
     import gymnasium as gym
@@ -49,12 +53,13 @@ class NextWordVectorEnv(VectorEnv):
     ## Observation Space
 
     ``Box(0, V - 1, (num_envs, context_length), int64)``: each stream's context, as in the
-    single env.
+    single env: its shown tokens, the true ones or (``feed="action"``) its own actions.
 
     ## Rewards
 
     ``(num_envs,)`` float64 from the reward plugin's batched form, the same values as the
-    single env's.
+    single env's: each action is scored against the reference text's token, given the
+    observations or, for a reward with a ``history_length``, the true histories.
 
     ## Episode End
 
@@ -70,15 +75,16 @@ class NextWordVectorEnv(VectorEnv):
       for the ended streams before stepping them again.
 
     Building ``final_obs`` (an object array of per-stream rows, Gymnasium's format) and
-    drawing a new block of random starts when a stream has used up its block (every
-    ``START_BLOCK`` episodes) touch only the streams concerned, one by one; everything else in
-    ``step`` is whole-array.
+    drawing a new block of random starts or feed draws when a stream has used up its block
+    (every ``START_BLOCK`` episodes, every ``FEED_BLOCK`` steps) touch only the streams
+    concerned, one by one; everything else in ``step`` is whole-array.
 
     ## Information
 
-    ``step`` returns Gymnasium's vector form of the single env's info: ``"target"`` (int64)
-    and ``"correct"`` (bool) arrays with ``"_target"``/``"_correct"`` masks that are False
-    for streams that were reset in that step (their info is the reset's, empty).
+    ``step`` returns Gymnasium's vector form of the single env's info: ``"target"`` (int64,
+    the reference tokens whatever was fed) and ``"correct"`` (bool) arrays with
+    ``"_target"``/``"_correct"`` masks that are False for streams that were reset in that
+    step (their info is the reset's, empty).
 
     For agents, without building anything per step:
 
@@ -86,6 +92,9 @@ class NextWordVectorEnv(VectorEnv):
       step (not meaningful for streams that the next step will reset, see below).
     - ``score(actions)``: the rewards that ``(num_envs, K)`` candidate actions would get now,
       without stepping; for group-sampling agents that compare several candidates.
+    - ``reward_contexts()``: the contexts the reward gets at the coming step (the
+      observations, or the true histories of a reward with a ``history_length``), for agents
+      that call the reward's ``table`` or ``batch`` themselves.
     - ``episode_starts``: ``(num_envs,)`` bool, True where the last returned observation is
       the first of an episode (all True after ``reset``); recurrent agents reset their
       hidden state there.
@@ -94,7 +103,8 @@ class NextWordVectorEnv(VectorEnv):
 
     ## Arguments
 
-    ``num_envs``, the keyword arguments of ``NextWordEnv``, and:
+    ``num_envs``, the keyword arguments of ``NextWordEnv`` (among them ``feed`` and
+    ``feed_probability``), and:
 
     - ``autoreset_mode``: an ``AutoresetMode`` or its value (``"NextStep"``, ``"SameStep"``,
       ``"Disabled"``).
@@ -139,6 +149,18 @@ class NextWordVectorEnv(VectorEnv):
         self._rngs: list[np.random.Generator | None] = [None] * n
         self._blocks = np.zeros((n, START_BLOCK), np.int64)
         self._used = np.full(n, START_BLOCK, np.int64)  # starts taken from each block
+        # Per-stream feed draws, likewise; allocated only when steps draw (0 < p < 1).
+        self._feed_probability = p = setup.feed_probability
+        drawn = FEED_BLOCK if 0.0 < p < 1.0 else 0
+        self._feed_blocks = np.zeros((n, drawn), np.bool_)
+        self._feed_used = np.full(n, FEED_BLOCK, np.int64)  # draws taken from each block
+        self._feed_rows = np.arange(n, dtype=np.int64) * drawn  # where each block starts, flat
+        self._feed_index = np.zeros(n, np.int64)
+        self._fed = np.zeros(n, np.bool_)
+        self._exhausted = np.zeros(n, np.bool_)
+        self._stepping = np.zeros(n, np.bool_)
+        history = self.reward_fn.history_length
+        self._history = None if history is None else np.arange(-history, 0)
         # Episode state: the position of each stream's next target, where a window episode
         # is truncated, the contexts (two buffers, written alternately) and the targets.
         self._target_pos = np.zeros(n, np.int64)
@@ -208,7 +230,8 @@ class NextWordVectorEnv(VectorEnv):
         for i in streams:
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random(seeds[i])[0]
-                self._used[i] = START_BLOCK  # a new generator starts a new block
+                self._used[i] = START_BLOCK  # a new generator starts new blocks
+                self._feed_used[i] = FEED_BLOCK
         self._begin(streams)
         self._started = True
         self.pending_reset[streams] = False
@@ -233,15 +256,22 @@ class NextWordVectorEnv(VectorEnv):
         obs, target = self._obs, self._target
         candidates = actions[:, None]  # a fresh view: making it read-only leaves the caller's array be
         candidates.flags.writeable = False
-        rewards = self.reward_fn.batch(candidates, self._target_view, self._obs_view)
+        contexts = self._obs_view if self._history is None else self._histories()
+        rewards = self.reward_fn.batch(candidates, self._target_view, contexts)
         np.copyto(self._rewards, rewards[:, 0])
         np.equal(actions, target, out=self._correct)
-        # Teacher forcing: every context moves on by the true token, whatever the action.
-        # One contiguous copy shifted by one element moves every row left; each row's last
-        # slot, which received the next row's first token, is then overwritten by the target.
+        # Every context moves on by the shown token: the true one (teacher forcing) or the
+        # action. One contiguous copy shifted by one element moves every row left; each row's
+        # last slot, which received the next row's first token, is then overwritten.
         new_obs = self._obs_next
         new_obs.reshape(-1)[:-1] = obs.reshape(-1)[1:]
-        new_obs[:, -1] = target
+        if not self._feed_probability:
+            new_obs[:, -1] = target
+        elif self._feed_probability == 1.0:
+            new_obs[:, -1] = actions
+        else:
+            new_obs[:, -1] = target
+            np.copyto(new_obs[:, -1], actions, where=self._draw_feeds())
         self._obs, self._obs_next = new_obs, obs
         self._obs_view, self._obs_next_view = self._obs_next_view, self._obs_view
         np.add(self._target_pos, 1, out=self._target_pos)
@@ -321,7 +351,16 @@ class NextWordVectorEnv(VectorEnv):
         actions = self._check_actions(actions, actions.shape)
         if actions.shape[1] == 0:  # nothing to score, as numpy reduces an empty axis to empty
             return np.empty(actions.shape, np.float64)
-        return self.reward_fn.batch(read_only(actions), self._target_view, self._obs_view)
+        contexts = self._obs_view if self._history is None else self._histories()
+        return self.reward_fn.batch(read_only(actions), self._target_view, contexts)
+
+    def reward_contexts(self) -> np.ndarray:
+        """What the reward gets as ``context`` at the coming step: the observations
+        ``(num_envs, context_length)``, or for a reward with a ``history_length`` H the true
+        histories ``(num_envs, H)``; for agents that call the reward's forms themselves.
+        Rows of streams with ``pending_reset`` set are meaningless."""
+        self._require_started("reward_contexts()")
+        return self._obs.copy() if self._history is None else self._histories()
 
     def render(self) -> tuple[str, ...] | None:
         """One ``ansi`` frame per stream, like a sync vector env of single envs."""
@@ -352,6 +391,31 @@ class NextWordVectorEnv(VectorEnv):
         self._obs[streams] = 0
         self._obs[streams, -1] = self._tokens[starts]
         self._target[streams] = self._tokens[starts + 1]
+
+    def _histories(self) -> np.ndarray:
+        """The true history before every stream's target, for a reward that asks for it."""
+        return read_only(gather_history(self._tokens, self._target_pos, self._history, self.vocab.pad_id))
+
+    def _draw_feeds(self) -> np.ndarray:
+        """Which streams show their action in this step, each from its own block of draws.
+        A stream that this step resets (next-step autoreset) takes no draw, as its single env
+        is reset instead of stepped."""
+        used = self._feed_used
+        exhausted = np.equal(used, FEED_BLOCK, out=self._exhausted)
+        stepping = None
+        if self._any_pending:  # only with next-step autoreset: DISABLED refuses to step then
+            stepping = np.logical_not(self.pending_reset, out=self._stepping)
+            np.logical_and(exhausted, stepping, out=exhausted)
+        if exhausted.any():
+            for i in np.flatnonzero(exhausted):
+                self._feed_blocks[i] = self.setup.draw_feeds(self._rngs[i])
+            used[exhausted] = 0
+        np.add(self._feed_rows, used, out=self._feed_index)
+        # A resetting stream whose block is used up reads past it (clipped): the reset
+        # replaces its observation anyway.
+        np.take(self._feed_blocks.reshape(-1), self._feed_index, out=self._fed, mode="clip")
+        np.add(used, 1 if stepping is None else stepping, out=used)
+        return self._fed
 
     def _final(self, streams: np.ndarray, ended: np.ndarray, target: np.ndarray) -> dict:
         """Gymnasium's same-step record of the episodes that ended: their last observation

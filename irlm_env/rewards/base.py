@@ -16,10 +16,24 @@ import numpy as np
 class Reward(ABC):
     """Base class for rewards; only ``__call__`` is required.
 
-    ``context`` is the observation the agent saw (token ids, left-padded, oldest first).
+    ``context`` is the observation the agent saw (token ids, left-padded, oldest first),
+    unless the reward sets ``history_length``.
     """
 
     name: str = ""
+
+    history_length: int | None = None
+    """How much of the true text the reward reads as ``context``.
+
+    ``None``: the observation the agent saw, which may be one token (a recurrent agent) or
+    hold the agent's own fed predictions (``feed="action"``). An int ``H >= 1``: the last H
+    tokens of the reference text before the target, oldest first, whatever the agent's
+    context length and feed mode: what a reward that judges a prediction in its true
+    surroundings (a judge model) needs. The history reaches back before the episode's start
+    (it is the true text) and is left-padded with the pad id (0) only at the start of the
+    split. Every form gets it: an ``(H,)`` array for ``__call__``, ``(N, H)`` for ``batch``
+    and ``table``, read-only like the observation.
+    """
 
     @abstractmethod
     def __call__(self, action: int, target: int, context: np.ndarray) -> float:

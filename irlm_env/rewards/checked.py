@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +59,7 @@ class CheckedReward(Reward):
         self._vocab_size = len(vocab)
         version = "" if entry.plugin_version is None else f" {entry.plugin_version}"
         self._label = f"reward {entry.name!r} (plugin {entry.plugin_name!r}{version})"
+        self.history_length = _history_length(reward, self._label)
         self._scalar = reward
         # The base class's loop would call the unchecked scalar form: loop here instead.
         batch = getattr(reward, "batch", None)
@@ -139,3 +141,14 @@ class CheckedReward(Reward):
         if values is None:
             return None
         return self._check_array(values, (len(targets), self._vocab_size), "table")
+
+
+def _history_length(reward: Callable[..., Any], label: str) -> int | None:
+    """The reward's ``history_length`` (see :class:`Reward`); a plain function has none."""
+    length = getattr(reward, "history_length", None)
+    if length is not None and (isinstance(length, bool) or not isinstance(length, Integral) or length < 1):
+        raise IrlmError(
+            f"{label} has history_length={length!r}; set it to None (the reward gets the "
+            "observation) or to an int >= 1 (that many true tokens before the target)"
+        )
+    return None if length is None else int(length)
