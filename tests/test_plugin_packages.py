@@ -1,6 +1,6 @@
 """The first-party plugin packages install with pip and are found through entry points.
 
-Both packages are installed into a scratch ``--target`` folder (from a copy, so the build
+The packages are installed into a scratch ``--target`` folder (from a copy, so the build
 leaves nothing in the repository) and checked in a fresh interpreter that sees them only
 through ``PYTHONPATH``, the way a user's environment sees an installed plugin.
 """
@@ -27,7 +27,7 @@ from irlm_env import IrlmError
 from irlm_env.corpus import Corpus, load_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"irlm-similarity": "similarity", "irlm-arithmetic": "arithmetic"}
+PACKAGES = {"irlm-similarity": "similarity", "irlm-arithmetic": "arithmetic", "irlm-judge": "judge"}
 
 CHECK = textwrap.dedent(
     """
@@ -50,6 +50,9 @@ CHECK = textwrap.dedent(
     targets = corpus.split("train")[1:200]
     table = reward.table(targets, np.zeros((len(targets), 4), np.int64))
     seven, eight, plus = vocab.id_of("seven"), vocab.id_of("eight"), vocab.id_of("plus")
+    judge = make_reward("judge", corpus, order="3", top_k="2")
+    histories = np.stack([corpus.split("train")[:199], targets], axis=1)
+    judge_table = judge.table(targets, histories)
     env = gym.make("irlm/NextWord-v0", corpus=corpus, reward="similarity", mode="line")
     env.reset(seed=0)
     rewards = [env.step(env.action_space.sample())[1] for _ in range(5)]
@@ -66,6 +69,8 @@ CHECK = textwrap.dedent(
         "table_max": float(table.max()),
         "table_hits": bool(np.all(table[np.arange(len(targets)), targets] == 1.0)),
         "env_rewards": rewards,
+        "judge_plugin": reward_registry().get("judge").plugin_name,
+        "judge_paid_per_row": sorted(set(judge_table.sum(axis=1).tolist())),
     }))
     """
 )
@@ -93,12 +98,14 @@ def _run(site: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, env=full_env, timeout=120)
 
 
-def test_both_plugins_are_found_through_entry_points_and_work(site: Path) -> None:
+def test_the_plugins_are_found_through_entry_points_and_work(site: Path) -> None:
     result = _run(site)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["report"]["similarity"] == ["entrypoint", "irlm-similarity", "0.1.0", None]
     assert out["report"]["arithmetic"] == ["entrypoint", "irlm-arithmetic", "0.1.0", None]
+    assert out["report"]["judge"] == ["entrypoint", "irlm-judge", "0.1.0", None]
+    assert out["judge_plugin"] == "judge" and out["judge_paid_per_row"] == [2.0]
     assert (out["reward_plugin"], out["corpus_plugin"]) == ("similarity", "arithmetic")
     assert out["units"] > 1000 and 0.5 < out["best_accuracy"] < 0.8
     assert out["exact"] == 1.0

@@ -121,6 +121,42 @@ class WittenBellModel:
             probs = np.where(seen, interpolated, probs)
         return probs
 
+    def distributions(self, contexts: np.ndarray) -> np.ndarray:
+        """``(N, V)`` next-token distributions after each row of ``contexts`` (``(N, W)``, oldest first).
+
+        The same interpolation as :meth:`probabilities`, over the whole vocabulary at once, so
+        a judge can rank every token: each level scales the rows in place and adds its counts
+        from the contiguous run of sorted ``(context, token)`` keys that shares the row's
+        context, so the cost is one pass over ``(N, V)`` per level. A row narrower than
+        ``order - 1`` tokens is read as left-padded with id 0, as the start of a text is; wider
+        rows use their last tokens.
+        """
+        contexts = np.asarray(contexts, dtype=np.int64)
+        if contexts.ndim != 2:
+            raise IrlmError(f"distributions() takes contexts of shape (N, W), got shape {contexts.shape}")
+        n, width = contexts.shape
+        vocab = self.vocab_size
+        probs = np.broadcast_to(self._unigram, (n, vocab)).copy()
+        flat = contexts.reshape(-1)
+        ends = np.arange(n) * width + width - 1
+        for length, (pairs, pair_counts, keys, totals, distinct) in enumerate(self._levels, start=1):
+            if length > width:  # the missing older tokens are padding, keyed as context_keys pads
+                row_keys = context_keys(flat, ends, width, vocab) * vocab ** (length - width)
+            else:
+                row_keys = context_keys(flat, ends, length, vocab)
+            where = np.minimum(np.searchsorted(keys, row_keys), len(keys) - 1)
+            seen = keys[where] == row_keys
+            # In place, rows at once: P <- P * T/(c+T) + counts/(c+T) where the context was seen,
+            # P unchanged where not; the counts are added sparsely.
+            denominator = np.where(seen, totals[where] + distinct[where], 1.0)
+            probs *= np.where(seen, distinct[where], 1.0)[:, None] / denominator[:, None]
+            low = np.searchsorted(pairs, row_keys * vocab)
+            sizes = np.where(seen, np.searchsorted(pairs, (row_keys + 1) * vocab) - low, 0)
+            owner = np.repeat(np.arange(n), sizes)
+            at = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes - low, sizes)
+            probs[owner, pairs[at] % vocab] += pair_counts[at] / denominator[owner]
+        return probs
+
     def perplexity(self, tokens: np.ndarray, max_tokens: int | None = None) -> float:
         """exp of the mean negative log-probability of ``tokens[i + 1]``, scored like ``accuracy``."""
         n = len(tokens) - 1 if max_tokens is None else min(len(tokens) - 1, max_tokens)
