@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,7 @@ import torch
 from irlm_agents.lm.checkpoints import save_model
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_agents.lm.ngram import WittenBellModel
+import irlm_env  # noqa: F401  (registers the env ids)
 from irlm_env import IrlmError, plugins
 from irlm_env.corpus import Corpus, load_corpus
 from irlm_env.rewards import make_reward
@@ -214,3 +216,33 @@ def test_a_checkpoint_from_other_corpus_settings_is_refused(judge_module: Any, c
     _tiny_checkpoint(corpus, tmp_path / "cased.irlm", {"name": "word", "lowercase": False})
     with pytest.raises(IrlmError, match=r"another tokenizer \(WordTokenizer\(lowercase=False\)\).*Train the judge"):
         judge_module.judge(corpus, checkpoint=str(tmp_path / "cased.irlm"))
+
+
+def test_envs_hand_the_judge_the_true_history_whatever_the_agents_context(registered: Any, corpus: Corpus) -> None:
+    """A recurrent agent sees one token; the judge still reads three of true text (the twin env's window)."""
+    reward = make_reward("judge", corpus, top_k=2)
+    vocab = len(corpus.vocab)
+    judged = gym.make_vec("irlm/NextWord-v0", num_envs=4, corpus=corpus, reward=reward, context_length=1)
+    twin = gym.make_vec("irlm/NextWord-v0", num_envs=4, corpus=corpus, context_length=3)
+    judged.reset(seed=0)
+    obs, _ = twin.reset(seed=0)
+    fresh = registered.judge(corpus, top_k=2)
+    rng = np.random.default_rng(0)
+    for step in range(5):
+        scores = judged.unwrapped.score(np.tile(np.arange(vocab), (4, 1)))
+        actions = rng.integers(0, vocab, size=4)
+        _, rewards, *_ = judged.step(actions)
+        np.testing.assert_array_equal(rewards, scores[np.arange(4), actions])
+        if step >= 3:  # the twin's window has left the episode start's padding: it is the true text
+            np.testing.assert_array_equal(scores, fresh.table(np.zeros(4, np.int64), obs))
+        obs, *_ = twin.step(actions)
+    single = gym.make("irlm/NextWord-v0", corpus=corpus, reward="judge", reward_options={"pay": "probability"}, context_length=1)
+    single_twin = gym.make("irlm/NextWord-v0", corpus=corpus, context_length=3)
+    single.reset(seed=1)
+    window, _ = single_twin.reset(seed=1)
+    probability = registered.judge(corpus, pay="probability")
+    for step in range(4):
+        _, value, *_ = single.step(step)
+        if step >= 3:
+            assert value == probability(step, 0, window)
+        window, *_ = single_twin.step(step)
