@@ -54,6 +54,11 @@ def irlm_register_rewards(register: Register) -> None:
     - ``reward.table(targets, contexts) -> np.ndarray | None`` (optional): the ``(N, V)``
       reward of every vocabulary token, for exact-gradient agents. Return ``None`` or omit
       it when the reward cannot be tabulated.
+    - ``reward.history_length: int | None`` (optional, default ``None``): with ``None`` every
+      form gets the observation the agent saw as ``context``; an int ``H`` asks for the last
+      ``H`` tokens of the true text before the target instead (``(H,)`` / ``(N, H)``, padded
+      only at the split's start), whatever the agent's ``context_length`` and feed mode: what
+      a judge model needs.
 
     Subclassing :class:`irlm_env.rewards.Reward` provides the optional forms (``batch``
     loops over the scalar form; ``has_table`` tells whether ``table`` is implemented). Every
