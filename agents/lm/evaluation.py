@@ -1,4 +1,5 @@
-"""Score a language model on a corpus split: top-1/top-5 accuracy, perplexity, mean reward.
+"""Score a language model on a corpus split: top-1/top-5 accuracy, perplexity, mean reward, and
+top-1 when the model reads its own predictions (``free_top1``).
 
 Every trainer reports these same figures, so they are computed in one place and fast enough to
 run during training: one batched pass under ``torch.inference_mode``, never a Python loop over
@@ -15,6 +16,13 @@ Two ways of reading the text, matching the two kinds of trainer:
 
 The reward is that of the greedy (argmax) action, scored with the reward plugin's batched form
 against the last ``context_length or 8`` tokens, the context the environment would show.
+
+Free running (``free_top1``) measures exposure bias: a model trained only on true text may
+never have read its own mistakes. The text is cut into blocks of ``horizon`` tokens (in
+recurrent mode, each stream is); the model reads the true text up to a block's start, as
+above, and inside the block its own previous greedy prediction instead of each true token,
+every prediction being scored against the reference. All blocks run side by side, so this costs
+``horizon`` batched steps over ``1/horizon`` of the rows: about one more ordinary pass.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import torch.nn.functional as F
 from irlm_env.corpus import Corpus
 from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
-from irlm_agents.lm.model import RNNLanguageModel
+from irlm_agents.lm.model import Hidden, RNNLanguageModel
 from irlm_env.rewards import Reward, make_reward
 
 #: Time steps per forward pass in recurrent mode (and windows per stream in window mode). Keeps
@@ -69,9 +77,55 @@ class _Scores:
         self.greedy[index] = top[:, 0].cpu().numpy()
 
 
+def _blocks(grid: np.ndarray, horizon: int, fill: int) -> np.ndarray:
+    """(S, L) -> (S · ceil(L / horizon), horizon): row ``k·S + s`` is block ``k`` of row ``s``.
+
+    The tail of the last block is ``fill``.
+    """
+    streams, length = grid.shape
+    n_blocks = math.ceil(length / horizon)
+    padded = np.full((streams, n_blocks * horizon), fill, dtype=grid.dtype)
+    padded[:, :length] = grid
+    return padded.reshape(streams, n_blocks, horizon).transpose(1, 0, 2).reshape(-1, horizon)
+
+
+def _rows(hidden: Hidden, start: int, stop: int) -> Hidden:
+    if isinstance(hidden, tuple):
+        return (hidden[0][:, start:stop], hidden[1][:, start:stop])
+    return hidden[:, start:stop]
+
+
+def _free_running_hits(
+    model: RNNLanguageModel, inputs: torch.Tensor, hidden: Hidden | None, targets: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """Greedy hits over ``horizon = targets.shape[1]`` steps of free running, one block per row.
+
+    Step 0 reads ``inputs`` (the true text). With ``hidden`` (recurrent) ``inputs`` is one token
+    per row and each later step reads the previous prediction on the carried state; without it
+    ``inputs`` are windows, which shift by one and take the previous prediction at their end.
+    """
+    hits = torch.zeros((), dtype=torch.int64, device=targets.device)
+    x = inputs
+    for step in range(targets.shape[1]):
+        features, state = model.features(x, hidden)
+        prediction = model.head(features[:, -1]).argmax(-1)
+        hits += ((prediction == targets[:, step]) & valid[:, step]).sum()
+        if hidden is not None:
+            hidden, x = state, prediction[:, None]
+        else:
+            x = torch.cat([x[:, 1:], prediction[:, None]], 1)
+    return hits
+
+
 def _recurrent_pass(
-    model: RNNLanguageModel, inputs: np.ndarray, targets: np.ndarray, batch_size: int, device: torch.device
-) -> _Scores:
+    model: RNNLanguageModel,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    horizon: int,
+) -> tuple[_Scores, torch.Tensor]:
+    """The scores and the free-running hits, the blocks starting from the carried states."""
     n = len(inputs)
     streams = min(batch_size, n)
     length = math.ceil(n / streams)
@@ -85,14 +139,38 @@ def _recurrent_pass(
     y_all = torch.from_numpy(grid_tg.reshape(streams, length)).to(device)
     scores = _Scores(n, device)
     hidden = model.initial_hidden(streams, device)
-    for start in range(0, length, CHUNK):
-        features, hidden = model.features(x_all[:, start : start + CHUNK], hidden)
-        index = flat_index[:, start : start + CHUNK].reshape(-1)
+    horizon = min(horizon, length)  # a longer block would only add padding
+    # Cut the pass at every block start too, to keep the state each block starts from.
+    bounds = sorted({*range(0, length, CHUNK), *range(0, length, horizon), length})
+    block_states: list[Hidden] = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        if start % horizon == 0:
+            block_states.append(hidden)
+        features, hidden = model.features(x_all[:, start:stop], hidden)
+        index = flat_index[:, start:stop].reshape(-1)
         valid = index < n
         logits = model.head(features).reshape(len(index), -1)
         keep = torch.from_numpy(valid).to(device)
-        scores.add(logits[keep], y_all[:, start : start + CHUNK].reshape(-1)[keep], index[valid])
-    return scores
+        scores.add(logits[keep], y_all[:, start:stop].reshape(-1)[keep], index[valid])
+
+    states: Hidden
+    if isinstance(hidden, tuple):
+        states = (torch.cat([h for h, _ in block_states], 1), torch.cat([c for _, c in block_states], 1))
+    else:
+        states = torch.cat(block_states, 1)
+    first = torch.from_numpy(_blocks(grid_in.reshape(streams, length), horizon, 0)[:, :1]).to(device)
+    block_targets = torch.from_numpy(_blocks(grid_tg.reshape(streams, length), horizon, 0)).to(device)
+    block_valid = torch.from_numpy(_blocks(flat_index, horizon, n) < n).to(device)
+    rows = batch_size * CHUNK
+    free_hits = sum(
+        (
+            _free_running_hits(model, first[a : a + rows], _rows(states, a, a + rows),
+                               block_targets[a : a + rows], block_valid[a : a + rows])
+            for a in range(0, len(first), rows)
+        ),
+        torch.zeros((), dtype=torch.int64, device=device),
+    )
+    return scores, free_hits
 
 
 def _window_pass(
@@ -116,6 +194,30 @@ def _window_pass(
     return scores
 
 
+def _window_free_hits(
+    model: RNNLanguageModel,
+    windows: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    horizon: int,
+) -> torch.Tensor:
+    """Free-running hits in window mode: each block starts from the true window at its start."""
+    n = len(targets)
+    horizon = min(horizon, n)  # a longer block would only add padding
+    block_targets = _blocks(targets[None], horizon, 0)
+    block_valid = _blocks(np.arange(n)[None], horizon, n) < n
+    starts = np.arange(0, n, horizon)
+    rows = batch_size * CHUNK
+    hits = torch.zeros((), dtype=torch.int64, device=device)
+    for a in range(0, len(starts), rows):
+        x = torch.from_numpy(windows[starts[a : a + rows]]).to(device)
+        y = torch.from_numpy(block_targets[a : a + rows]).to(device)
+        valid = torch.from_numpy(block_valid[a : a + rows]).to(device)
+        hits += _free_running_hits(model, x, None, y, valid)
+    return hits
+
+
 def evaluate(
     model: RNNLanguageModel,
     corpus: Corpus,
@@ -126,17 +228,28 @@ def evaluate(
     max_tokens: int | None = None,
     batch_size: int = 64,
     device: str | torch.device | None = None,
+    horizon: int = 16,
 ) -> dict[str, float]:
     """Greedy next-token figures of ``model`` on ``corpus``'s ``split``.
 
     Returns ``top1``, ``top5`` (fractions), ``perplexity`` (exp of the mean negative
-    log-likelihood of the true next token), ``reward`` (mean reward of the argmax token) and
-    ``tokens`` (predictions scored). ``max_tokens`` scores only the first that many predictions
-    of the split, so repeated evaluations during training are comparable and cheap.
+    log-likelihood of the true next token), ``reward`` (mean reward of the argmax token),
+    ``free_top1`` and ``tokens`` (predictions scored). ``max_tokens`` scores only the first that
+    many predictions of the split, so repeated evaluations during training are comparable and
+    cheap.
+
+    ``free_top1`` is top-1 when the model reads its own greedy predictions: the split (in
+    recurrent mode, each of its streams) is cut into blocks of ``horizon`` tokens; the model
+    reads the true text up to a block's start, as for ``top1``, then, inside the block, its own
+    previous greedy prediction instead of the true token (in window mode the window holds true
+    tokens before the block and the model's predictions inside it); each prediction is scored
+    against the reference token. A block's first prediction is the ordinary one, so
+    ``horizon=1`` gives ``top1``.
     """
     _positive("context_length", context_length)
     _positive("max_tokens", max_tokens)
     _positive("batch_size", batch_size)
+    _positive("horizon", horizon)
     if model.config.vocab_size != len(corpus.vocab):
         raise IrlmError(
             f"the model has a vocabulary of {model.config.vocab_size} tokens but corpus "
@@ -161,10 +274,11 @@ def evaluate(
     try:
         with torch.inference_mode():
             if context_length is None:
-                scores = _recurrent_pass(runner, inputs, targets, batch_size, target_device)
+                scores, free_hits = _recurrent_pass(runner, inputs, targets, batch_size, target_device, horizon)
             else:
                 windows = _windows(inputs, context_length, model.config.pad_id)
                 scores = _window_pass(runner, windows, targets, batch_size, target_device)
+                free_hits = _window_free_hits(runner, windows, targets, batch_size, target_device, horizon)
     finally:
         runner.train(was_training)
 
@@ -176,6 +290,7 @@ def evaluate(
         "top5": scores.top5.item() / n,
         "perplexity": math.exp(scores.nll.item() / n),
         "reward": float(rewards.mean()),
+        "free_top1": free_hits.item() / n,
         "tokens": float(n),
     }
 

@@ -63,7 +63,7 @@ BEST_CHECKPOINT = "best.irlm"
 FINAL_CHECKPOINT = "final.irlm"
 CURVE_FILE = "curve.png"
 SUMMARY_FILE = "summary.json"
-METRIC_COLUMNS = ("top1", "top5", "perplexity", "reward")
+METRIC_COLUMNS = ("top1", "top5", "perplexity", "reward", "free_top1")
 COLUMNS = ("tokens", "seconds", *METRIC_COLUMNS)
 
 
