@@ -1,9 +1,13 @@
-"""Supervised reference: teacher-forced cross-entropy on the same model, stream and budget.
+"""Supervised reference: cross-entropy on the true next token, same model, stream and budget.
 
 Every reinforcement-learning agent is judged against this one. It reads the same vector env as
 the others (same streams, same episode starts, same token budget) but learns from the true next
-token directly: full-information feedback. It never acts; the env is stepped with a fixed action
-only to move its cursors, so it costs no forward pass during the rollout.
+token directly: full-information feedback. With ``feed="truth"`` (teacher forcing) it never
+acts; the env is stepped with a fixed action only to move its cursors, so it costs no forward
+pass during the rollout. With ``feed="action"`` it steps the env with a token sampled from its
+own distribution, which the env shows as the next observation (always, or with probability
+``feed_probability``: scheduled sampling, Bengio et al. 2015); the loss is still the
+cross-entropy on the true targets, over the RNN re-run on the tokens actually shown.
 
     python -m irlm_agents.supervised --help
 """
@@ -23,6 +27,7 @@ from irlm_agents.native.training import (
     log_update,
     open_run,
     optimise,
+    own_token,
     seed_everything,
 )
 from irlm_agents.runs.args import TrainResult
@@ -39,11 +44,12 @@ def train(args: Args) -> TrainResult:
     model, rollout = setup.model, setup.rollout
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
+    sampler = own_token(setup.share) if args.feed == "action" else None
 
     with open_run("supervised", args, setup) as run:
         while progress.tokens < args.total_tokens:
             with progress.timed():
-                segment = rollout.collect(args.rollout_steps)
+                segment = rollout.collect(args.rollout_steps, sampler)
                 logits = model.head(rollout.features(segment))
                 optimise(optimizer, cross_entropy_loss(logits, segment.targets), args.max_grad_norm, setup.share)
                 accuracy = float((logits.detach().argmax(-1) == segment.targets).float().mean())

@@ -5,10 +5,12 @@ steps, zeroing it where an episode starts. Each call to :meth:`Rollout.collect` 
 on ``N`` streams and returns a :class:`Segment`; the agent then updates on the whole segment
 (truncated backpropagation through time).
 
-Because the env's observations follow the true text whatever the agent chose, the update can
-recompute the segment's RNN features with gradient in one fused pass
-(:meth:`Rollout.features`) instead of keeping the step-by-step graph, and the vocabulary-sized
-head need not run again (see :mod:`irlm_agents.native.gradients`). That fused pass also yields
+Because the segment records the token the env showed at every step (the true text, or with
+the env's ``feed="action"`` the agent's own stepped action), the update can recompute the
+segment's RNN features with gradient in one fused pass over exactly those inputs
+(:meth:`Rollout.features`) instead of keeping the step-by-step graph. A fed-back action is an
+input like any other once shown: no gradient flows through its choice (as in scheduled
+sampling). The vocabulary-sized head need not run again (see :mod:`irlm_agents.native.gradients`). That fused pass also yields
 the state at the segment's end, which the rollout keeps as the start of the next segment: the
 rollout owns its hidden state, and agents never hand it back.
 """
@@ -36,8 +38,8 @@ Sampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class Segment:
     """``T`` steps of ``N`` streams, laid out (N, T, ...) like the model's batch-first input."""
 
-    tokens: torch.Tensor  # (N, T) the observed token at each step (model input)
-    targets: torch.Tensor  # (N, T) the true next token
+    tokens: torch.Tensor  # (N, T) the token the env showed at each step (model input)
+    targets: torch.Tensor  # (N, T) the true next token (the reference text's, whatever was shown)
     starts: torch.Tensor  # (N, T) bool: an episode begins at this step (hidden reset before it)
     hidden: Hidden  # hidden state before step 0 (detached), for the fused recomputation
     actions: torch.Tensor | None = None  # (N, T, K) candidates, column 0 the stepped action
@@ -67,7 +69,8 @@ class Rollout:
     and same-step autoreset (the observation after an episode's last step is the next episode's
     first). With ``sampler=None`` the model is not run during the rollout (teacher forcing): the
     env is stepped with a fixed action just to move its cursors, and only the true targets are
-    kept. With ``score=True`` all K candidates are scored with ``env.score`` (K reward queries
+    kept; an env that feeds actions back (``feed="action"``) would show that fixed action, so
+    it needs a sampler. With ``score=True`` all K candidates are scored with ``env.score`` (K reward queries
     per token); otherwise only the stepped action's reward is kept (1 query per token).
     ``seed`` seeds the env's streams as ``env.reset`` takes it: an int (stream i gets seed + i)
     or one seed per stream (a torchrun process's share of a larger run).
@@ -95,6 +98,11 @@ class Rollout:
 
     def collect(self, steps: int, sampler: Sampler | None = None, *, score: bool = False) -> Segment:
         """Play ``steps`` steps on every stream; ``sampler`` picks the candidates (None: teacher forcing)."""
+        if sampler is None and self.env.setup.feed_probability > 0:
+            raise ValueError(
+                "this env feeds the agent's actions back (feed='action'), so the rollout needs a sampler: "
+                "stepping with the fixed action would show it as the next token"
+            )
         if self._pending is not None:
             # The update never asked for the features; the next segment still needs the state
             # at this one's end (computed now, under the current parameters).

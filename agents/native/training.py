@@ -38,8 +38,9 @@ from gymnasium.vector import AutoresetMode
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.lm.ngram import ngram_baselines
+from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.native.distributed import Share, StopAgreed, join, leave
-from irlm_agents.native.rollout import Rollout
+from irlm_agents.native.rollout import Rollout, Sampler
 from irlm_agents.runs.args import TrainArgs, TrainResult, build_model, load_corpus_for
 from irlm_agents.runs.run_dir import FINAL_CHECKPOINT, RunDirectory, TrainingInterrupted
 from irlm_env.corpus import Corpus
@@ -97,17 +98,16 @@ class Setup:
 
 
 def build(args: NativeArgs) -> Setup:
-    """Corpus, model on its device, reward, this process's streams and the rollout driving them.
+    """Corpus, reward, this process's streams, model on its device and the rollout driving them.
 
-    Under torchrun this joins the process group (left again when the run closes, see
-    :func:`open_run`).
+    The env is built before the model, so a bad env option (``feed``, ``episode_length``...)
+    fails with the env's own message before any model work. Under torchrun this joins the
+    process group (left again when the run closes, see :func:`open_run`).
     """
     share = join(args.device, args.n_envs)
     device = share.device
     with share.main_first():
         corpus = load_corpus_for(args)
-    model = build_model(args, corpus).to(device)
-    share.broadcast_module(model)
     reward = make_reward(args.reward, corpus, **args.reward_options)
     env = NextWordVectorEnv(
         len(share.streams),
@@ -118,10 +118,27 @@ def build(args: NativeArgs) -> Setup:
         context_length=1,
         mode=args.episode_mode,
         episode_length=args.episode_length,
+        **args.feed_options(),
     )
+    model = build_model(args, corpus).to(device)
+    share.broadcast_module(model)
     peers = ngram_baselines(corpus, "validation", orders=(1, 2, 4), max_tokens=args.eval_tokens) if share.is_main else {}
     rollout = Rollout(env, model, device, share.seeds(args.seed))
     return Setup(corpus, reward, model, device, rollout, peers, share)
+
+
+def own_token(share: Share) -> Sampler:
+    """One token per stream drawn from π: the action of an agent that acts only to be fed it back.
+
+    The supervised agent learns from the true targets whatever it does; it steps with this
+    token only when the env shows actions (``feed="action"``), as scheduled sampling does
+    (Bengio et al. 2015).
+    """
+
+    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs, uniform=share.uniform)
+
+    return sampler
 
 
 def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float, share: Share) -> None:

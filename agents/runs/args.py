@@ -73,6 +73,17 @@ class TrainArgs:
         metadata=_help("warm-start from this .irlm checkpoint (its model sizes replace the size options)"),
     )
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
+    feed: str = field(
+        default="truth",
+        metadata=_help("what the training env shows after each step: truth (the true token, teacher "
+                       "forcing) or action (the agent's own action; scheduled sampling with "
+                       "feed_probability)"),
+    )
+    feed_probability: float | None = field(
+        default=None,
+        metadata=_help("with feed=action, the chance that a step shows the action rather than the true "
+                       "token (default: always, free running)"),
+    )
 
     def __post_init__(self) -> None:
         for name in ("total_tokens", "n_envs", "eval_every", "eval_tokens"):
@@ -82,6 +93,10 @@ class TrainArgs:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def feed_options(self) -> dict[str, Any]:
+        """The training env's feed arguments, as ``NextWordEnv`` takes them (it validates them)."""
+        return {"feed": self.feed, "feed_probability": self.feed_probability}
 
     def corpus_spec(self) -> CorpusSpec:
         """The corpus and tokenizer settings as one value (its options bound and checked)."""

@@ -37,7 +37,11 @@ SB3_LOG_DIR = "sb3"
 
 
 def make_env(args: TrainArgs, corpus: Corpus, reward: CheckedReward, window: int | None) -> VecEnv:
-    """The native vector env behind SB3's VecEnv interface, on the training split."""
+    """The native vector env behind SB3's VecEnv interface, on the training split.
+
+    With ``feed="action"`` the window (or the recurrent policy's one token) shows the agent's
+    own sampled actions; the env checks the feed options.
+    """
     return make_vec_env(
         ENV_ID,
         n_envs=args.n_envs,
@@ -45,6 +49,7 @@ def make_env(args: TrainArgs, corpus: Corpus, reward: CheckedReward, window: int
         corpus=corpus,
         reward=reward,
         context_length=1 if window is None else window,
+        **args.feed_options(),
     )
 
 
