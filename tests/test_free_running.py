@@ -11,6 +11,7 @@ import torch
 
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
+from irlm_agents.runs.report import training_report
 from irlm_env.corpus import Corpus, load_corpus
 
 
@@ -143,3 +144,10 @@ def test_one_wrong_successor_derails_the_rest_of_the_block(tmp_path: Path, conte
     share_of_c = float(np.mean(corpus.split("validation")[:-1] == c))
     assert scores["top1"] == pytest.approx(1 - share_of_c, abs=1e-9)
     assert scores["free_top1"] < scores["top1"] - 0.2
+
+
+def test_the_closing_report_shows_free_top1_under_the_models_top1() -> None:
+    lines = training_report("supervised", {"top1": 0.4, "perplexity": 12.0, "free_top1": 0.31},
+                            Path("r")).splitlines()
+    model_row = next(i for i, line in enumerate(lines) if line.split()[:2] == ["trained", "model"])
+    assert lines[model_row + 1].split()[:4] == ["reading", "its", "own", "0.310"]

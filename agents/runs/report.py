@@ -2,7 +2,8 @@
 
 A newcomer's first question after training is "did it learn anything?". Top-1 and perplexity
 alone don't answer it; beside the majority token and the n-gram peers, scored on the same
-validation tokens, they do. The report also says where the run's files are.
+validation tokens, they do. Free-running top-1 below it says how much the model loses when it
+reads its own predictions, as it does when it generates. The report also says where the run's files are.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def training_report(agent: str, metrics: Mapping[str, float], run_dir: Path) -> 
         lines.append(f"{agent}: {tokens:,.0f} training tokens at {speed:,.0f} tokens/s{spent}")
     lines.append(f"{'validation':18s} {'top-1':>7s} {'perplexity':>11s}")
     lines.append(f"  {'trained model':16s} {metrics['top1']:7.3f} {metrics['perplexity']:11.1f}")
+    if "free_top1" in metrics:
+        lines.append(f"  {'reading its own':16s} {metrics['free_top1']:7.3f}   (free_top1: its greedy predictions "
+                     "fed back within blocks of text)")
     for prefix, label in PEER_LABELS.items():
         if f"{prefix}_top1" in metrics:
             perplexity = metrics.get(f"{prefix}_perplexity", float("nan"))
