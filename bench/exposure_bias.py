@@ -1,0 +1,177 @@
+"""Exposure bias: does training on the agent's own actions help a model that reads its own output?
+
+    python bench/exposure_bias.py --corpus pydocs --total-tokens 300000 --seeds 0,1 --jobs 2
+    python bench/exposure_bias.py --corpus pydocs --total-tokens 20000        # a quick check
+    python bench/exposure_bias.py --table OUT/exposure-STAMP.json           # print a saved table again
+
+Three agents, each trained twice on the same budget: with teacher forcing (the env shows the
+true token after every step, ``feed="truth"``) and with scheduled sampling (``feed="action"``:
+each step shows the agent's own stepped action with probability ``--feed-probability``, the
+true token otherwise). The agents are supervised (it then steps with a token sampled from its
+own distribution), the recommended likelihood agent (``likelihood-k8``: group, k=8,
+stop-at-hit, miss weight 1, unigram init) and REINFORCE with the critic baseline
+(``reinforce-critic``). Model, corpus settings, optimizer and rollout sizes are those of
+``bench/learning.py``, whose configurations and run function this script reuses.
+
+Every final model is scored on the test split both ways: ``top1`` and ``perplexity`` reading
+the true text, and ``free_top1`` reading its own greedy predictions inside blocks of 16 tokens
+(see ``irlm_agents.lm.evaluation.evaluate``). ``free/top1`` is how much of its top-1 a model
+keeps when it reads its own output; exposure bias is the gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from learning import TINY_SHAKESPEARE, corpus_settings, run_agent  # noqa: E402
+
+#: The benchmark's agents, configurations of bench/learning.py's AGENTS.
+CONFIGURATIONS = ("supervised", "likelihood-k8", "reinforce-critic")
+
+
+def feeds(probability: float) -> dict[str, dict[str, Any]]:
+    """The two ways of training, by label: what the env shows after each step."""
+    return {
+        "teacher forcing": {"feed": "truth", "feed_probability": None},
+        f"scheduled p={probability:g}": {"feed": "action", "feed_probability": probability},
+    }
+
+
+def run_one(name: str, training: str, feed: dict[str, Any], seed: int, common: dict[str, Any], run_root: str,
+            threads: int) -> dict[str, Any]:
+    """Train one configuration one way (bench/learning.py's run), then score it on test both ways."""
+    from irlm_agents.lm.checkpoints import load_model
+    from irlm_agents.lm.evaluation import evaluate
+    from irlm_agents.runs.run_dir import FINAL_CHECKPOINT
+
+    folder = Path(run_root) / ("truth" if feed["feed"] == "truth" else "action")
+    run = run_agent(name, seed, {**common, **feed}, str(folder), threads)
+    checkpoint = load_model(Path(run["run_dir"]) / FINAL_CHECKPOINT)
+    corpus = checkpoint.load_corpus()
+    test = evaluate(checkpoint.model, corpus, "test", reward=checkpoint.make_reward(corpus),
+                    context_length=checkpoint.eval_context_length)
+    return {
+        "name": name,
+        "training": training,
+        "seed": seed,
+        "top1": float(test["top1"]),
+        "free_top1": float(test["free_top1"]),
+        "perplexity": float(test["perplexity"]),
+        "tokens_per_second": run["tokens_per_second"],
+        "run_dir": run["run_dir"],
+    }
+
+
+def print_table(runs: list[dict[str, Any]], total_tokens: int, corpus: str) -> None:
+    """Seed means per (agent, training): test top-1 and free_top1 with their ratio, and perplexity."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["name"], run["training"]), []).append(run)
+    seeds = sorted({run["seed"] for run in runs})
+    print(f"\nexposure bias on {corpus}, {total_tokens:,} training tokens per run, test split, "
+          f"mean of seeds {', '.join(map(str, seeds))}")
+    header = (f"{'agent':20s} {'training':22s} {'top1':>7s} {'free_top1':>9s} {'free/top1':>9s} "
+              f"{'perplexity':>10s} {'tok/s':>7s}")
+    print(header)
+    print("-" * len(header))
+    for (name, training), group in groups.items():
+        mean = {key: statistics.fmean(run[key] for run in group)
+                for key in ("top1", "free_top1", "perplexity", "tokens_per_second")}
+        ratio = mean["free_top1"] / mean["top1"] if mean["top1"] else float("nan")
+        print(f"{name:20s} {training:22s} {mean['top1']:7.4f} {mean['free_top1']:9.4f} {ratio:9.3f} "
+              f"{mean['perplexity']:10.1f} {mean['tokens_per_second']:7.0f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", default="pydocs",
+                        help="tinyshakespeare (../shared/corpora), a built-in corpus name (pydocs) or a text file")
+    parser.add_argument("--total-tokens", type=int, default=300_000, help="training tokens per run")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; every run is repeated with each")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one core each)")
+    parser.add_argument("--feed-probability", type=float, default=0.25,
+                        help="scheduled sampling: chance that a training step shows the agent's own action")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    parser.add_argument("--eval-tokens", type=int, default=10_000, help="validation tokens per curve point")
+    parser.add_argument("--curve-points", type=int, default=4, help="validation evaluations per run")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument("--out", default="bench/out/exposure_bias", help="folder for runs and results")
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
+    options = parser.parse_args(argv)
+    if options.table:
+        if not Path(options.table).is_file():
+            parser.error(f"results file {options.table} not found; pass an exposure-*.json written by this script")
+        saved = json.loads(Path(options.table).read_text())
+        print_table(saved["runs"], saved["total_tokens"], saved["corpus"])
+        return 0
+    try:
+        seeds = [int(seed) for seed in options.seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, got {options.seeds!r}")
+    if not seeds or options.jobs < 1 or options.total_tokens < 1 or options.curve_points < 1:
+        parser.error("--seeds needs at least one seed; --jobs, --total-tokens and --curve-points must be positive")
+    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
+        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
+    corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
+
+    out = Path(options.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_root = out / f"runs-{corpus_label}-{stamp}"
+    # bench/learning.py's model, optimizer and rollout sizes.
+    common = {
+        **corpus_settings(options.corpus),
+        "embedding_dim": 128,
+        "hidden_size": 256,
+        "cell": "gru",
+        "learning_rate": 3e-3,
+        "n_envs": 32,
+        "rollout_steps": 35,
+        "total_tokens": options.total_tokens,
+        "eval_every": max(1, options.total_tokens // options.curve_points),
+        "eval_tokens": options.eval_tokens,
+        "device": options.device,
+        "progress": False,
+    }
+    trainings = feeds(options.feed_probability)
+    jobs = [(name, training, seed) for name in CONFIGURATIONS for training in trainings for seed in seeds]
+    runs: list[dict[str, Any]] = []
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(options.jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        futures = {
+            pool.submit(run_one, name, training, trainings[training], seed, common, str(run_root), options.threads):
+                (name, training, seed)
+            for name, training, seed in jobs
+        }
+        for future in concurrent.futures.as_completed(futures):
+            name, training, seed = futures[future]
+            try:
+                run = future.result()
+            except Exception as error:  # one failing run must not lose the others' results
+                print(f"{name} ({training}) seed {seed}: FAILED: {error!r}", file=sys.stderr, flush=True)
+                continue
+            runs.append(run)
+            print(f"{name} ({training}) seed {seed}: test top1 {run['top1']:.4f}, free_top1 {run['free_top1']:.4f}, "
+                  f"ppl {run['perplexity']:.1f}, {run['tokens_per_second']:.0f} tok/s", flush=True)
+    order = [(name, training) for name in CONFIGURATIONS for training in trainings]
+    runs.sort(key=lambda run: (order.index((run["name"], run["training"])), run["seed"]))
+    print_table(runs, options.total_tokens, corpus_label)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / f"exposure-{corpus_label}-{stamp}.json"
+    results.write_text(json.dumps({"runs": runs, "total_tokens": options.total_tokens, "corpus": corpus_label,
+                                   "feed_probability": options.feed_probability}, indent=2))
+    print(f"results: {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
