@@ -4,10 +4,11 @@ The policy is the recurrent language model: one token in per step, hidden state 
 the stream and reset at episode starts. Each round plays ``rollout_steps`` steps on ``n_envs``
 streams, sampling an action from π at every step (never the argmax) and receiving its reward
 from the env: bandit feedback, one reward query per token. The update is truncated
-backpropagation through time over the segment: the RNN is re-run in one fused pass (the
-observations follow the true text whatever the agent chose), and the gradient enters the head
-through the probabilities the rollout already computed, so the vocabulary-sized head runs once
-per token, not twice, and no log-sum over the vocabulary is materialised for the update.
+backpropagation through time over the segment: the RNN is re-run in one fused pass over the
+tokens the env showed (the true text, or with ``--feed action`` the agent's own sampled
+actions), and the gradient enters the head through the probabilities the rollout already
+computed, so the vocabulary-sized head runs once per token, not twice, and no log-sum over the
+vocabulary is materialised for the update.
 
 Baselines: ``none`` is the seed's exact rule; ``mean`` subtracts a moving average of the reward;
 ``critic`` subtracts a learned value V(h_t) from a linear head on the (detached) hidden state,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irlm_agents import ppo
+from irlm_agents import group, ppo
 from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.lm.sampling import sample_candidates
+from irlm_agents.native.estimators import cross_entropy_loss, reinforce_weights
+from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
 from irlm_agents.native.rollout import Rollout, Segment
-from irlm_agents.native.training import NativeArgs, build
+from irlm_agents.native.training import NativeArgs, Setup, build
 from irlm_agents.sb3.vec_env import SB3VecEnvAdapter
 from irlm_env.errors import IrlmError
 
@@ -34,8 +38,12 @@ TINY = {
 }
 
 
-def _sampled(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs)
+K = 4
+
+
+def _candidates(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """K distinct candidates, as the group agent draws them; the env is stepped with the first."""
+    return sample_candidates(logits, K, replacement=False, temperature=1.0)
 
 
 class _Recorded:
@@ -61,7 +69,7 @@ class _Recorded:
         rollout_env.reset, rollout_env.step = recording_reset, recording_step
 
 
-def _action_segment(feed_probability: float | None) -> tuple[Rollout, Segment, torch.Tensor, torch.Tensor]:
+def _action_segment(feed_probability: float | None) -> tuple[Setup, Rollout, Segment, torch.Tensor, torch.Tensor]:
     """A segment collected with fed-back actions (episodes restart inside it), and the env's
     observations at its steps with their episode starts, as the env returned them."""
     torch.manual_seed(0)
@@ -71,48 +79,72 @@ def _action_segment(feed_probability: float | None) -> tuple[Rollout, Segment, t
     env = setup.rollout.env
     recorded = _Recorded(env)
     rollout = Rollout(env, setup.model, setup.device, seed=5)
-    segment = rollout.collect(args.rollout_steps, _sampled)
+    segment = rollout.collect(args.rollout_steps, _candidates, score=True)
     shown = torch.from_numpy(np.stack(recorded.shown[: args.rollout_steps], 1))
     starts = torch.from_numpy(np.stack(recorded.starts[: args.rollout_steps], 1))
-    return rollout, segment, shown, starts
+    return setup, rollout, segment, shown, starts
 
 
-def _losses(logits: torch.Tensor, segment: Segment) -> torch.Tensor:
-    """The supervised loss (cross-entropy on the true targets) plus a REINFORCE-style surrogate
-    on the stepped actions, so both kinds of update are checked."""
-    log_probs = F.log_softmax(logits, -1)
-    cross_entropy = F.nll_loss(log_probs.reshape(-1, log_probs.shape[-1]), segment.targets.reshape(-1))
-    weights = segment.rewards[..., 0] - 0.5
-    surrogate = -(weights * log_probs.gather(-1, segment.actions[..., :1])[..., 0]).mean()
-    return cross_entropy + surrogate
+Loss = Callable[[Setup, Segment, torch.Tensor], torch.Tensor]
 
 
-def _step_by_step_grads(
-    model: torch.nn.Module, segment: Segment, inputs: torch.Tensor, starts: torch.Tensor
-) -> list[torch.Tensor]:
+def _supervised_loss(setup: Setup, segment: Segment, features: torch.Tensor) -> torch.Tensor:
+    return cross_entropy_loss(setup.model.head(features), segment.targets)
+
+
+def _reinforce_loss(setup: Setup, segment: Segment, features: torch.Tensor) -> torch.Tensor:
+    """The reinforce agent's policy-gradient surrogate on the stepped actions (no baseline)."""
+    contexts = segment.num_tokens
+    direction = policy_gradient_logits(
+        segment.probs.reshape(contexts, -1), segment.actions[..., :1].reshape(contexts, 1),
+        reinforce_weights(segment.rewards[..., 0]).reshape(contexts, 1), scale=1 / contexts,
+        out=Workspace(setup.model.config.vocab_size, setup.device).rows(contexts),
+    )
+    return -head_surrogate(setup.model, features, direction)
+
+
+def _group_loss(setup: Setup, segment: Segment, features: torch.Tensor) -> torch.Tensor:
+    """The recommended likelihood agent's loss (stop at the first hit, misses weigh too)."""
+    args = group.Args(k=K, stop_at_hit=True, miss_weight=1.0)
+    scratch = Workspace(setup.model.config.vocab_size, setup.device)
+    return group.group_loss(args, setup.model, segment, features, None, scratch, setup.share)[0]
+
+
+def _grads(setup: Setup, loss: Loss, segment: Segment, features: torch.Tensor) -> list[torch.Tensor]:
+    setup.model.zero_grad()
+    loss(setup, segment, features).backward()
+    return [p.grad.clone() for p in setup.model.parameters()]
+
+
+def _step_by_step_features(model: RNNLanguageModel, segment: Segment, inputs: torch.Tensor,
+                           starts: torch.Tensor) -> torch.Tensor:
     """The reference: the model fed ``inputs`` one step at a time, its state reset at episode starts."""
-    model.zero_grad()
     hidden = segment.hidden
-    logits = []
+    features = []
     for t in range(inputs.shape[1]):
         hidden = model.reset_hidden(hidden, starts[:, t])
-        step_logits, hidden = model(inputs[:, t : t + 1], hidden)
-        logits.append(step_logits)
-    _losses(torch.cat(logits, 1), segment).backward()
-    return [p.grad.clone() for p in model.parameters()]
+        step_features, hidden = model.features(inputs[:, t : t + 1], hidden)
+        features.append(step_features)
+    return torch.cat(features, 1)
 
 
+@pytest.mark.parametrize("loss", [_supervised_loss, _reinforce_loss, _group_loss], ids=["supervised", "reinforce", "group"])
 @pytest.mark.parametrize("feed_probability", [None, 0.5], ids=["p=1", "p=0.5"])
-def test_the_fused_update_equals_a_step_by_step_loop_over_what_the_env_showed(feed_probability: float | None) -> None:
-    rollout, segment, shown, starts = _action_segment(feed_probability)
-    model = rollout.model
+def test_the_fused_update_equals_a_step_by_step_loop_over_what_the_env_showed(
+    feed_probability: float | None, loss: Loss
+) -> None:
+    setup, rollout, segment, shown, starts = _action_segment(feed_probability)
+    model = setup.model
     assert torch.equal(segment.tokens, shown) and torch.equal(segment.starts, starts)
     assert starts[:, 1:].any(), "an episode should restart inside the segment"
 
-    model.zero_grad()
-    _losses(model.head(rollout.features(segment)), segment).backward()
-    fused = [p.grad.clone() for p in model.parameters()]
-    reference = _step_by_step_grads(model, segment, shown, starts)
+    fused_features = rollout.features(segment)
+    # The update reuses the rollout's π: the fused pass must reproduce it.
+    with torch.no_grad():
+        torch.testing.assert_close(F.softmax(model.head(fused_features), -1), segment.probs, atol=1e-5, rtol=1e-4)
+    fused = _grads(setup, loss, segment, fused_features)
+    reference = _grads(setup, loss, segment, _step_by_step_features(model, segment, shown, starts))
+    assert any(g.abs().sum() > 0 for g in fused)
     for (name, _), got, want in zip(model.named_parameters(), fused, reference):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5, msg=name)
 
@@ -124,7 +156,7 @@ def test_the_fused_update_equals_a_step_by_step_loop_over_what_the_env_showed(fe
     assert fed.any()
     if feed_probability is not None:
         assert not fed.all(), "with p=0.5 some steps should show the true token"
-    teacher_forced = _step_by_step_grads(model, segment, true_tokens, starts)
+    teacher_forced = _grads(setup, loss, segment, _step_by_step_features(model, segment, true_tokens, starts))
     assert any(not torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(fused, teacher_forced))
 
 

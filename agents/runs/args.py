@@ -82,7 +82,7 @@ class TrainArgs:
     feed_probability: float | None = field(
         default=None,
         metadata=_help("with feed=action, the chance that a step shows the action rather than the true "
-                       "token (default: always, free running)"),
+                       "token; none means 1 (free running)"),
     )
 
     def __post_init__(self) -> None:
