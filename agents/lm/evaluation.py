@@ -96,24 +96,35 @@ def _rows(hidden: Hidden, start: int, stop: int) -> Hidden:
 
 
 def _free_running_hits(
-    model: RNNLanguageModel, inputs: torch.Tensor, hidden: Hidden | None, targets: torch.Tensor, valid: torch.Tensor
+    model: RNNLanguageModel,
+    inputs: np.ndarray,
+    hidden: Hidden | None,
+    targets: np.ndarray,
+    valid: np.ndarray,
+    rows: int,
+    device: torch.device,
 ) -> torch.Tensor:
     """Greedy hits over ``horizon = targets.shape[1]`` steps of free running, one block per row.
 
-    Step 0 reads ``inputs`` (the true text). With ``hidden`` (recurrent) ``inputs`` is one token
-    per row and each later step reads the previous prediction on the carried state; without it
-    ``inputs`` are windows, which shift by one and take the previous prediction at their end.
+    Step 0 reads ``inputs`` (the true text). With ``hidden`` (recurrent: the state at each
+    block's start, batch-major like the rows) ``inputs`` is one token per row and each later step
+    reads the previous prediction on the carried state; without it ``inputs`` are windows, which
+    shift by one and take the previous prediction at their end. ``rows`` blocks run at a time.
     """
-    hits = torch.zeros((), dtype=torch.int64, device=targets.device)
-    x = inputs
-    for step in range(targets.shape[1]):
-        features, state = model.features(x, hidden)
-        prediction = model.head(features[:, -1]).argmax(-1)
-        hits += ((prediction == targets[:, step]) & valid[:, step]).sum()
-        if hidden is not None:
-            hidden, x = state, prediction[:, None]
-        else:
-            x = torch.cat([x[:, 1:], prediction[:, None]], 1)
+    hits = torch.zeros((), dtype=torch.int64, device=device)
+    for start in range(0, len(inputs), rows):
+        x = torch.from_numpy(inputs[start : start + rows]).to(device)
+        y = torch.from_numpy(targets[start : start + rows]).to(device)
+        keep = torch.from_numpy(valid[start : start + rows]).to(device)
+        state = None if hidden is None else _rows(hidden, start, start + rows)
+        for step in range(y.shape[1]):
+            features, carried = model.features(x, state)
+            prediction = model.head(features[:, -1]).argmax(-1)
+            hits += ((prediction == y[:, step]) & keep[:, step]).sum()
+            if state is not None:
+                state, x = carried, prediction[:, None]
+            else:
+                x = torch.cat([x[:, 1:], prediction[:, None]], 1)
     return hits
 
 
@@ -158,18 +169,10 @@ def _recurrent_pass(
         states = (torch.cat([h for h, _ in block_states], 1), torch.cat([c for _, c in block_states], 1))
     else:
         states = torch.cat(block_states, 1)
-    first = torch.from_numpy(_blocks(grid_in.reshape(streams, length), horizon, 0)[:, :1]).to(device)
-    block_targets = torch.from_numpy(_blocks(grid_tg.reshape(streams, length), horizon, 0)).to(device)
-    block_valid = torch.from_numpy(_blocks(flat_index, horizon, n) < n).to(device)
-    rows = batch_size * CHUNK
-    free_hits = sum(
-        (
-            _free_running_hits(model, first[a : a + rows], _rows(states, a, a + rows),
-                               block_targets[a : a + rows], block_valid[a : a + rows])
-            for a in range(0, len(first), rows)
-        ),
-        torch.zeros((), dtype=torch.int64, device=device),
-    )
+    first = np.ascontiguousarray(_blocks(grid_in.reshape(streams, length), horizon, 0)[:, :1])
+    block_targets = _blocks(grid_tg.reshape(streams, length), horizon, 0)
+    block_valid = _blocks(flat_index, horizon, n) < n
+    free_hits = _free_running_hits(model, first, states, block_targets, block_valid, batch_size * CHUNK, device)
     return scores, free_hits
 
 
@@ -207,15 +210,8 @@ def _window_free_hits(
     horizon = min(horizon, n)  # a longer block would only add padding
     block_targets = _blocks(targets[None], horizon, 0)
     block_valid = _blocks(np.arange(n)[None], horizon, n) < n
-    starts = np.arange(0, n, horizon)
-    rows = batch_size * CHUNK
-    hits = torch.zeros((), dtype=torch.int64, device=device)
-    for a in range(0, len(starts), rows):
-        x = torch.from_numpy(windows[starts[a : a + rows]]).to(device)
-        y = torch.from_numpy(block_targets[a : a + rows]).to(device)
-        valid = torch.from_numpy(block_valid[a : a + rows]).to(device)
-        hits += _free_running_hits(model, x, None, y, valid)
-    return hits
+    starts = windows[::horizon].copy()  # the true window at each block's start
+    return _free_running_hits(model, starts, None, block_targets, block_valid, batch_size * CHUNK, device)
 
 
 def evaluate(
