@@ -128,7 +128,9 @@ def _step_by_step_features(model: RNNLanguageModel, segment: Segment, inputs: to
     return torch.cat(features, 1)
 
 
-@pytest.mark.parametrize("loss", [_supervised_loss, _reinforce_loss, _group_loss], ids=["supervised", "reinforce", "group"])
+@pytest.mark.parametrize(
+    "loss", [_supervised_loss, _reinforce_loss, _group_loss], ids=["supervised", "reinforce", "group"]
+)
 @pytest.mark.parametrize("feed_probability", [None, 0.5], ids=["p=1", "p=0.5"])
 def test_the_fused_update_equals_a_step_by_step_loop_over_what_the_env_showed(
     feed_probability: float | None, loss: Loss

@@ -10,9 +10,10 @@ the env's ``feed="action"`` the agent's own stepped action), the update can reco
 segment's RNN features with gradient in one fused pass over exactly those inputs
 (:meth:`Rollout.features`) instead of keeping the step-by-step graph. A fed-back action is an
 input like any other once shown: no gradient flows through its choice (as in scheduled
-sampling). The vocabulary-sized head need not run again (see :mod:`irlm_agents.native.gradients`). That fused pass also yields
-the state at the segment's end, which the rollout keeps as the start of the next segment: the
-rollout owns its hidden state, and agents never hand it back.
+sampling). The vocabulary-sized head need not run again (see
+:mod:`irlm_agents.native.gradients`). That fused pass also yields the state at the segment's
+end, which the rollout keeps as the start of the next segment: the rollout owns its hidden
+state, and agents never hand it back.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ class Rollout:
     first). With ``sampler=None`` the model is not run during the rollout (teacher forcing): the
     env is stepped with a fixed action just to move its cursors, and only the true targets are
     kept; an env that feeds actions back (``feed="action"``) would show that fixed action, so
-    it needs a sampler. With ``score=True`` all K candidates are scored with ``env.score`` (K reward queries
-    per token); otherwise only the stepped action's reward is kept (1 query per token).
+    it needs a sampler. With ``score=True`` all K candidates are scored with ``env.score`` (K
+    reward queries per token); otherwise only the stepped action's reward is kept (1 query per
+    token).
     ``seed`` seeds the env's streams as ``env.reset`` takes it: an int (stream i gets seed + i)
     or one seed per stream (a torchrun process's share of a larger run).
     """
