@@ -44,7 +44,8 @@ def train(args: Args) -> TrainResult:
     model, rollout = setup.model, setup.rollout
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
-    sampler = own_token(setup.share) if args.feed == "action" else None
+    # Act only where the env shows actions: otherwise the fixed action costs no forward pass.
+    sampler = own_token(setup.share) if rollout.env.setup.feed_probability > 0 else None
 
     with open_run("supervised", args, setup) as run:
         while progress.tokens < args.total_tokens:
