@@ -191,6 +191,7 @@ def test_options_from_a_command_line_are_converted(registered: Any, corpus: Corp
         ({"device": "cpu"}, "device='cpu' applies to a checkpoint judge only"),
         ({"checkpoint": "{tmp}/judge.irlm", "order": 3}, "order=3 applies to the n-gram judge only"),
         ({"checkpoint": "{tmp}/judge.irlm", "history": 0}, "option history must be a positive integer, got 0"),
+        ({"checkpoint": "{tmp}/judge.irlm", "device": "gpu"}, "judge reward option device='gpu': unknown device 'gpu'"),
         ({"checkpoint": "{tmp}/missing.irlm"}, "checkpoint='{tmp}/missing.irlm': checkpoint '{tmp}/missing.irlm' does not exist"),
     ],
 )

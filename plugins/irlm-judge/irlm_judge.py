@@ -126,12 +126,19 @@ def _describe(spec: CorpusSpec | dict[str, object] | None) -> str:
 
 def checkpoint_judge(corpus: Corpus, path: str, device: str) -> Judge:
     """The next-token distribution of a trained checkpoint run over each history from a zero state."""
+    # Imported here: every process that loads the plugins imports this module, and only a
+    # checkpoint judge needs torch (seconds to import).
     import torch
 
     from irlm_agents.lm.checkpoints import load_model
+    from irlm_agents.lm.devices import resolve_device
 
     try:
-        checkpoint = load_model(path, device)
+        target = resolve_device(device)
+    except IrlmError as error:
+        raise IrlmError(f"judge reward option device={device!r}: {error}") from None
+    try:
+        checkpoint = load_model(path, target)
     except IrlmError as error:
         raise IrlmError(f"judge reward option checkpoint={path!r}: {error}") from None
     try:
