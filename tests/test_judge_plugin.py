@@ -8,6 +8,7 @@ here, the way the env hands a reward that declares ``history_length`` its contex
 from __future__ import annotations
 
 import importlib
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ def test_probability_pays_the_judges_probability(judge_module: Any, corpus: Corp
     contexts, targets = _histories(corpus, 3)
     expected = WittenBellModel(corpus.split("train"), 4, len(corpus.vocab)).distributions(contexts)
     np.testing.assert_array_equal(reward.table(targets, contexts), expected)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reward)).table(targets, contexts), expected)
 
 
 @pytest.mark.parametrize("options", [{"top_k": 2}, {"pay": "probability"}])
@@ -170,6 +172,7 @@ def test_checkpoint_judge_uses_the_models_next_token_distribution(judge_module: 
     top = judge_module.judge(corpus, checkpoint=path, history=6, top_k=4)
     np.testing.assert_array_equal(top.table(targets, contexts), _direct_top_k(expected, 4))
     assert judge_module.judge(corpus, checkpoint=path).history_length == 32
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(top)).table(targets, contexts), top.table(targets, contexts))
 
 
 def test_options_from_a_command_line_are_converted(registered: Any, corpus: Corpus) -> None:

@@ -24,6 +24,7 @@ from irlm_env.options import check_int
 from irlm_env.rewards import Reward
 
 if TYPE_CHECKING:
+    from irlm_agents.lm.model import RNNLanguageModel
     from irlm_env.corpus import Corpus
     from irlm_env.corpus_spec import CorpusSpec
 
@@ -150,18 +151,25 @@ def checkpoint_judge(corpus: Corpus, path: str, device: str) -> Judge:
             f"on the same corpus settings as the env (judge: {_describe(checkpoint.corpus)}; env: "
             f"{_describe(corpus.spec)})"
         ) from None
-    model = checkpoint.model.eval()
-    weights = next(model.parameters())
+    return ModelJudge(checkpoint.model.eval())
 
-    def judge(contexts: np.ndarray) -> np.ndarray:
+
+class ModelJudge:
+    """A model as a :data:`Judge`: picklable, unlike a closure, so the reward can go to worker processes."""
+
+    def __init__(self, model: RNNLanguageModel) -> None:
+        self.model = model
+
+    def __call__(self, contexts: np.ndarray) -> np.ndarray:
+        import torch  # already imported by the checkpoint loader: a dictionary look-up
+
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
             # A copy: the env's contexts are read-only views, which torch will not share.
-            tokens = torch.from_numpy(np.array(contexts, dtype=np.int64)).to(weights.device)
-            features, _ = model.features(tokens)
-            logits = model.head(features[:, -1])  # only the last position: the head dominates the cost
+            tokens = torch.from_numpy(np.array(contexts, dtype=np.int64)).to(device)
+            features, _ = self.model.features(tokens)
+            logits = self.model.head(features[:, -1])  # only the last position: the head dominates the cost
             return torch.softmax(logits.double(), dim=-1).cpu().numpy()
-
-    return judge
 
 
 def judge(
