@@ -57,8 +57,14 @@ class Args(NativeArgs):
 
 
 def reward_table(reward: CheckedReward, segment: Segment) -> torch.Tensor:
-    """(N·T, V): the reward of every token at every step of the segment, from the reward's table."""
-    contexts = segment.tokens.reshape(-1, 1).cpu().numpy()
+    """(N·T, V): the reward of every token at every step of the segment, from the reward's table.
+
+    The contexts are the ones the env handed the reward (``collect(keep_contexts=True)``), so a
+    reward that asks for the true history gets it here too, whatever the env showed the agent.
+    """
+    if segment.reward_contexts is None:
+        raise ValueError("reward_table needs a segment collected with keep_contexts=True")
+    contexts = segment.reward_contexts.reshape(-1, segment.reward_contexts.shape[-1])
     table = reward.table(segment.targets.reshape(-1).cpu().numpy(), contexts)
     return torch.from_numpy(np.asarray(table, dtype=np.float32)).to(segment.targets.device)
 
@@ -81,7 +87,7 @@ def train(args: Args) -> TrainResult:
     with open_run("expected", args, setup) as run:
         while progress.tokens < args.total_tokens:
             with progress.timed():
-                segment = rollout.collect(args.rollout_steps, sampler)
+                segment = rollout.collect(args.rollout_steps, sampler, keep_contexts=True)
                 table = reward_table(setup.reward, segment)
                 logits = model.head(rollout.features(segment)).reshape(table.shape)
                 if args.objective == "log_er":

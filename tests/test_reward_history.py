@@ -198,3 +198,41 @@ def test_a_plain_function_reward_still_gets_the_observation(unique: Corpus) -> N
     after = vector.step(np.array([4, 5]))[0]
     assert np.array_equal(np.stack(contexts), obs)
     assert np.array_equal(vector.reward_contexts(), after)
+
+
+def test_the_rollout_keeps_the_contexts_the_reward_got_for_table_agents(unique: Corpus) -> None:
+    """``agents/expected.py`` calls the reward's table itself: it must pass the true history."""
+    import torch
+
+    from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
+    from irlm_agents.native.rollout import Rollout
+
+    judge = Judge()
+    install("judge", judge)
+    env = NextWordVectorEnv(4, corpus=unique, reward="judge", context_length=1, mode="line",
+                            autoreset_mode="SameStep", feed="action")
+    model = RNNLanguageModel(ModelConfig(vocab_size=len(unique.vocab), embedding_dim=8, hidden_size=8))
+    rollout = Rollout(env, model, torch.device("cpu"), seed=0)
+
+    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        return torch.full((logits.shape[0], 1), 3, dtype=torch.int64)  # never the truth, always shown
+
+    segment = rollout.collect(30, sampler, keep_contexts=True)
+    assert segment.reward_contexts is not None and segment.reward_contexts.shape == (4, 30, H)
+    assert (segment.tokens[:, 1:][~segment.starts[:, 1:]] == 3).all()  # the agent saw its own token
+    check_histories(unique, segment.targets.reshape(-1).numpy(), segment.reward_contexts.reshape(-1, H))
+    assert rollout.collect(5, sampler).reward_contexts is None
+
+
+def test_evaluation_scores_a_history_reward_on_the_true_history(unique: Corpus) -> None:
+    from irlm_agents.lm.evaluation import evaluate
+    from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
+
+    judge = Judge()
+    model = RNNLanguageModel(ModelConfig(vocab_size=len(unique.vocab), embedding_dim=8, hidden_size=8))
+    for context_length in (None, 2):
+        judge.seen.clear()
+        evaluate(model, unique, "train", reward=judge, context_length=context_length, max_tokens=60)
+        (targets, contexts), = judge.seen
+        assert len(targets) == 60
+        assert check_histories(unique, targets, contexts) > 0

@@ -58,7 +58,7 @@ def test_run_directory_contents(tmp_path: Path) -> None:
     with (folder / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [int(float(r["tokens"])) for r in rows] == [0, 100, 200]
-    assert list(rows[0]) == ["tokens", "seconds", "top1", "top5", "perplexity", "reward"]
+    assert list(rows[0]) == ["tokens", "seconds", "top1", "top5", "perplexity", "reward", "free_top1"]
     for row in rows:
         assert 0.0 <= float(row["top1"]) <= float(row["top5"]) <= 1.0
         assert float(row["perplexity"]) >= 1.0

@@ -37,6 +37,7 @@ from irlm_env.corpus import Corpus
 from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import Hidden, RNNLanguageModel
+from irlm_env.envs.episodes import history_windows, read_only
 from irlm_env.rewards import Reward, make_reward
 
 #: Time steps per forward pass in recurrent mode (and windows per stream in window mode). Keeps
@@ -278,7 +279,10 @@ def evaluate(
     finally:
         runner.train(was_training)
 
-    contexts = np.ascontiguousarray(_windows(inputs, context_length or DEFAULT_REWARD_CONTEXT, model.config.pad_id))
+    if reward_fn.history_length is None:
+        contexts = np.ascontiguousarray(_windows(inputs, context_length or DEFAULT_REWARD_CONTEXT, model.config.pad_id))
+    else:  # the true history the reward asks for, by the envs' own rule
+        contexts = read_only(history_windows(text, np.arange(1, len(text)), reward_fn.history_length, model.config.pad_id))
     rewards = np.asarray(reward_fn.batch(scores.greedy[:, None], targets, contexts), dtype=np.float64)
     n = len(targets)
     return {

@@ -50,6 +50,8 @@ class Segment:
     #: until the next ``collect``, which is all an update needs. Read it, never write it: an
     #: update keeps its own scratch (``irlm_agents.native.gradients.Workspace``).
     probs: torch.Tensor | None = None
+    #: (N, T, C) what the reward got as ``context`` at each step (``collect(keep_contexts=True)``).
+    reward_contexts: np.ndarray | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -98,8 +100,15 @@ class Rollout:
         #: The last segment, until :meth:`features` has carried its final state forward.
         self._pending: Segment | None = None
 
-    def collect(self, steps: int, sampler: Sampler | None = None, *, score: bool = False) -> Segment:
-        """Play ``steps`` steps on every stream; ``sampler`` picks the candidates (None: teacher forcing)."""
+    def collect(
+        self, steps: int, sampler: Sampler | None = None, *, score: bool = False, keep_contexts: bool = False
+    ) -> Segment:
+        """Play ``steps`` steps on every stream; ``sampler`` picks the candidates (None: teacher forcing).
+
+        ``keep_contexts`` records what the reward gets as ``context`` at each step
+        (``env.reward_contexts()``), for agents that call the reward's table themselves: the
+        shown token, or the true history for a reward that declares a ``history_length``.
+        """
         if sampler is None and self.env.setup.feed_probability > 0:
             raise ValueError(
                 "this env feeds the agent's actions back (feed='action'), so the rollout needs a sampler: "
@@ -116,6 +125,7 @@ class Rollout:
         starts = np.empty((n, steps), dtype=bool)
         hidden0 = self.model.detach_hidden(self._hidden)
         actions = rewards = probs = None
+        contexts: np.ndarray | None = None
         if sampler is not None:
             if self._probs is None or self._probs.shape != (n, steps, v):
                 self._probs = torch.empty((n, steps, v), device=self.device)
@@ -125,6 +135,11 @@ class Rollout:
             tokens[:, t] = self._obs
             starts[:, t] = self._starts
             targets[:, t] = self.env.targets()
+            if keep_contexts:
+                step_contexts = self.env.reward_contexts()
+                if contexts is None:
+                    contexts = np.empty((n, steps, step_contexts.shape[1]), dtype=np.int64)
+                contexts[:, t] = step_contexts
             if sampler is None:
                 step_actions = self._fixed_action
             else:
@@ -159,6 +174,7 @@ class Rollout:
             actions=actions,
             rewards=rewards,
             probs=probs,
+            reward_contexts=contexts,
         )
         return self._pending
 
