@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning import TINY_SHAKESPEARE, corpus_settings, run_agent  # noqa: E402
+from learning import TINY_SHAKESPEARE, common_settings, run_agent  # noqa: E402
 
 #: The benchmark's agents, configurations of bench/learning.py's AGENTS.
 CONFIGURATIONS = ("supervised", "likelihood-k8", "reinforce-critic")
@@ -49,24 +49,16 @@ def feeds(probability: float) -> dict[str, dict[str, Any]]:
 
 def run_one(name: str, training: str, feed: dict[str, Any], seed: int, common: dict[str, Any], run_root: str,
             threads: int) -> dict[str, Any]:
-    """Train one configuration one way (bench/learning.py's run), then score it on test both ways."""
-    from irlm_agents.lm.checkpoints import load_model
-    from irlm_agents.lm.evaluation import evaluate
-    from irlm_agents.runs.run_dir import FINAL_CHECKPOINT
-
+    """Train one configuration one way with bench/learning.py's run, which scores it on test both ways."""
     folder = Path(run_root) / ("truth" if feed["feed"] == "truth" else "action")
     run = run_agent(name, seed, {**common, **feed}, str(folder), threads)
-    checkpoint = load_model(Path(run["run_dir"]) / FINAL_CHECKPOINT)
-    corpus = checkpoint.load_corpus()
-    test = evaluate(checkpoint.model, corpus, "test", reward=checkpoint.make_reward(corpus),
-                    context_length=checkpoint.eval_context_length)
     return {
         "name": name,
         "training": training,
         "seed": seed,
-        "top1": float(test["top1"]),
-        "free_top1": float(test["free_top1"]),
-        "perplexity": float(test["perplexity"]),
+        "top1": run["test_top1"],
+        "free_top1": run["test_free_top1"],
+        "perplexity": run["test_perplexity"],
         "tokens_per_second": run["tokens_per_second"],
         "run_dir": run["run_dir"],
     }
@@ -127,21 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(options.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_root = out / f"runs-{corpus_label}-{stamp}"
-    # bench/learning.py's model, optimizer and rollout sizes.
-    common = {
-        **corpus_settings(options.corpus),
-        "embedding_dim": 128,
-        "hidden_size": 256,
-        "cell": "gru",
-        "learning_rate": 3e-3,
-        "n_envs": 32,
-        "rollout_steps": 35,
-        "total_tokens": options.total_tokens,
-        "eval_every": max(1, options.total_tokens // options.curve_points),
-        "eval_tokens": options.eval_tokens,
-        "device": options.device,
-        "progress": False,
-    }
+    common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
+                             options.device)
     trainings = feeds(options.feed_probability)
     jobs = [(name, training, seed) for name in CONFIGURATIONS for training in trainings for seed in seeds]
     runs: list[dict[str, Any]] = []

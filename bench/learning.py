@@ -124,6 +124,25 @@ def corpus_settings(corpus: str) -> dict[str, Any]:
     return {**base, "corpus": corpus, "corpus_options": {}}
 
 
+def common_settings(corpus: str, total_tokens: int, curve_points: int, eval_tokens: int,
+                    device: str) -> dict[str, Any]:
+    """The ``TrainArgs`` every configuration shares: corpus, model, optimizer, rollout and budget."""
+    return {
+        **corpus_settings(corpus),
+        "embedding_dim": 128,
+        "hidden_size": 256,
+        "cell": "gru",
+        "learning_rate": 3e-3,
+        "n_envs": 32,
+        "rollout_steps": 35,
+        "total_tokens": total_tokens,
+        "eval_every": max(1, total_tokens // curve_points),
+        "eval_tokens": eval_tokens,
+        "device": device,
+        "progress": False,
+    }
+
+
 def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threads: int) -> dict[str, Any]:
     """Train one configuration with one seed in this (fresh) process; score it on the test split."""
     import torch
@@ -149,6 +168,7 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
         "feedback": feedback,
         "test_top1": float(test["top1"]),
         "test_perplexity": float(test["perplexity"]),
+        "test_free_top1": float(test["free_top1"]),
         "best_top1": best["top1"],
         "best_perplexity": best["perplexity"],
         "tokens_per_second": float(result.metrics.get("tokens_per_second", args.total_tokens / wall)),
@@ -320,20 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(options.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_root = out / f"runs-{corpus_label}-{stamp}"
-    common = {
-        **settings,
-        "embedding_dim": 128,
-        "hidden_size": 256,
-        "cell": "gru",
-        "learning_rate": 3e-3,
-        "n_envs": 32,
-        "rollout_steps": 35,
-        "total_tokens": options.total_tokens,
-        "eval_every": max(1, options.total_tokens // options.curve_points),
-        "eval_tokens": options.eval_tokens,
-        "device": options.device,
-        "progress": False,
-    }
+    common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
+                             options.device)
     runs: list[dict[str, Any]] = []
     context = multiprocessing.get_context("spawn")
     jobs = [(name, seed) for name in names for seed in seeds]  # supervised (the reference) first
