@@ -67,6 +67,8 @@ def _checkpoint_path(target: str, which: str) -> Path:
 @click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
               callback=parse_pairs, help="options for --corpus (repeatable)")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="score only this many tokens")
+@click.option("--horizon", type=click.IntRange(min=1), default=16, show_default=True,
+              help="block length of free_top1 (the model reads its own predictions inside each block)")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def eval_command(
@@ -76,10 +78,11 @@ def eval_command(
     corpus: str | None,
     corpus_options: dict[str, Any],
     max_tokens: int | None,
+    horizon: int,
     device: str,
     as_json: bool,
 ) -> None:
-    """Top-1/top-5 accuracy, perplexity and mean reward of a checkpoint on a split.
+    """Top-1/top-5 accuracy, perplexity, mean reward and free-running top-1 of a checkpoint on a split.
 
     The corpus, tokenizer, reward and context window are those the checkpoint was trained
     with (stored in it); --corpus evaluates on another corpus with the same vocabulary.
@@ -88,7 +91,7 @@ def eval_command(
     Examples:
       irlm eval runs/ppo
       irlm eval runs/ppo --checkpoint best --split test --json
-      irlm eval runs/ppo/final.irlm --max-tokens 5000
+      irlm eval runs/ppo/final.irlm --max-tokens 5000 --horizon 8
     """
     from irlm_agents.lm.checkpoints import load_model
     from irlm_agents.lm.devices import resolve_device
@@ -98,7 +101,7 @@ def eval_command(
     checkpoint = load_model(path, device=resolve_device(device))
     loaded = checkpoint.load_corpus(corpus, corpus_options)
     scores = evaluate(checkpoint.model, loaded, split, reward=checkpoint.make_reward(loaded),
-                      context_length=checkpoint.eval_context_length, max_tokens=max_tokens)
+                      context_length=checkpoint.eval_context_length, max_tokens=max_tokens, horizon=horizon)
     metrics = {**scores, "tokens": int(scores["tokens"])}
     if as_json:
         click.echo(json.dumps({"checkpoint": str(path), "split": split, **metrics}, indent=2))

@@ -96,7 +96,10 @@ def test_eval_json_and_table(run_dir: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0 and json.loads(out)["top1"] == pytest.approx(logged["top1"])
     code, out, err = run_main(capsys, "eval", str(run_dir), "--checkpoint", "best", "--split", "test")
     assert code == 0, err
-    assert "top1" in out and "perplexity" in out
+    assert "top1" in out and "perplexity" in out and "free_top1" in out
+    # Blocks of one token read nothing of the model's own: free-running top-1 is top-1.
+    code, out, _ = run_main(capsys, "eval", str(run_dir), "--json", "--max-tokens", "1000", "--horizon", "1")
+    assert code == 0 and json.loads(out)["free_top1"] == json.loads(out)["top1"]
 
 
 def test_generate_is_seeded(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
