@@ -22,18 +22,15 @@ keeps when it reads its own output; exposure bias is the gap.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import multiprocessing
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning import TINY_SHAKESPEARE, common_settings, run_agent  # noqa: E402
+from learning import add_run_options, common_settings, plan_runs, run_agent, run_in_processes  # noqa: E402
 
 #: The benchmark's agents, configurations of bench/learning.py's AGENTS.
 CONFIGURATIONS = ("supervised", "likelihood-k8", "reinforce-critic")
@@ -86,19 +83,10 @@ def print_table(runs: list[dict[str, Any]], total_tokens: int, corpus: str) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default="pydocs",
-                        help="tinyshakespeare (../shared/corpora), a built-in corpus name (pydocs) or a text file")
-    parser.add_argument("--total-tokens", type=int, default=300_000, help="training tokens per run")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds; every run is repeated with each")
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one core each)")
+    add_run_options(parser, corpus="tinyshakespeare", total_tokens=300_000, curve_points=4,
+                    out="bench/out/exposure_bias")
     parser.add_argument("--feed-probability", type=float, default=0.25,
                         help="scheduled sampling: chance that a training step shows the agent's own action")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
-    parser.add_argument("--eval-tokens", type=int, default=10_000, help="validation tokens per curve point")
-    parser.add_argument("--curve-points", type=int, default=4, help="validation evaluations per run")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
-    parser.add_argument("--out", default="bench/out/exposure_bias", help="folder for runs and results")
-    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
     options = parser.parse_args(argv)
     if options.table:
         if not Path(options.table).is_file():
@@ -106,41 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(Path(options.table).read_text())
         print_table(saved["runs"], saved["total_tokens"], saved["corpus"])
         return 0
-    try:
-        seeds = [int(seed) for seed in options.seeds.split(",") if seed.strip()]
-    except ValueError:
-        parser.error(f"--seeds takes comma-separated integers, got {options.seeds!r}")
-    if not seeds or options.jobs < 1 or options.total_tokens < 1 or options.curve_points < 1:
-        parser.error("--seeds needs at least one seed; --jobs, --total-tokens and --curve-points must be positive")
-    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
-        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
-    corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
-
+    seeds, corpus_label, stamp = plan_runs(parser, options)
     out = Path(options.out)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     run_root = out / f"runs-{corpus_label}-{stamp}"
     common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
                              options.device)
     trainings = feeds(options.feed_probability)
-    jobs = [(name, training, seed) for name in CONFIGURATIONS for training in trainings for seed in seeds]
-    runs: list[dict[str, Any]] = []
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(options.jobs, mp_context=context, max_tasks_per_child=1) as pool:
-        futures = {
-            pool.submit(run_one, name, training, trainings[training], seed, common, str(run_root), options.threads):
-                (name, training, seed)
-            for name, training, seed in jobs
-        }
-        for future in concurrent.futures.as_completed(futures):
-            name, training, seed = futures[future]
-            try:
-                run = future.result()
-            except Exception as error:  # one failing run must not lose the others' results
-                print(f"{name} ({training}) seed {seed}: FAILED: {error!r}", file=sys.stderr, flush=True)
-                continue
-            runs.append(run)
-            print(f"{name} ({training}) seed {seed}: test top1 {run['top1']:.4f}, free_top1 {run['free_top1']:.4f}, "
-                  f"ppl {run['perplexity']:.1f}, {run['tokens_per_second']:.0f} tok/s", flush=True)
+    calls = {f"{name} ({training}) seed {seed}":
+             (run_one, (name, training, trainings[training], seed, common, str(run_root), options.threads))
+             for name in CONFIGURATIONS for training in trainings for seed in seeds}
+    runs = run_in_processes(calls, options.jobs, lambda run: (
+        f"test top1 {run['top1']:.4f}, free_top1 {run['free_top1']:.4f}, ppl {run['perplexity']:.1f}, "
+        f"{run['tokens_per_second']:.0f} tok/s"))
     order = [(name, training) for name in CONFIGURATIONS for training in trainings]
     runs.sort(key=lambda run: (order.index((run["name"], run["training"])), run["seed"]))
     print_table(runs, options.total_tokens, corpus_label)

@@ -39,6 +39,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,6 +142,59 @@ def common_settings(corpus: str, total_tokens: int, curve_points: int, eval_toke
         "device": device,
         "progress": False,
     }
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, corpus: str, total_tokens: int, curve_points: int,
+                    out: str) -> None:
+    """The options of every learning benchmark: corpus, budget, seeds, parallel jobs, device, output."""
+    parser.add_argument("--corpus", default=corpus,
+                        help="tinyshakespeare (../shared/corpora), a built-in corpus name (pydocs) or a text file")
+    parser.add_argument("--total-tokens", type=int, default=total_tokens, help="training tokens per run")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; every run is repeated with each")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one core each)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    parser.add_argument("--eval-tokens", type=int, default=10_000, help="validation tokens per curve point")
+    parser.add_argument("--curve-points", type=int, default=curve_points, help="validation evaluations per run")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument("--out", default=out, help="folder for runs, results and figures")
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
+
+
+def plan_runs(parser: argparse.ArgumentParser, options: argparse.Namespace) -> tuple[list[int], str, str]:
+    """The seeds, the corpus label and the time stamp naming this run's outputs, or a parser error."""
+    try:
+        seeds = [int(seed) for seed in options.seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, got {options.seeds!r}")
+    if not seeds or options.jobs < 1 or options.total_tokens < 1 or options.curve_points < 1:
+        parser.error("--seeds needs at least one seed; --jobs, --total-tokens and --curve-points must be positive")
+    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
+        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
+    corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
+    return seeds, corpus_label, time.strftime("%Y%m%d-%H%M%S")
+
+
+def run_in_processes(calls: dict[str, tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]], jobs: int,
+                     describe: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
+    """Each labelled call in a fresh process, ``jobs`` side by side, printing each result as it comes.
+
+    One process per run (``max_tasks_per_child=1``), so each run's peak memory is its own; a run
+    that fails is reported and left out, so it does not lose the others' results.
+    """
+    runs: list[dict[str, Any]] = []
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(function, *arguments): label for label, (function, arguments) in calls.items()}
+        for future in concurrent.futures.as_completed(futures):
+            label = futures[future]
+            try:
+                run = future.result()
+            except Exception as error:
+                print(f"{label}: FAILED: {error!r}", file=sys.stderr, flush=True)
+                continue
+            runs.append(run)
+            print(f"{label}: {describe(run)}", flush=True)
+    return runs
 
 
 def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threads: int) -> dict[str, Any]:
@@ -299,19 +353,9 @@ def reprint(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default="tinyshakespeare",
-                        help="tinyshakespeare (../shared/corpora), a built-in corpus name (pydocs) or a text file")
-    parser.add_argument("--total-tokens", type=int, default=1_000_000, help="training tokens per run")
+    add_run_options(parser, corpus="tinyshakespeare", total_tokens=1_000_000, curve_points=8, out="bench/out/learning")
     parser.add_argument("--agents", default="supervised", help="comma-separated configurations (see --list)")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds; every agent runs with each")
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one core each)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
-    parser.add_argument("--eval-tokens", type=int, default=10_000, help="validation tokens per curve point")
-    parser.add_argument("--curve-points", type=int, default=8, help="validation evaluations per run")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
-    parser.add_argument("--out", default="bench/out/learning", help="folder for runs, results and figures")
     parser.add_argument("--list", action="store_true", help="list the agent configurations and exit")
-    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
     options = parser.parse_args(argv)
     if options.list:
         for name, (module, extra, feedback) in AGENTS.items():
@@ -326,40 +370,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in names if name not in AGENTS]
     if unknown:
         parser.error(f"unknown agent configuration(s) {', '.join(unknown)}; see --list")
-    try:
-        seeds = [int(seed) for seed in options.seeds.split(",") if seed.strip()]
-    except ValueError:
-        parser.error(f"--seeds takes comma-separated integers, got {options.seeds!r}")
-    if not seeds or options.jobs < 1 or options.total_tokens < 1:
-        parser.error("--seeds needs at least one seed; --jobs and --total-tokens must be positive")
-    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
-        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
-    settings = corpus_settings(options.corpus)
-    corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
-
+    seeds, corpus_label, stamp = plan_runs(parser, options)
     out = Path(options.out)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     run_root = out / f"runs-{corpus_label}-{stamp}"
+    settings = corpus_settings(options.corpus)
     common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
                              options.device)
-    runs: list[dict[str, Any]] = []
-    context = multiprocessing.get_context("spawn")
-    jobs = [(name, seed) for name in names for seed in seeds]  # supervised (the reference) first
-    # One fresh process per run (max_tasks_per_child=1), so each run's peak memory is its own.
-    with concurrent.futures.ProcessPoolExecutor(options.jobs, mp_context=context, max_tasks_per_child=1) as pool:
-        futures = {pool.submit(run_agent, name, seed, common, str(run_root), options.threads): (name, seed)
-                   for name, seed in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            name, seed = futures[future]
-            try:
-                run = future.result()
-            except Exception as error:  # one failing run must not lose the others' results
-                print(f"{name} seed {seed}: FAILED: {error!r}", file=sys.stderr, flush=True)
-                continue
-            runs.append(run)
-            print(f"{name} seed {seed}: test top1 {run['test_top1']:.4f} (best {run['best_top1']:.4f}), "
-                  f"ppl {run['test_perplexity']:.1f} (best {run['best_perplexity']:.1f}), "
-                  f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok", flush=True)
+    calls = {f"{name} seed {seed}": (run_agent, (name, seed, common, str(run_root), options.threads))
+             for name in names for seed in seeds}  # supervised (the reference) first
+    runs = run_in_processes(calls, options.jobs, lambda run: (
+        f"test top1 {run['test_top1']:.4f} (best {run['best_top1']:.4f}), "
+        f"ppl {run['test_perplexity']:.1f} (best {run['best_perplexity']:.1f}), "
+        f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok"))
     runs.sort(key=lambda run: (names.index(run["name"]), run["seed"]))
     peers = ngram_rows(settings)
     print_table(runs, peers, options.total_tokens, corpus_label)
