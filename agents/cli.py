@@ -165,13 +165,17 @@ def _show(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    # The title goes above the table on its own line: as the table's title, rich would wrap it to
+    # the table's width and cut a long checkpoint path in two.
+    console = Console()
+    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    table = Table()
     for column in rows[0] if rows else ():
         table.add_column(column)
     for row in rows:
         cells = (", ".join(v) if isinstance(v, list) else "-" if v is None else str(v) for v in row.values())
         table.add_row(*cells)
-    Console().print(table)
+    console.print(table)
 
 
 def _registry_command(kind: str, what: str) -> None:
