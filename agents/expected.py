@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.native.estimators import expected_reward_loss
 from irlm_agents.native.rollout import Segment
 from irlm_agents.native.training import (
@@ -33,6 +32,7 @@ from irlm_agents.native.training import (
     log_update,
     open_run,
     optimise,
+    policy_sampler,
     seed_everything,
 )
 from irlm_agents.runs.args import TrainResult
@@ -81,8 +81,7 @@ def train(args: Args) -> TrainResult:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
-    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs, uniform=setup.share.uniform)
+    sampler = policy_sampler(setup.share)
 
     with open_run("expected", args, setup) as run:
         while progress.tokens < args.total_tokens:

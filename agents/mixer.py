@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from irlm_agents.lm.model import RNNLanguageModel
-from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.native.estimators import reinforce_weights
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
 from irlm_agents.native.rollout import Segment
@@ -36,6 +35,7 @@ from irlm_agents.native.training import (
     log_update,
     open_run,
     optimise,
+    policy_sampler,
     seed_everything,
 )
 from irlm_agents.runs.args import TrainResult
@@ -101,8 +101,7 @@ def train(args: Args) -> TrainResult:
     scratch = Workspace(model.config.vocab_size, setup.device)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
-    def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=probs, uniform=setup.share.uniform)
+    sampler = policy_sampler(setup.share)
 
     with open_run("mixer", args, setup) as run:
         while progress.tokens < args.total_tokens:

@@ -27,7 +27,7 @@ from irlm_agents.native.training import (
     log_update,
     open_run,
     optimise,
-    own_token,
+    policy_sampler,
     seed_everything,
 )
 from irlm_agents.runs.args import TrainResult
@@ -45,7 +45,7 @@ def train(args: Args) -> TrainResult:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
     # Act only where the env shows actions: otherwise the fixed action costs no forward pass.
-    sampler = own_token(setup.share) if rollout.env.setup.feed_probability > 0 else None
+    sampler = policy_sampler(setup.share) if rollout.env.setup.feed_probability > 0 else None
 
     with open_run("supervised", args, setup) as run:
         while progress.tokens < args.total_tokens:

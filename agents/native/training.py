@@ -127,12 +127,12 @@ def build(args: NativeArgs) -> Setup:
     return Setup(corpus, reward, model, device, rollout, peers, share)
 
 
-def own_token(share: Share) -> Sampler:
-    """One token per stream drawn from π: the action of an agent that acts only to be fed it back.
+def policy_sampler(share: Share) -> Sampler:
+    """One token per stream drawn from π (one reward query per token).
 
-    The supervised agent learns from the true targets whatever it does; it steps with this
-    token only when the env shows actions (``feed="action"``), as scheduled sampling does
-    (Bengio et al. 2015).
+    The agents that learn from the stepped action's reward alone (``expected``, ``mixer``) act
+    with it, and so does ``supervised`` where the env shows actions (``feed="action"``):
+    scheduled sampling feeds back a token drawn from the model (Bengio et al. 2015).
     """
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
