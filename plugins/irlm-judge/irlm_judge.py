@@ -128,9 +128,7 @@ def _describe(spec: CorpusSpec | dict[str, object] | None) -> str:
 def checkpoint_judge(corpus: Corpus, path: str, device: str) -> Judge:
     """The next-token distribution of a trained checkpoint run over each history from a zero state."""
     # Imported here: every process that loads the plugins imports this module, and only a
-    # checkpoint judge needs torch (seconds to import).
-    import torch
-
+    # checkpoint judge needs torch (seconds to import), which the checkpoint loader brings.
     from irlm_agents.lm.checkpoints import load_model
     from irlm_agents.lm.devices import resolve_device
 
