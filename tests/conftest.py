@@ -26,3 +26,13 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("IRLM_CACHE_DIR", str(cache))
         mp.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
         yield cache
+
+
+@pytest.fixture
+def fresh_plugins() -> Iterator[None]:
+    """No plugin registered at run time leaks into the next test: the registries start over."""
+    from irlm_env import plugins
+
+    plugins.reset_plugins()
+    yield
+    plugins.reset_plugins()

@@ -4,7 +4,7 @@ context, whatever the agent sees (one token, its own fed actions); others get th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,7 @@ def unique(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return load_corpus("text", path=str(path))
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins() -> Iterator[None]:
-    plugins.reset_plugins()
-    yield
-    plugins.reset_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 
 class Judge(Reward):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import timeit
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,11 +24,7 @@ def corpus() -> Corpus:
     return load_corpus("grammar", n_sentences=300)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins() -> Iterator[None]:
-    plugins.reset_plugins()
-    yield
-    plugins.reset_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 
 class Scalar(Reward):
