@@ -9,12 +9,18 @@ own distribution, which the env shows as the next observation (always, or with p
 ``feed_probability``: scheduled sampling, Bengio et al. 2015); the loss is still the
 cross-entropy on the true targets, over the RNN re-run on the tokens actually shown.
 
+``label_fraction`` below 1 makes it a control for the bandit agents: it learns from a random
+fraction of the tokens only, as many as a bandit agent is told (its hits), but drawn at random
+rather than where the model already ranks the true token high. The gap between this control and
+a bandit agent with the same number of revealed tokens is the cost of *which* tokens the
+feedback reveals; the gap to full supervision, the cost of how many.
+
     python -m irlm_agents.supervised --help
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,11 +37,23 @@ from irlm_agents.native.training import (
     seed_everything,
 )
 from irlm_agents.runs.args import TrainResult
+from irlm_env.errors import IrlmError
 
 
 @dataclass
 class Args(NativeArgs):
-    """Supervised training needs nothing beyond the shared settings."""
+    """Supervised settings: only how many of the tokens are labelled."""
+
+    label_fraction: float = field(
+        default=1.0,
+        metadata={"help": "learn from this random fraction of the tokens only (a control for bandit agents)"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        fraction = self.label_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise IrlmError(f"label_fraction must be in (0, 1], got {fraction!r}; 1 labels every token")
 
 
 def train(args: Args) -> TrainResult:
@@ -52,7 +70,11 @@ def train(args: Args) -> TrainResult:
             with progress.timed():
                 segment = rollout.collect(args.rollout_steps, sampler)
                 logits = model.head(rollout.features(segment))
-                optimise(optimizer, cross_entropy_loss(logits, segment.targets), args.max_grad_norm, setup.share)
+                keep = None
+                if args.label_fraction < 1:
+                    keep = torch.rand(segment.targets.shape, device=logits.device) < args.label_fraction
+                loss = cross_entropy_loss(logits, segment.targets, keep)
+                optimise(optimizer, loss, args.max_grad_norm, setup.share)
                 accuracy = float((logits.detach().argmax(-1) == segment.targets).float().mean())
             progress.add(segment.num_tokens, 0, reward=accuracy, accuracy=accuracy)
             log_update(run, progress, setup, args)

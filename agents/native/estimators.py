@@ -114,6 +114,15 @@ def expected_reward_loss(
     return -torch.where(has_signal, log_expected, torch.zeros_like(log_expected)).sum() / n.clamp_min(1e-12)
 
 
-def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Teacher-forced cross-entropy: the supervised reference, fused by ``F.cross_entropy``."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Teacher-forced cross-entropy: the supervised reference, fused by ``F.cross_entropy``.
+
+    ``keep`` (shaped like ``targets``, 0/1) labels only some tokens: the loss is the kept tokens'
+    summed negative log-likelihood over *all* tokens, the scale of a bandit update that learns
+    from the contexts where a candidate hit, so the two differ only in which tokens they learn.
+    """
+    flat_logits, flat_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    if keep is None:
+        return F.cross_entropy(flat_logits, flat_targets)
+    nll = F.cross_entropy(flat_logits, flat_targets, reduction="none")
+    return (nll * keep.reshape(-1).to(nll.dtype)).sum() / nll.numel()
