@@ -1,10 +1,11 @@
 """Learning benchmark: agents against supervised training, same model, data and token budget.
 
     python bench/learning.py --total-tokens 1000000 --seeds 0,1 --jobs 2 \
-        --agents supervised,likelihood-k1,likelihood-k2,likelihood-k8          # Tiny Shakespeare
+        --agents supervised,supervised-30pct,likelihood-k1,likelihood-k2,likelihood-k8   # Tiny Shakespeare
     python bench/learning.py --corpus pydocs --total-tokens 1000000 --seeds 0,1 --jobs 2 --agents ...
     python bench/learning.py --list                      # the agent configurations
     python bench/learning.py --table OUT/results-STAMP.json   # print a saved table again
+    python bench/learning.py --agents likelihood-k1 --seeds 0,1 --reuse OUT/results-STAMP.json   # add an agent
 
 Setup: the corpus (``--corpus``: Tiny Shakespeare from ``../shared/corpora``, the built-in
 ``pydocs``, or any text file), word tokens, ``max_vocab=10000``, GRU with embedding 128 and
@@ -110,6 +111,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "likelihood-k1-t1": ("group", {**_LIKELIHOOD, "k": 1}, "bandit"),
     "likelihood-k2-t1": ("group", {**_LIKELIHOOD, "k": 2}, "bandit"),
     "likelihood-k8": ("group", {**_LIKELIHOOD, "k": 8}, "bandit"),
+    "likelihood-k8-t07": ("group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7}, "bandit"),
     "likelihood-k8-flat": ("group", {**_LIKELIHOOD, "k": 8, "unigram_init": False}, "bandit"),
     # Control: cross-entropy on a random 30% of the tokens, about as many as likelihood-k8 is
     # told (its sampled candidates hold the target on about 0.32 of the training tokens).

@@ -1,0 +1,117 @@
+"""Where an agent's perplexity gap to supervised training lies, token by token.
+
+    python bench/calibration.py bench/figures/results-pydocs-1m.json       # after bench/learning.py
+
+Reads a results file of ``bench/learning.py`` (its runs' folders must still exist), loads every
+run's best-validation checkpoint and scores the test split token by token. For each agent,
+averaged over seeds:
+
+* perplexity, mean entropy of the predicted distribution (nats), how often the true token is
+  among the model's 8 most probable, and the probability mass those 8 hold (calibrated: equal);
+* the gap in mean negative log-likelihood to the same seed's supervised run, split by the rank
+  supervised gives the true token (1, 2-8, 9-100, 101-1000, beyond): which tokens the gap is in.
+
+A bandit agent learns a token's probability in a context mostly when it proposes that token
+there and is told it is right, so tokens far down its own ranking are learnt slowly. This table
+shows whether the gap is in the head (calibration, fixable by a temperature) or in the ordering
+of the tail (information the queries did not reveal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.runs.run_dir import BEST_CHECKPOINT
+
+#: Buckets of the rank the supervised model gives the true token (inclusive bounds).
+RANKS = ((1, 1), (2, 8), (9, 100), (101, 1000), (1001, None))
+TOP = 8
+STREAMS = 64
+CHUNK = 128
+
+
+def token_scores(checkpoint_path: Path) -> dict[str, torch.Tensor]:
+    """Per test token: negative log-likelihood, rank of the true token, top-8 mass and entropy.
+
+    The split is read as ``irlm_agents.lm.evaluation.evaluate`` reads it in recurrent mode (64
+    contiguous streams, each from the zero state), so the perplexity is the one the benchmark
+    reports.
+    """
+    checkpoint = load_model(checkpoint_path)
+    model = checkpoint.model.eval()
+    text = checkpoint.load_corpus().split("test")
+    n = len(text) - 1
+    length = math.ceil(n / STREAMS)
+    grid = np.zeros((2, STREAMS * length), dtype=np.int64)
+    grid[0, :n], grid[1, :n] = text[:-1], text[1:]
+    inputs = torch.from_numpy(grid[0].reshape(STREAMS, length))
+    targets = torch.from_numpy(grid[1].reshape(STREAMS, length))
+    parts: dict[str, list[torch.Tensor]] = defaultdict(list)
+    hidden = model.initial_hidden(STREAMS)
+    with torch.inference_mode():
+        for start in range(0, length, CHUNK):
+            features, hidden = model.features(inputs[:, start:start + CHUNK], hidden)
+            log_probs = torch.log_softmax(model.head(features).float(), -1)
+            true = log_probs.gather(-1, targets[:, start:start + CHUNK, None])[..., 0]
+            parts["nll"].append(-true)
+            parts["rank"].append((log_probs > true[..., None]).sum(-1) + 1)
+            parts["top_mass"].append(log_probs.topk(TOP, -1).values.exp().sum(-1))
+            parts["entropy"].append(-(log_probs.exp() * log_probs).sum(-1))
+    return {name: torch.cat(values, 1).reshape(-1)[:n] for name, values in parts.items()}
+
+
+def bucket(ranks: torch.Tensor, low: int, high: int | None) -> torch.Tensor:
+    return (ranks >= low) & (ranks <= (high if high is not None else ranks.max()))
+
+
+def rank_label(low: int, high: int | None) -> str:
+    return f">{low - 1}" if high is None else (str(low) if low == high else f"{low}-{high}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", help="results-*.json written by bench/learning.py")
+    options = parser.parse_args()
+    runs = json.loads(Path(options.results).read_text())["runs"]
+    scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / BEST_CHECKPOINT) for run in runs}
+    if not any(name == "supervised" for name, _ in scores):
+        parser.error(f"{options.results} has no supervised run to compare with")
+
+    rows: dict[str, list[list[float]]] = defaultdict(list)
+    for (name, seed), own in scores.items():
+        reference = scores.get(("supervised", seed))
+        if reference is None:
+            continue
+        gap = own["nll"] - reference["nll"]
+        rows[name].append([
+            math.exp(float(own["nll"].mean())),
+            float(own["entropy"].mean()),
+            float((own["rank"] <= TOP).float().mean()),
+            float(own["top_mass"].mean()),
+            *(float((gap * bucket(reference["rank"], *bounds)).sum()) / len(gap) for bounds in RANKS),
+        ])
+    columns = ["ppl", "entropy", f"in top-{TOP}", f"top-{TOP} mass"]
+    columns += [f"gap r{rank_label(*bounds)}" for bounds in RANKS]
+    print(f"best-validation checkpoints, mean of seeds; gap columns: mean NLL (nats) over supervised's, "
+          f"split by supervised's rank of the true token; share of tokens per bucket in supervised row")
+    print(" | ".join(["agent", *columns]))
+    for name, values in sorted(rows.items(), key=lambda item: item[0] != "supervised"):
+        means = [statistics.fmean(column) for column in zip(*values)]
+        if name == "supervised":
+            reference_ranks = [scores[key]["rank"] for key in scores if key[0] == "supervised"]
+            means[4:] = [statistics.fmean(float(bucket(r, *bounds).float().mean()) for r in reference_ranks)
+                         for bounds in RANKS]
+        print(" | ".join([name, f"{means[0]:.1f}", *(f"{value:.3f}" for value in means[1:])]))
+
+
+if __name__ == "__main__":
+    main()
