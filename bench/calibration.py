@@ -1,9 +1,11 @@
 """Where an agent's perplexity gap to supervised training lies, token by token.
 
     python bench/calibration.py bench/figures/results-pydocs-1m.json       # after bench/learning.py
+    python bench/calibration.py RESULTS_JSON --checkpoint final              # the end-of-budget models
 
 Reads a results file of ``bench/learning.py`` (its runs' folders must still exist), loads every
-run's best-validation checkpoint and scores the test split token by token. For each agent,
+run's best-validation checkpoint (or, with ``--checkpoint final``, its end-of-budget model) and
+scores the test split token by token. For each agent,
 averaged over seeds:
 
 * perplexity, mean entropy of the predicted distribution (nats), how often the true token is
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 
 from irlm_agents.lm.checkpoints import load_model
-from irlm_agents.runs.run_dir import BEST_CHECKPOINT
+from irlm_agents.runs.run_dir import BEST_CHECKPOINT, FINAL_CHECKPOINT
 
 #: Buckets of the rank the supervised model gives the true token (inclusive bounds).
 RANKS = ((1, 1), (2, 8), (9, 100), (101, 1000), (1001, None))
@@ -80,9 +82,12 @@ def rank_label(low: int, high: int | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="results-*.json written by bench/learning.py")
+    parser.add_argument("--checkpoint", choices=("best", "final"), default="best",
+                        help="each run's best-validation checkpoint or its end-of-budget model")
     options = parser.parse_args()
     runs = json.loads(Path(options.results).read_text())["runs"]
-    scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / BEST_CHECKPOINT) for run in runs}
+    checkpoint = BEST_CHECKPOINT if options.checkpoint == "best" else FINAL_CHECKPOINT
+    scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / checkpoint) for run in runs}
     if not any(name == "supervised" for name, _ in scores):
         parser.error(f"{options.results} has no supervised run to compare with")
 
@@ -101,16 +106,17 @@ def main() -> None:
         ])
     columns = ["ppl", "entropy", f"in top-{TOP}", f"top-{TOP} mass"]
     columns += [f"gap r{rank_label(*bounds)}" for bounds in RANKS]
-    print(f"best-validation checkpoints, mean of seeds; gap columns: mean NLL (nats) over supervised's, "
+    print(f"{options.checkpoint} checkpoints, mean of seeds; gap columns: mean NLL (nats) over supervised's, "
           f"split by supervised's rank of the true token; share of tokens per bucket in supervised row")
-    print(" | ".join(["agent", *columns]))
+    print("| " + " | ".join(["agent", *columns]) + " |")
+    print("|" + " --- |" * (len(columns) + 1))
     for name, values in sorted(rows.items(), key=lambda item: item[0] != "supervised"):
         means = [statistics.fmean(column) for column in zip(*values)]
         if name == "supervised":
             reference_ranks = [scores[key]["rank"] for key in scores if key[0] == "supervised"]
             means[4:] = [statistics.fmean(float(bucket(r, *bounds).float().mean()) for r in reference_ranks)
                          for bounds in RANKS]
-        print(" | ".join([name, f"{means[0]:.1f}", *(f"{value:.3f}" for value in means[1:])]))
+        print("| " + " | ".join([name, f"{means[0]:.1f}", *(f"{value:.3f}" for value in means[1:])]) + " |")
 
 
 if __name__ == "__main__":

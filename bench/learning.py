@@ -114,7 +114,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "likelihood-k8-t07": ("group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7}, "bandit"),
     "likelihood-k8-flat": ("group", {**_LIKELIHOOD, "k": 8, "unigram_init": False}, "bandit"),
     # Control: cross-entropy on a random 30% of the tokens, about as many as likelihood-k8 is
-    # told (its sampled candidates hold the target on about 0.32 of the training tokens).
+    # told (its sampled candidates hold the target on about a third of the training tokens).
     "supervised-30pct": ("supervised", {"label_fraction": 0.3}, "partial"),
     "expected-er": ("expected", {"objective": "er"}, "full"),
     "expected-log_er": ("expected", {"objective": "log_er"}, "full"),
