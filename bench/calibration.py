@@ -79,6 +79,32 @@ def rank_label(low: int, high: int | None) -> str:
     return f">{low - 1}" if high is None else (str(low) if low == high else f"{low}-{high}")
 
 
+def gap_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str, list[float]]:
+    """Per agent, the seed means of: perplexity, entropy, top-8 hit rate, top-8 mass and the gap
+    per rank bucket (the supervised row holds each bucket's share of the tokens instead).
+
+    ``scores`` maps (agent, seed) to :func:`token_scores`; runs whose seed has no supervised run
+    are left out. The gap columns of a row add up to the log of its perplexity ratio.
+    """
+    rows: dict[str, list[list[float]]] = defaultdict(list)
+    for (name, seed), own in scores.items():
+        reference = scores.get(("supervised", seed))
+        if reference is None:
+            continue
+        gap = own["nll"] - reference["nll"]
+        buckets = [bucket(reference["rank"], *bounds) for bounds in RANKS]
+        tail = ([float(mask.float().mean()) for mask in buckets] if name == "supervised"
+                else [float((gap * mask).sum()) / len(gap) for mask in buckets])
+        rows[name].append([
+            math.exp(float(own["nll"].mean())),
+            float(own["entropy"].mean()),
+            float((own["rank"] <= TOP).float().mean()),
+            float(own["top_mass"].mean()),
+            *tail,
+        ])
+    return {name: [statistics.fmean(column) for column in zip(*values)] for name, values in rows.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="results-*.json written by bench/learning.py")
@@ -86,36 +112,17 @@ def main() -> None:
                         help="each run's best-validation checkpoint or its end-of-budget model")
     options = parser.parse_args()
     runs = json.loads(Path(options.results).read_text())["runs"]
+    if not any(run["name"] == "supervised" for run in runs):
+        parser.error(f"{options.results} has no supervised run to compare with")
     checkpoint = BEST_CHECKPOINT if options.checkpoint == "best" else FINAL_CHECKPOINT
     scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / checkpoint) for run in runs}
-    if not any(name == "supervised" for name, _ in scores):
-        parser.error(f"{options.results} has no supervised run to compare with")
-
-    rows: dict[str, list[list[float]]] = defaultdict(list)
-    for (name, seed), own in scores.items():
-        reference = scores.get(("supervised", seed))
-        if reference is None:
-            continue
-        gap = own["nll"] - reference["nll"]
-        rows[name].append([
-            math.exp(float(own["nll"].mean())),
-            float(own["entropy"].mean()),
-            float((own["rank"] <= TOP).float().mean()),
-            float(own["top_mass"].mean()),
-            *(float((gap * bucket(reference["rank"], *bounds)).sum()) / len(gap) for bounds in RANKS),
-        ])
     columns = ["ppl", "entropy", f"in top-{TOP}", f"top-{TOP} mass"]
     columns += [f"gap r{rank_label(*bounds)}" for bounds in RANKS]
     print(f"{options.checkpoint} checkpoints, mean of seeds; gap columns: mean NLL (nats) over supervised's, "
           f"split by supervised's rank of the true token; share of tokens per bucket in supervised row")
     print("| " + " | ".join(["agent", *columns]) + " |")
     print("|" + " --- |" * (len(columns) + 1))
-    for name, values in sorted(rows.items(), key=lambda item: item[0] != "supervised"):
-        means = [statistics.fmean(column) for column in zip(*values)]
-        if name == "supervised":
-            reference_ranks = [scores[key]["rank"] for key in scores if key[0] == "supervised"]
-            means[4:] = [statistics.fmean(float(bucket(r, *bounds).float().mean()) for r in reference_ranks)
-                         for bounds in RANKS]
+    for name, means in sorted(gap_rows(scores).items(), key=lambda item: item[0] != "supervised"):
         print("| " + " | ".join([name, f"{means[0]:.1f}", *(f"{value:.3f}" for value in means[1:])]) + " |")
 
 

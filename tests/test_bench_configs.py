@@ -1,5 +1,7 @@
-"""The learning benchmark's configurations are valid agent settings (a typo would only show up
-deep into a long benchmark run otherwise), and ``--reuse`` keeps only matching saved runs."""
+"""The benchmark scripts' own logic: the learning benchmark's configurations are valid agent
+settings (a typo would only show up deep into a long benchmark run otherwise), ``--reuse`` keeps
+only matching saved runs, and ``bench/calibration.py`` agrees with ``evaluate`` and splits the
+perplexity gap without losing any of it."""
 
 from __future__ import annotations
 
@@ -7,17 +9,23 @@ import argparse
 import importlib
 import importlib.util
 import json
+import math
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "learning.py"
+from irlm_agents import supervised
+from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.evaluation import evaluate
+from irlm_agents.runs.run_dir import FINAL_CHECKPOINT
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_learning", BENCH)
+def _bench(script: str = "learning") -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", BENCH / f"{script}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -58,3 +66,28 @@ def test_reuse_refuses_a_file_that_does_not_match(
     with pytest.raises(SystemExit):
         _reuse(tmp_path, ["likelihood-k1"], seeds, total_tokens)
     assert problem in capsys.readouterr().err
+
+
+TINY_SUPERVISED = {
+    "corpus": "grammar", "corpus_options": {"n_sentences": 2000}, "hidden_size": 32, "embedding_dim": 16,
+    "eval_every": 10**9, "eval_tokens": 2000, "progress": False, "device": "cpu", "n_envs": 8,
+    "rollout_steps": 10, "total_tokens": 3000, "learning_rate": 1e-2,
+}
+
+
+def test_gap_columns_add_up_to_the_log_perplexity_ratio(tmp_path: Path) -> None:
+    calibration = _bench("calibration")
+    paths = {}
+    for name, fraction in (("supervised", 1.0), ("half", 0.5)):
+        supervised.train(supervised.Args(**TINY_SUPERVISED, label_fraction=fraction, run_dir=str(tmp_path / name)))
+        paths[name] = tmp_path / name / FINAL_CHECKPOINT
+    scores = {(name, 0): calibration.token_scores(path) for name, path in paths.items()}
+    checkpoint = load_model(paths["half"])
+    reported = evaluate(checkpoint.model, checkpoint.load_corpus(), "test")["perplexity"]
+    rows = calibration.gap_rows(scores)
+
+    assert rows["half"][0] == pytest.approx(reported, rel=1e-4)
+    assert sum(rows["supervised"][4:]) == pytest.approx(1.0)
+    log_ratio = math.log(rows["half"][0] / rows["supervised"][0])
+    assert sum(rows["half"][4:]) == pytest.approx(log_ratio, abs=1e-4)
+    assert abs(log_ratio) > 1e-3  # the two models differ, so the check above is not 0 = 0
