@@ -1,7 +1,7 @@
 """Learning benchmark: agents against supervised training, same model, data and token budget.
 
     python bench/learning.py --total-tokens 1000000 --seeds 0,1 --jobs 2 \
-        --agents supervised,supervised-30pct,likelihood-k1,likelihood-k2,likelihood-k8   # Tiny Shakespeare
+        --agents supervised,supervised-30pct,likelihood-k1-t05,likelihood-k2,likelihood-k8-t07   # Tiny Shakespeare
     python bench/learning.py --corpus pydocs --total-tokens 1000000 --seeds 0,1 --jobs 2 --agents ...
     python bench/learning.py --list                      # the agent configurations
     python bench/learning.py --table OUT/results-STAMP.json   # print a saved table again
@@ -103,9 +103,10 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     # The feedback's own likelihood: candidates drawn from the policy are queried in order until
     # the first hit; a hit gives log π(y), a miss log(1 - π(S)). The output bias starts at the
     # log unigram frequencies of the text the agent reads (its observations; no reward is used).
-    # With one or two queries the candidates come from the policy at temperature 0.7: any
+    # The names without -t1 propose from the policy at temperature 0.7 (-t05: 0.5): any
     # proposal that does not look at the target keeps the likelihood exact, and a sharper one
-    # hits more often.
+    # hits more often. The recommended agents are likelihood-k8-t07, likelihood-k2 and
+    # likelihood-k1-t05.
     "likelihood-k1": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.7}, "bandit"),
     "likelihood-k2": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.7}, "bandit"),
     "likelihood-k1-t1": ("group", {**_LIKELIHOOD, "k": 1}, "bandit"),
