@@ -11,7 +11,10 @@ averaged over seeds:
 * perplexity, mean entropy of the predicted distribution (nats), how often the true token is
   among the model's 8 most probable, and the probability mass those 8 hold (calibrated: equal);
 * the gap in mean negative log-likelihood to the same seed's supervised run, split by the rank
-  supervised gives the true token (1, 2-8, 9-100, 101-1000, beyond): which tokens the gap is in.
+  supervised gives the true token (1, 2-8, 9-100, 101-1000, beyond): which tokens the gap is in;
+* how often training would have told the agent the true token of a test context, split the
+  same way: for a group agent the chance that its own candidates (drawn as in training, from
+  this checkpoint) hold it, for supervised training its label fraction.
 
 A bandit agent learns a token's probability in a context mostly when it proposes that token
 there and is told it is right, so tokens far down its own ranking are learnt slowly. This table
@@ -26,12 +29,15 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.runs.run_dir import BEST_CHECKPOINT, FINAL_CHECKPOINT
 
 #: Buckets of the rank the supervised model gives the true token (inclusive bounds).
@@ -39,15 +45,46 @@ RANKS = ((1, 1), (2, 8), (9, 100), (101, 1000), (1001, None))
 TOP = 8
 STREAMS = 64
 CHUNK = 128
+#: Candidate draws per test token when estimating how often a group agent is told the target.
+DRAWS = 8
+
+
+def told_rule(run_args: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """How a run's training feedback reveals the target: (logits, targets) -> chance per token.
+
+    Supervised training is told a fixed fraction of the targets; a group agent is told the
+    target when one of its candidates is it (estimated by drawing them ``DRAWS`` times as
+    training does). None for the other agents.
+    """
+    if "label_fraction" in run_args:
+        fraction = float(run_args["label_fraction"])
+        return lambda logits, targets: torch.full(targets.shape, fraction)
+    if "k" not in run_args or "replacement" not in run_args:
+        return None
+
+    def told(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        flat, wanted = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1, 1)
+        hits = torch.zeros(wanted.shape[0])
+        for _ in range(DRAWS):
+            candidates = sample_candidates(flat, run_args["k"], replacement=run_args["replacement"],
+                                           temperature=run_args["temperature"], truncate=run_args["truncate"])
+            hits += (candidates == wanted).any(-1).float()
+        return (hits / DRAWS).reshape(targets.shape)
+
+    return told
 
 
 def token_scores(checkpoint_path: Path) -> dict[str, torch.Tensor]:
-    """Per test token: negative log-likelihood, rank of the true token, top-8 mass and entropy.
+    """Per test token: negative log-likelihood, rank of the true token, top-8 mass, entropy and,
+    when the run's ``config.json`` (next to the checkpoint) names a rule, the chance that training
+    feedback reveals the true token (see :func:`told_rule`).
 
     The split is read as ``irlm_agents.lm.evaluation.evaluate`` reads it in recurrent mode (64
     contiguous streams, each from the zero state), so the perplexity is the one the benchmark
     reports.
     """
+    config = checkpoint_path.parent / "config.json"
+    told = told_rule(json.loads(config.read_text())["args"]) if config.is_file() else None
     checkpoint = load_model(checkpoint_path)
     model = checkpoint.model.eval()
     text = checkpoint.load_corpus().split("test")
@@ -62,8 +99,12 @@ def token_scores(checkpoint_path: Path) -> dict[str, torch.Tensor]:
     with torch.inference_mode():
         for start in range(0, length, CHUNK):
             features, hidden = model.features(inputs[:, start:start + CHUNK], hidden)
-            log_probs = torch.log_softmax(model.head(features).float(), -1)
-            true = log_probs.gather(-1, targets[:, start:start + CHUNK, None])[..., 0]
+            logits = model.head(features).float()
+            log_probs = torch.log_softmax(logits, -1)
+            chunk_targets = targets[:, start:start + CHUNK]
+            true = log_probs.gather(-1, chunk_targets[..., None])[..., 0]
+            if told is not None:
+                parts["told"].append(told(logits, chunk_targets))
             parts["nll"].append(-true)
             parts["rank"].append((log_probs > true[..., None]).sum(-1) + 1)
             parts["top_mass"].append(log_probs.topk(TOP, -1).values.exp().sum(-1))
@@ -105,6 +146,29 @@ def gap_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str
     return {name: [statistics.fmean(column) for column in zip(*values)] for name, values in rows.items()}
 
 
+def told_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str, list[float]]:
+    """Per agent with a :func:`told_rule`, seed means of the chance its training feedback reveals
+    the true token: over all test tokens, then per bucket of supervised's rank of the true token.
+    """
+    rows: dict[str, list[list[float]]] = defaultdict(list)
+    for (name, seed), own in scores.items():
+        reference = scores.get(("supervised", seed))
+        if reference is None or "told" not in own:
+            continue
+        buckets = [bucket(reference["rank"], *bounds) for bounds in RANKS]
+        rows[name].append([float(own["told"].mean()), *(float(own["told"][mask].mean()) for mask in buckets)])
+    return {name: [statistics.fmean(column) for column in zip(*values)] for name, values in rows.items()}
+
+
+def print_table(title: str, columns: list[str], rows: dict[str, list[float]], formats: list[str]) -> None:
+    """A markdown table, supervised first; ``formats`` gives each column's format."""
+    print(f"\n{title}")
+    print("| " + " | ".join(["agent", *columns]) + " |")
+    print("|" + " --- |" * (len(columns) + 1))
+    for name, means in sorted(rows.items(), key=lambda item: item[0] != "supervised"):
+        print("| " + " | ".join([name, *(format(value, spec) for value, spec in zip(means, formats))]) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="results-*.json written by bench/learning.py")
@@ -116,14 +180,18 @@ def main() -> None:
         parser.error(f"{options.results} has no supervised run to compare with")
     checkpoint = BEST_CHECKPOINT if options.checkpoint == "best" else FINAL_CHECKPOINT
     scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / checkpoint) for run in runs}
-    columns = ["ppl", "entropy", f"in top-{TOP}", f"top-{TOP} mass"]
-    columns += [f"gap r{rank_label(*bounds)}" for bounds in RANKS]
-    print(f"{options.checkpoint} checkpoints, mean of seeds; gap columns: mean NLL (nats) over supervised's, "
-          f"split by supervised's rank of the true token; share of tokens per bucket in supervised row")
-    print("| " + " | ".join(["agent", *columns]) + " |")
-    print("|" + " --- |" * (len(columns) + 1))
-    for name, means in sorted(gap_rows(scores).items(), key=lambda item: item[0] != "supervised"):
-        print("| " + " | ".join([name, f"{means[0]:.1f}", *(f"{value:.3f}" for value in means[1:])]) + " |")
+    ranks = [f"r{rank_label(*bounds)}" for bounds in RANKS]
+    print_table(
+        f"{options.checkpoint} checkpoints, mean of seeds; gap columns: mean NLL (nats) over supervised's, "
+        "split by supervised's rank of the true token; share of tokens per bucket in supervised row",
+        ["ppl", "entropy", f"in top-{TOP}", f"top-{TOP} mass", *(f"gap {rank}" for rank in ranks)],
+        gap_rows(scores), [".1f"] + [".3f"] * (4 + len(RANKS)),
+    )
+    print_table(
+        "how often training feedback reveals the true token (group agents: their own candidates, "
+        f"{DRAWS} draws per token), in all and by supervised's rank of the true token",
+        ["told", *ranks], told_rows(scores), [".3f"] * (1 + len(RANKS)),
+    )
 
 
 if __name__ == "__main__":

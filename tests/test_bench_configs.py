@@ -1,7 +1,8 @@
 """The benchmark scripts' own logic: the learning benchmark's configurations are valid agent
 settings (a typo would only show up deep into a long benchmark run otherwise), ``--reuse`` keeps
-only matching saved runs, and ``bench/calibration.py`` agrees with ``evaluate`` and splits the
-perplexity gap without losing any of it."""
+only matching saved runs, and ``bench/calibration.py`` agrees with ``evaluate``, splits the
+perplexity gap without losing any of it and estimates how often each agent's feedback reveals
+the target."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import torch
 
 from irlm_agents import supervised
 from irlm_agents.lm.checkpoints import load_model
@@ -91,3 +93,36 @@ def test_gap_columns_add_up_to_the_log_perplexity_ratio(tmp_path: Path) -> None:
     log_ratio = math.log(rows["half"][0] / rows["supervised"][0])
     assert sum(rows["half"][4:]) == pytest.approx(log_ratio, abs=1e-4)
     assert abs(log_ratio) > 1e-3  # the two models differ, so the check above is not 0 = 0
+
+
+def _group_args(k: int, temperature: float) -> dict[str, Any]:
+    return {"k": k, "temperature": temperature, "replacement": False, "truncate": 0}
+
+
+def test_told_rule_reveals_what_the_agent_would_have_been_told() -> None:
+    calibration = _bench("calibration")
+    torch.manual_seed(0)
+    logits = torch.randn(4, 500, 30) * 2
+    targets = torch.randint(0, 30, (4, 500))
+
+    greedy = calibration.told_rule(_group_args(1, 0.0))(logits, targets)
+    assert torch.equal(greedy, (logits.argmax(-1) == targets).float())
+    assert torch.equal(calibration.told_rule(_group_args(30, 1.0))(logits, targets), torch.ones(4, 500))
+    sampled = calibration.told_rule(_group_args(1, 1.0))(logits, targets)
+    exact = logits.softmax(-1).gather(-1, targets[..., None])[..., 0]
+    assert float(sampled.mean()) == pytest.approx(float(exact.mean()), abs=0.02)
+    assert torch.equal(calibration.told_rule({"label_fraction": 0.3})(logits, targets), torch.full((4, 500), 0.3))
+    assert calibration.told_rule({"objective": "er"}) is None
+
+
+def test_told_rows_split_by_supervised_rank() -> None:
+    calibration = _bench("calibration")
+    ranks = torch.tensor([1, 1, 5, 50, 500, 5000])
+    scores = {
+        ("supervised", 0): {"rank": ranks, "told": torch.ones(6)},
+        ("agent", 0): {"rank": ranks, "told": torch.tensor([1.0, 0.5, 0.5, 0.25, 0.0, 0.0])},
+        ("agent", 1): {"rank": ranks, "told": torch.zeros(6)},  # no supervised run with seed 1: left out
+    }
+    rows = calibration.told_rows(scores)
+    assert rows["supervised"] == [1.0] * 6
+    assert rows["agent"] == pytest.approx([2.25 / 6, 0.75, 0.5, 0.25, 0.0, 0.0])

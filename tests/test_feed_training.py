@@ -251,3 +251,18 @@ def test_ppo_trains_on_its_own_actions(tmp_path: Path, monkeypatch: pytest.Monke
     assert 0.0 <= result.metrics["free_top1"] <= 1.0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["args"]["feed"] == "action"
+
+
+def test_with_dropout_the_update_takes_pi_at_its_own_features() -> None:
+    """Dropout draws new masks for the update's pass, so the rollout's π must be replaced by the
+    π at those features; without dropout the rollout's π already is that π."""
+    for dropout in (0.0, 0.5):
+        setup = build(NativeArgs(**{**TINY, "n_envs": 3, "rollout_steps": 6, "dropout": dropout}))
+        rollout = Rollout(setup.rollout.env, setup.model, setup.device, seed=5)
+        setup.model.train()
+        segment = rollout.collect(6, _candidates, score=True)
+        during_rollout = segment.probs.clone()
+        features = rollout.features(segment)
+        at_features = F.softmax(setup.model.head(features.detach()), -1)
+        assert torch.allclose(segment.probs, at_features, atol=1e-6)
+        assert torch.equal(segment.probs, during_rollout) == (dropout == 0.0)

@@ -7,7 +7,8 @@ tokens ``a_k`` with scalar weights ``w_k``. Their ascent direction in logit spac
 already computed. :func:`head_surrogate` then backpropagates that direction through the model's
 head at the recomputed RNN features (see :meth:`irlm_agents.native.rollout.Rollout.features`):
 parameters do not change between rollout and update, so the rollout's π is the π of the
-update, and the vocabulary-sized logits are computed once per token, not twice.
+update, and the vocabulary-sized logits are computed once per token, not twice (with dropout,
+whose masks differ between the two passes, ``Rollout.features`` recomputes π once more).
 
 Vocabulary-sized arrays are the update's main cost, and allocating a fresh one costs page
 faults comparable to a matrix product, so the direction is written into a :class:`Workspace`

@@ -45,7 +45,8 @@ class Segment:
     hidden: Hidden  # hidden state before step 0 (detached), for the fused recomputation
     actions: torch.Tensor | None = None  # (N, T, K) candidates, column 0 the stepped action
     rewards: torch.Tensor | None = None  # (N, T, K) their rewards
-    #: (N, T, V) π at each step, as computed during the rollout. A buffer the rollout reuses
+    #: (N, T, V) π at each step, as computed during the rollout (with dropout, recomputed by
+    #: :meth:`Rollout.features` under the update's dropout masks). A buffer the rollout reuses
     #: (allocating and first-touching it cost as much as a fifth of a rollout): it is valid
     #: until the next ``collect``, which is all an update needs. Read it, never write it: an
     #: update keeps its own scratch (``irlm_agents.native.gradients.Workspace``).
@@ -185,7 +186,9 @@ class Rollout:
         episode begins, which a single call over the segment could not do. With window episodes
         all streams restart together, so this is one or two calls per segment. The final state
         becomes the start of the next segment. Call it before the optimizer step, so it runs
-        with the parameters the segment was collected with.
+        with the parameters the segment was collected with. With dropout it also recomputes the
+        segment's π at these features (one more pass of the output layer), since the masks differ
+        from the rollout's.
         """
         if segment is not self._pending:
             raise ValueError("Rollout.features takes the segment of the last collect, once")
@@ -202,4 +205,12 @@ class Rollout:
             out, hidden = model.features(segment.tokens[:, a:b], hidden)
             outputs.append(out)
         self._hidden = model.detach_hidden(hidden)
-        return torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
+        features = torch.cat(outputs, 1) if len(outputs) > 1 else outputs[0]
+        if segment.probs is not None and model.training and model.config.dropout > 0:
+            # This pass drew new dropout masks, so the rollout's π is not the π at these
+            # features, and an update that took it would not follow its own objective's gradient
+            # (with the masks out of step, it grew overconfident). The candidates, drawn from
+            # the rollout's π, remain a proposal that never looked at the target.
+            with torch.no_grad():
+                segment.probs.copy_(torch.softmax(model.head(features), -1))
+        return features
