@@ -30,6 +30,7 @@ from irlm_agents.native.training import (
     build,
     finish_run,
     log_update,
+    make_optimizer,
     open_run,
     optimise,
     policy_sampler,
@@ -78,7 +79,7 @@ def train(args: Args) -> TrainResult:
             f"reward {args.reward!r} provides no reward table, so the exact gradient is unavailable; "
             "use a reward with a table (e.g. exact) or a sampling agent (group, reinforce)"
         )
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    optimizer = make_optimizer(model.parameters(), args)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
     sampler = policy_sampler(setup.share)

@@ -68,6 +68,7 @@ from irlm_agents.native.training import (
     build,
     finish_run,
     log_update,
+    make_optimizer,
     open_run,
     optimise,
     seed_everything,
@@ -248,7 +249,7 @@ def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
     setup = build(args)
     model, rollout = setup.model, setup.rollout
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    optimizer = make_optimizer(model.parameters(), args)
     scratch = Workspace(model.config.vocab_size, setup.device)
     # Aim a little under the budget, so the last segments' swings cannot push the mean over it.
     budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None

@@ -33,6 +33,7 @@ from irlm_agents.native.training import (
     build,
     finish_run,
     log_update,
+    make_optimizer,
     open_run,
     optimise,
     policy_sampler,
@@ -97,7 +98,7 @@ def train(args: Args) -> TrainResult:
     model, rollout = setup.model, setup.rollout
     critic = nn.Linear(model.config.hidden_size, 1).to(setup.device)
     setup.share.broadcast_module(critic)
-    optimizer = torch.optim.Adam([*model.parameters(), *critic.parameters()], lr=args.learning_rate)
+    optimizer = make_optimizer([*model.parameters(), *critic.parameters()], args)
     scratch = Workspace(model.config.vocab_size, setup.device)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
 

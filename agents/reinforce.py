@@ -35,6 +35,7 @@ from irlm_agents.native.training import (
     build,
     finish_run,
     log_update,
+    make_optimizer,
     open_run,
     optimise,
     seed_everything,
@@ -106,7 +107,7 @@ def train(args: Args) -> TrainResult:
     setup = build(args)
     model, rollout = setup.model, setup.rollout
     baseline = Baseline(args, model.config.hidden_size, setup.share)
-    optimizer = torch.optim.Adam([*model.parameters(), *baseline.parameters()], lr=args.learning_rate)
+    optimizer = make_optimizer([*model.parameters(), *baseline.parameters()], args)
     scratch = Workspace(model.config.vocab_size, setup.device)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
 

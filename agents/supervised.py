@@ -31,6 +31,7 @@ from irlm_agents.native.training import (
     build,
     finish_run,
     log_update,
+    make_optimizer,
     open_run,
     optimise,
     policy_sampler,
@@ -60,7 +61,7 @@ def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
     setup = build(args)
     model, rollout = setup.model, setup.rollout
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    optimizer = make_optimizer(model.parameters(), args)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
     # Act only where the env shows actions: otherwise the fixed action costs no forward pass.
     sampler = policy_sampler(setup.share) if rollout.env.setup.feed_probability > 0 else None

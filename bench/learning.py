@@ -9,8 +9,8 @@
 
 Setup: the corpus (``--corpus``: Tiny Shakespeare from ``../shared/corpora``, the built-in
 ``pydocs``, or any text file), word tokens, ``max_vocab=10000``, GRU with embedding 128 and
-hidden 256, Adam at 3e-3, 32 streams x 35 steps per update, the same token budget for every
-agent. Each (agent, seed) runs in a fresh process (so its peak memory is its own); ``--jobs 2``
+hidden 256, Adam at 3e-3 (AdamW with ``--weight-decay W``), 32 streams x 35 steps per update,
+the same token budget for every agent. Each (agent, seed) runs in a fresh process (so its peak memory is its own); ``--jobs 2``
 runs two side by side, one per core. Every run is scored on the test split twice: at the end of
 the budget and at its best-validation checkpoint (``best.irlm``, chosen by validation top-1:
 the same early-stopping rule for every agent).
@@ -128,6 +128,10 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
+#: Agent modules whose ``Args`` take the shared native settings (``weight_decay`` among them).
+NATIVE_MODULES = ("supervised", "reinforce", "group", "expected", "mixer")
+
+
 def corpus_settings(corpus: str) -> dict[str, Any]:
     """``TrainArgs`` corpus fields for ``--corpus``: a built-in corpus name or a text file."""
     base = {"tokenizer": "word", "max_vocab": 10000}
@@ -139,7 +143,7 @@ def corpus_settings(corpus: str) -> dict[str, Any]:
 
 
 def common_settings(corpus: str, total_tokens: int, curve_points: int, eval_tokens: int,
-                    device: str) -> dict[str, Any]:
+                    device: str, weight_decay: float = 0.0) -> dict[str, Any]:
     """The ``TrainArgs`` every configuration shares: corpus, model, optimizer, rollout and budget."""
     return {
         **corpus_settings(corpus),
@@ -147,6 +151,7 @@ def common_settings(corpus: str, total_tokens: int, curve_points: int, eval_toke
         "hidden_size": 256,
         "cell": "gru",
         "learning_rate": 3e-3,
+        "weight_decay": weight_decay,
         "n_envs": 32,
         "rollout_steps": 35,
         "total_tokens": total_tokens,
@@ -169,6 +174,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, corpus: str, total_token
     parser.add_argument("--eval-tokens", type=int, default=10_000, help="validation tokens per curve point")
     parser.add_argument("--curve-points", type=int, default=curve_points, help="validation evaluations per run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="decoupled weight decay (AdamW) for every agent, supervised included; 0: plain Adam")
     parser.add_argument("--out", default=out, help="folder for runs, results and figures")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
 
@@ -181,6 +188,8 @@ def plan_runs(parser: argparse.ArgumentParser, options: argparse.Namespace) -> t
         parser.error(f"--seeds takes comma-separated integers, got {options.seeds!r}")
     if not seeds or options.jobs < 1 or options.total_tokens < 1 or options.curve_points < 1:
         parser.error("--seeds needs at least one seed; --jobs, --total-tokens and --curve-points must be positive")
+    if not options.weight_decay >= 0:
+        parser.error(f"--weight-decay must be >= 0 (0 turns it off), got {options.weight_decay}")
     if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
         parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
     corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
@@ -376,6 +385,9 @@ def reused_runs(parser: argparse.ArgumentParser, options: argparse.Namespace, co
     if saved.get("corpus") != corpus_label or saved.get("total_tokens") != options.total_tokens:
         parser.error(f"--reuse file {path} is for corpus {saved.get('corpus')!r} at {saved.get('total_tokens')} "
                      f"tokens, not {corpus_label!r} at {options.total_tokens}; pass matching --corpus and --total-tokens")
+    if saved.get("weight_decay", 0.0) != options.weight_decay:
+        parser.error(f"--reuse file {path} was run with --weight-decay {saved.get('weight_decay', 0.0)}, "
+                     f"not {options.weight_decay}; pass the same --weight-decay")
     kept = [run for run in saved["runs"] if run["name"] not in names and run["seed"] in seeds]
     missing = {(run["name"], seed) for run in kept for seed in seeds} - {(run["name"], run["seed"]) for run in kept}
     if missing:
@@ -406,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in names if name not in AGENTS]
     if unknown:
         parser.error(f"unknown agent configuration(s) {', '.join(unknown)}; see --list")
+    if options.weight_decay:
+        no_decay = [name for name in names if AGENTS[name][0] not in NATIVE_MODULES]
+        if no_decay:
+            parser.error(f"--weight-decay applies to the native agents only, not {', '.join(no_decay)}; "
+                         "leave those out or drop --weight-decay")
     seeds, corpus_label, stamp = plan_runs(parser, options)
     reused = reused_runs(parser, options, corpus_label, seeds, names)
     if "supervised" not in names and not any(run["name"] == "supervised" for run in reused):
@@ -415,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     run_root = out / f"runs-{corpus_label}-{stamp}"
     settings = corpus_settings(options.corpus)
     common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
-                             options.device)
+                             options.device, options.weight_decay)
     calls = {f"{name} seed {seed}": (run_agent, (name, seed, common, str(run_root), options.threads))
              for name in names for seed in seeds}  # supervised (the reference) first
     runs = run_in_processes(calls, options.jobs, lambda run: (
@@ -430,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     peers = ngram_rows(settings)
     print_table(runs, peers, options.total_tokens, corpus_label)
     out.mkdir(parents=True, exist_ok=True)
-    saved = {"runs": runs, "ngram": peers, "total_tokens": options.total_tokens, "corpus": corpus_label}
+    saved = {"runs": runs, "ngram": peers, "total_tokens": options.total_tokens, "corpus": corpus_label,
+             "weight_decay": options.weight_decay}
     (out / f"results-{corpus_label}-{stamp}.json").write_text(json.dumps(saved, indent=2))
     if runs:
         from irlm_agents.runs.plotting import plot_runs

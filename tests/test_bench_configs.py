@@ -46,12 +46,14 @@ def test_bench_configuration_builds_its_agent_args(name: str) -> None:
     module.Args(**options)
 
 
-def _reuse(tmp_path: Path, names: list[str], seeds: list[int], total_tokens: int = 1000) -> list[dict[str, Any]]:
+def _reuse(tmp_path: Path, names: list[str], seeds: list[int], total_tokens: int = 1000,
+           weight_decay: float = 0.0) -> list[dict[str, Any]]:
+    """A saved file without ``weight_decay`` (as before the option existed) means plain Adam."""
     saved = {"corpus": "pydocs", "total_tokens": 1000, "ngram": {},
              "runs": [{"name": name, "seed": seed} for name in ("supervised", "likelihood-k8") for seed in (0, 1)]}
     path = tmp_path / "results.json"
     path.write_text(json.dumps(saved))
-    options = argparse.Namespace(reuse=str(path), total_tokens=total_tokens)
+    options = argparse.Namespace(reuse=str(path), total_tokens=total_tokens, weight_decay=weight_decay)
     return _bench().reused_runs(argparse.ArgumentParser(), options, "pydocs", seeds, names)
 
 
@@ -61,13 +63,32 @@ def test_reuse_keeps_the_saved_runs_of_agents_not_run_again(tmp_path: Path) -> N
     assert len(_reuse(tmp_path, ["likelihood-k1"], [0, 1])) == 4
 
 
-@pytest.mark.parametrize(("seeds", "total_tokens", "problem"), [([0, 2], 1000, "lacks"), ([0], 2000, "is for corpus")])
+@pytest.mark.parametrize(("seeds", "total_tokens", "weight_decay", "problem"), [
+    ([0, 2], 1000, 0.0, "lacks"), ([0], 2000, 0.0, "is for corpus"), ([0], 1000, 0.3, "--weight-decay 0.0"),
+])
 def test_reuse_refuses_a_file_that_does_not_match(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], seeds: list[int], total_tokens: int, problem: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], seeds: list[int], total_tokens: int, weight_decay: float,
+    problem: str,
 ) -> None:
     with pytest.raises(SystemExit):
-        _reuse(tmp_path, ["likelihood-k1"], seeds, total_tokens)
+        _reuse(tmp_path, ["likelihood-k1"], seeds, total_tokens, weight_decay)
     assert problem in capsys.readouterr().err
+
+
+def test_weight_decay_reaches_exactly_the_native_agents() -> None:
+    """``--weight-decay`` refuses the agents whose settings have no weight decay, rather than
+    silently training them without it, so the list of native modules must match the agents."""
+    bench = _bench()
+    takes_it = {module for module, _, _ in bench.AGENTS.values()
+                if "weight_decay" in importlib.import_module(f"irlm_agents.{module}").Args.__dataclass_fields__}
+    assert takes_it == set(bench.NATIVE_MODULES)
+    assert bench.common_settings("pydocs", 1000, 2, 100, "cpu", 0.3)["weight_decay"] == 0.3
+
+
+def test_weight_decay_with_an_sb3_agent_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _bench().main(["--corpus", "pydocs", "--agents", "supervised,ppo", "--weight-decay", "0.1"])
+    assert "native agents only, not ppo" in capsys.readouterr().err
 
 
 TINY_SUPERVISED = {

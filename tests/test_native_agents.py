@@ -309,3 +309,24 @@ def test_training_labels_about_the_asked_fraction_of_tokens(tmp_path: Path, monk
                                      label_fraction=0.3, run_dir=str(tmp_path / "run")))
     assert len(kept) >= 20
     assert abs(sum(kept) / len(kept) - 0.3) < 0.03
+
+
+def test_weight_decay_is_decoupled_and_zero_is_adam() -> None:
+    """With no gradient AdamW only shrinks each parameter by lr·wd; at wd=0 its step is Adam's."""
+    from irlm_agents.native.training import NativeArgs, make_optimizer
+
+    torch.manual_seed(0)
+    start = torch.randn(5)
+    args = NativeArgs(corpus="grammar", learning_rate=0.1, weight_decay=0.5)
+    shrunk = torch.nn.Parameter(start.clone())
+    shrunk.grad = torch.zeros(5)
+    make_optimizer([shrunk], args).step()
+    assert torch.allclose(shrunk.detach(), start * (1 - 0.1 * 0.5))
+
+    plain, adam = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    plain.grad = adam.grad = torch.randn(5)
+    make_optimizer([plain], NativeArgs(corpus="grammar", learning_rate=0.1)).step()
+    torch.optim.Adam([adam], lr=0.1).step()
+    assert torch.equal(plain.detach(), adam.detach())
+    with pytest.raises(IrlmError, match="weight_decay must be >= 0"):
+        NativeArgs(corpus="grammar", weight_decay=-0.1)
