@@ -84,7 +84,6 @@ def test_ppo_with_the_language_model_on_two_env_runners(readme_config: PPOConfig
     learner = result["learners"]["default_policy"]
     assert learner and math.isfinite(learner["total_loss"]) and learner["num_module_steps_trained"] > 0
     assert isinstance(module.language_model, RNNLanguageModel)
-    assert built + trained < 90
 
 
 def test_the_default_model_fails_at_build_naming_the_cause(readme_config: PPOConfig) -> None:
