@@ -120,6 +120,25 @@ def rank_label(low: int, high: int | None) -> str:
     return f">{low - 1}" if high is None else (str(low) if low == high else f"{low}-{high}")
 
 
+Row = Callable[[str, dict[str, torch.Tensor], dict[str, torch.Tensor], list[torch.Tensor]], list[float] | None]
+
+
+def seed_means(scores: dict[tuple[str, int], dict[str, torch.Tensor]], row: Row) -> dict[str, list[float]]:
+    """Per agent, the seed means of ``row(name, own, reference, buckets)``: ``reference`` is the same
+    seed's supervised scores and ``buckets`` its rank masks (:data:`RANKS`). Runs whose seed has no
+    supervised run, and rows that return None, are left out.
+    """
+    rows: dict[str, list[list[float]]] = defaultdict(list)
+    for (name, seed), own in scores.items():
+        reference = scores.get(("supervised", seed))
+        if reference is None:
+            continue
+        values = row(name, own, reference, [bucket(reference["rank"], *bounds) for bounds in RANKS])
+        if values is not None:
+            rows[name].append(values)
+    return {name: [statistics.fmean(column) for column in zip(*values)] for name, values in rows.items()}
+
+
 def gap_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str, list[float]]:
     """Per agent, the seed means of: perplexity, entropy, top-8 hit rate, top-8 mass and the gap
     per rank bucket (the supervised row holds each bucket's share of the tokens instead).
@@ -127,37 +146,33 @@ def gap_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str
     ``scores`` maps (agent, seed) to :func:`token_scores`; runs whose seed has no supervised run
     are left out. The gap columns of a row add up to the log of its perplexity ratio.
     """
-    rows: dict[str, list[list[float]]] = defaultdict(list)
-    for (name, seed), own in scores.items():
-        reference = scores.get(("supervised", seed))
-        if reference is None:
-            continue
+    def row(name: str, own: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+            buckets: list[torch.Tensor]) -> list[float]:
         gap = own["nll"] - reference["nll"]
-        buckets = [bucket(reference["rank"], *bounds) for bounds in RANKS]
         tail = ([float(mask.float().mean()) for mask in buckets] if name == "supervised"
                 else [float((gap * mask).sum()) / len(gap) for mask in buckets])
-        rows[name].append([
+        return [
             math.exp(float(own["nll"].mean())),
             float(own["entropy"].mean()),
             float((own["rank"] <= TOP).float().mean()),
             float(own["top_mass"].mean()),
             *tail,
-        ])
-    return {name: [statistics.fmean(column) for column in zip(*values)] for name, values in rows.items()}
+        ]
+
+    return seed_means(scores, row)
 
 
 def told_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str, list[float]]:
     """Per agent with a :func:`told_rule`, seed means of the chance its training feedback reveals
     the true token: over all test tokens, then per bucket of supervised's rank of the true token.
     """
-    rows: dict[str, list[list[float]]] = defaultdict(list)
-    for (name, seed), own in scores.items():
-        reference = scores.get(("supervised", seed))
-        if reference is None or "told" not in own:
-            continue
-        buckets = [bucket(reference["rank"], *bounds) for bounds in RANKS]
-        rows[name].append([float(own["told"].mean()), *(float(own["told"][mask].mean()) for mask in buckets)])
-    return {name: [statistics.fmean(column) for column in zip(*values)] for name, values in rows.items()}
+    def row(name: str, own: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+            buckets: list[torch.Tensor]) -> list[float] | None:
+        if "told" not in own:
+            return None
+        return [float(own["told"].mean()), *(float(own["told"][mask].mean()) for mask in buckets)]
+
+    return seed_means(scores, row)
 
 
 def print_table(title: str, columns: list[str], rows: dict[str, list[float]], formats: list[str]) -> None:
@@ -179,6 +194,7 @@ def main() -> None:
     if not any(run["name"] == "supervised" for run in runs):
         parser.error(f"{options.results} has no supervised run to compare with")
     checkpoint = BEST_CHECKPOINT if options.checkpoint == "best" else FINAL_CHECKPOINT
+    torch.manual_seed(0)  # the candidate draws of the told rates, so a rerun prints the same table
     scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / checkpoint) for run in runs}
     ranks = [f"r{rank_label(*bounds)}" for bounds in RANKS]
     print_table(

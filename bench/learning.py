@@ -128,8 +128,10 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
-#: Agent modules whose ``Args`` take the shared native settings (``weight_decay`` among them).
-NATIVE_MODULES = ("supervised", "reinforce", "group", "expected", "mixer")
+def takes_weight_decay(module_name: str) -> bool:
+    """Whether the agent module's ``Args`` has a ``weight_decay`` setting (the native agents)."""
+    module = __import__(f"irlm_agents.{module_name}", fromlist=["Args"])
+    return "weight_decay" in module.Args.__dataclass_fields__
 
 
 def corpus_settings(corpus: str) -> dict[str, Any]:
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown agent configuration(s) {', '.join(unknown)}; see --list")
     if options.weight_decay:
-        no_decay = [name for name in names if AGENTS[name][0] not in NATIVE_MODULES]
+        no_decay = [name for name in names if not takes_weight_decay(AGENTS[name][0])]
         if no_decay:
             parser.error(f"--weight-decay applies to the native agents only, not {', '.join(no_decay)}; "
                          "leave those out or drop --weight-decay")
