@@ -1,7 +1,7 @@
 """Group sampling: K candidate tokens per context, each scored by the reward plugin.
 
-At every step the policy draws K candidates (with replacement, or distinct ones by Gumbel
-top-k), the env scores all of them at the current state without advancing (``env.score``, the
+At every step the policy draws K candidates (with replacement, or distinct ones in the order
+sequential draws without replacement make them), the env scores all of them at the current state without advancing (``env.score``, the
 reward plugin's batched form), and the stream is stepped with the first candidate (which the
 env shows as the next token with ``--feed action``). This is still
 bandit feedback: the agent only learns the rewards of tokens it proposed, never the target and
@@ -33,8 +33,8 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
   The threshold is tuned online so the mean queries per token settle at the budget, so queries
   go where the model is unsure between a few tokens rather than to contexts it already knows
   (which hit at once) or to flat ones where no candidate is likely; ``k`` caps a context.
-- ``truncate``: draw the distinct candidates from the M most probable tokens only (cheaper
-  than a Gumbel draw over the whole vocabulary; the far tail is never proposed).
+- ``truncate``: draw the distinct candidates from the M most probable tokens only (by Gumbel
+  top-k; the far tail is never proposed).
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
 
 The update reuses the rollout's probabilities (see ``irlm_agents.native.gradients``), so a
@@ -85,7 +85,7 @@ class Args(NativeArgs):
     k: int = field(default=8, metadata={"help": "candidate tokens scored per context (reward queries per token)"})
     estimator: str = field(default="logexp", metadata={"help": "rloo, grpo or logexp (log-expected-reward)"})
     replacement: bool = field(
-        default=False, metadata={"help": "sample candidates with replacement (default: distinct, Gumbel top-k)"}
+        default=False, metadata={"help": "sample candidates with replacement (default: distinct, drawn without replacement)"}
     )
     temperature: float = field(
         default=1.0, metadata={"help": "propose from softmax(logits / temperature); 0 = the K most probable"}

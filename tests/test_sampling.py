@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from irlm_agents.lm.sampling import sample_candidates, sample_from_cdf
+import itertools
+
+from irlm_agents.lm.sampling import gumbel_perturbed, sample_candidates, sample_distinct_from_cdf, sample_from_cdf
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64)
 
@@ -35,7 +37,7 @@ def test_candidates_follow_the_policy() -> None:
     # The rollout's own softmax, when given, serves as the table.
     given = sample_candidates(logits, 1, replacement=True, temperature=1.0, probs=torch.softmax(logits, -1))
     torch.testing.assert_close(_frequencies(given), PROBS, atol=0.01, rtol=0)
-    # Gumbel top-k: distinct, and the first candidate is itself a sample from π.
+    # Distinct: the first candidate is itself a sample from π.
     distinct = sample_candidates(logits, 3, replacement=False, temperature=1.0)
     assert (distinct[:, 0] != distinct[:, 1]).all() and (distinct[:, 1] != distinct[:, 2]).all()
     torch.testing.assert_close(_frequencies(distinct[:, 0]), frequencies, atol=0.015, rtol=0)
@@ -54,3 +56,30 @@ def test_temperature_sharpens_the_draws() -> None:
     cold = _frequencies(sample_candidates(logits, 1, replacement=True, temperature=0.5))
     sharpened = PROBS**2 / (PROBS**2).sum()
     torch.testing.assert_close(cold, sharpened, atol=0.01, rtol=0)
+
+
+def test_distinct_draws_are_sequential_draws_without_replacement() -> None:
+    """Every ordered triple comes as often as drawing one token, removing it, and drawing again
+    says, as with Gumbel top-k (checked alongside)."""
+    torch.manual_seed(0)
+    rows = 60_000
+    cdf = PROBS.cumsum(-1).repeat(rows, 1)
+    drawn = sample_distinct_from_cdf(cdf, 3)
+    gumbel = gumbel_perturbed(torch.log(PROBS)[None].expand(rows, 4).contiguous()).topk(3, dim=-1).indices
+    p = PROBS.tolist()
+    for sample in (drawn, gumbel):
+        codes = torch.bincount(sample[:, 0] * 16 + sample[:, 1] * 4 + sample[:, 2], minlength=64).double() / rows
+        for a, b, c in itertools.permutations(range(4), 3):
+            exact = p[a] * p[b] / (1 - p[a]) * p[c] / (1 - p[a] - p[b])
+            assert abs(float(codes[a * 16 + b * 4 + c]) - exact) < 0.006, (a, b, c)
+
+
+def test_distinct_draws_never_repeat_a_token() -> None:
+    # Row 0 has two tokens of positive mass and row 1 one: the other draws cannot come from the
+    # table, and are filled with distinct tokens rather than repeats.
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.0, 0.7, 0.0, 0.3, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    for _ in range(50):
+        drawn = sample_distinct_from_cdf(probs.cumsum(-1), 4)
+        assert all(len(set(row)) == 4 for row in drawn.tolist())
+        assert set(drawn[0, :2].tolist()) == {1, 3} and int(drawn[1, 0]) == 2

@@ -1,12 +1,15 @@
 """Drawing tokens from the language model's next-token distribution, fast on a large vocabulary.
 
-Two ways, each for the case it is cheapest in:
+Three ways, each for the case it is cheapest in:
 
 - **Inverse CDF** (:func:`sample_from_cdf`): one cumulative sum over the vocabulary, then all
   draws by one batched binary search. Far cheaper than ``torch.multinomial`` or Gumbel noise
   over ten thousand tokens, and any number of draws with replacement cost the same single sum.
-- **Gumbel top-k** (:func:`gumbel_perturbed`): K *distinct* tokens, in the order a sequential
-  sampler without replacement would draw them.
+- **Inverse CDF without replacement** (:func:`sample_distinct_from_cdf`): K *distinct* tokens,
+  in the order a sequential sampler without replacement draws them, from the same single sum
+  and K binary searches.
+- **Gumbel top-k** (:func:`gumbel_perturbed`): distinct tokens among the M most probable only
+  (``truncate``), where the noise costs O(M).
 
 :func:`sample_candidates` picks between them for the native agents' samplers; the SB3 policy
 draws its one action per step with :func:`sample_from_cdf`.
@@ -54,6 +57,51 @@ def gumbel_perturbed(scores: torch.Tensor, uniform: Uniform = uniform_draws) -> 
     return uniform(rows, columns, scores.device, scores.dtype).log_().neg_().log_().neg_().add_(scores)
 
 
+def sample_distinct_from_cdf(cdf: torch.Tensor, k: int, uniform: Uniform = uniform_draws) -> torch.Tensor:
+    """``k`` distinct indices per row, as sequential draws without replacement from ``cdf`` (N, V) make them.
+
+    Draw j is an inverse-CDF draw from the mass the first j draws left: a uniform number scaled
+    to that mass is carried past the intervals of the tokens already drawn (the least fixed
+    point of ``x = u + Σ width·[start < x]``, reached in j steps), then looked up by binary
+    search. That is the distribution of Gumbel top-k, in the same order, for K uniform numbers
+    per row where Gumbel noise needs a number and two logarithms per vocabulary entry. Use a
+    float64 table: in float32 a number could land on the edge of a drawn token's interval.
+    A row with fewer than ``k`` tokens of positive mass (or, in float64, a number landing on an
+    edge after all) would repeat a token; such repeats are replaced by the row's most probable
+    tokens not yet drawn, without a random number, so that every process of a data-parallel run
+    keeps its generator in step. Returns (N, k) int64.
+    """
+    rows, columns = cdf.shape
+    draws = uniform(rows, k, cdf.device, cdf.dtype)
+    chosen = torch.empty((rows, k), dtype=torch.int64, device=cdf.device)
+    starts = torch.empty((rows, k), dtype=cdf.dtype, device=cdf.device)
+    widths = torch.empty_like(starts)
+    left = cdf[:, -1].clone()
+    for j in range(k):
+        u = draws[:, j] * left
+        x = u
+        for _ in range(j):
+            x = u + (widths[:, :j] * (starts[:, :j] < x[:, None])).sum(-1)
+        index = torch.searchsorted(cdf, x[:, None]).clamp_(max=columns - 1)
+        upper = cdf.gather(1, index)[:, 0]
+        lower = cdf.gather(1, (index - 1).clamp_(min=0))[:, 0].masked_fill_(index[:, 0] == 0, 0.0)
+        chosen[:, j], starts[:, j], widths[:, j] = index[:, 0], lower, upper - lower
+        left -= upper - lower
+    repeated = (chosen[:, :, None] == chosen[:, None, :]).triu_(1).any(1)
+    if bool(repeated.any()):
+        _replace_repeats(chosen, repeated, cdf)
+    return chosen
+
+
+def _replace_repeats(chosen: torch.Tensor, repeated: torch.Tensor, cdf: torch.Tensor) -> None:
+    """Replace, in place, the marked repeats of each row by its most probable tokens not yet drawn."""
+    for row in torch.nonzero(repeated.any(1))[:, 0].tolist():
+        mass = torch.diff(cdf[row], prepend=cdf[row, :1].new_zeros(1))
+        keep = chosen[row][~repeated[row]]
+        mass[keep] = -1.0
+        chosen[row, repeated[row]] = mass.topk(int(repeated[row].sum())).indices
+
+
 def sample_candidates(
     logits: torch.Tensor,
     k: int,
@@ -67,18 +115,18 @@ def sample_candidates(
     """K candidate tokens per row of ``logits`` (N, V) from ``softmax(logits / temperature)``.
 
     With replacement: inverse CDF; ``probs``, the softmax of ``logits`` when the caller already
-    computed it, saves the softmax at temperature 1. Without replacement: Gumbel top-k; with
-    ``truncate = M > 0`` only the M most probable tokens are candidates, which makes the draw
-    cost O(M) instead of O(V) and never proposes tokens from the far tail.
+    computed it, saves the softmax at temperature 1. Without replacement: inverse CDF without
+    replacement; with ``truncate = M > 0``, Gumbel top-k among the M most probable tokens only,
+    which never proposes tokens from the far tail.
     ``temperature = 0`` takes the K most probable tokens deterministically. Returns (N, K) int64.
     """
     if temperature == 0:
         return logits.topk(k, dim=-1).indices
     scaled = logits / temperature if temperature != 1 else logits
-    if replacement:
-        cdf = probs.cumsum(-1) if probs is not None and temperature == 1 else F.softmax(scaled, -1).cumsum_(-1)
-        return sample_from_cdf(cdf, k, uniform)
-    if 0 < truncate < scaled.shape[-1]:
+    if not replacement and 0 < truncate < scaled.shape[-1]:
         top = scaled.topk(max(truncate, k), dim=-1)
         return top.indices.gather(-1, gumbel_perturbed(top.values, uniform).topk(k, dim=-1).indices)
-    return gumbel_perturbed(scaled, uniform).topk(k, dim=-1).indices
+    table = probs if probs is not None and temperature == 1 else F.softmax(scaled, -1)
+    if replacement:
+        return sample_from_cdf(table.cumsum(-1), k, uniform)
+    return sample_distinct_from_cdf(table.double().cumsum_(-1), k, uniform)

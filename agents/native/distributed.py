@@ -10,9 +10,9 @@ and its :class:`Share` says what it does:
   single-process run seeds it (stream i with ``seed + i``): the global batch and the text it
   reads are those of one process with the same arguments.
 - It draws the random numbers of the whole global batch and keeps its own rows
-  (:meth:`Share.uniform`), so the sampled tokens are the single-process run's too. Drawing is
-  cheap beside the rollout's softmax, except for distinct candidates over a whole vocabulary
-  (Gumbel noise), where every process draws N times the numbers it uses.
+  (:meth:`Share.uniform`), so the sampled tokens are the single-process run's too: every
+  process draws N times the numbers it uses, a few per stream and step, which is cheap beside
+  the rollout's softmax.
 - Its loss is its share's mean; gradients are averaged over processes before clipping and the
   optimizer step (:meth:`Share.average_gradients`), which makes them the global batch's.
 - Statistics that span the batch (counts, the mean-reward baseline, the query budget's spend,
