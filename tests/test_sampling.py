@@ -6,7 +6,13 @@ import torch
 
 import itertools
 
-from irlm_agents.lm.sampling import gumbel_perturbed, sample_candidates, sample_distinct_from_cdf, sample_from_cdf
+from irlm_agents.lm.sampling import (
+    MAX_SEQUENTIAL_DRAWS,
+    gumbel_perturbed,
+    sample_candidates,
+    sample_distinct_from_cdf,
+    sample_from_cdf,
+)
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64)
 
@@ -83,3 +89,15 @@ def test_distinct_draws_never_repeat_a_token() -> None:
         drawn = sample_distinct_from_cdf(probs.cumsum(-1), 4)
         assert all(len(set(row)) == 4 for row in drawn.tolist())
         assert set(drawn[0, :2].tolist()) == {1, 3} and int(drawn[1, 0]) == 2
+
+
+def test_many_distinct_candidates_follow_the_policy_too() -> None:
+    """Past the sequential draws' limit the candidates come from Gumbel top-k: distinct, and the
+    first one is a sample from π."""
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.linspace(0.0, 3.0, 40, dtype=torch.float64), -1)
+    logits = probs.log().float()[None].expand(20_000, 40)
+    drawn = sample_candidates(logits, MAX_SEQUENTIAL_DRAWS + 1, replacement=False, temperature=1.0)
+    assert (drawn.sort(-1).values.diff(dim=-1) > 0).all()
+    first = torch.bincount(drawn[:, 0], minlength=40).double() / drawn.shape[0]
+    torch.testing.assert_close(first, probs, atol=0.01, rtol=0)
