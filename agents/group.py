@@ -1,10 +1,10 @@
 """Group sampling: K candidate tokens per context, each scored by the reward plugin.
 
 At every step the policy draws K candidates (with replacement, or distinct ones in the order
-sequential draws without replacement make them), the env scores all of them at the current state without advancing (``env.score``, the
-reward plugin's batched form), and the stream is stepped with the first candidate (which the
-env shows as the next token with ``--feed action``). This is still
-bandit feedback: the agent only learns the rewards of tokens it proposed, never the target and
+sequential draws without replacement make them), the env scores all of them at the current
+state without advancing (``env.score``, the reward plugin's batched form), and the stream is
+stepped with the first candidate (which the env shows as the next token with ``--feed
+action``). This is still bandit feedback: the agent only learns the rewards of tokens it proposed, never the target and
 never a reward table; it spends K reward queries per token (fewer with ``stop_at_hit``).
 
 Estimators (per context, weights on ∇log π(a_k)):
@@ -85,7 +85,8 @@ class Args(NativeArgs):
     k: int = field(default=8, metadata={"help": "candidate tokens scored per context (reward queries per token)"})
     estimator: str = field(default="logexp", metadata={"help": "rloo, grpo or logexp (log-expected-reward)"})
     replacement: bool = field(
-        default=False, metadata={"help": "sample candidates with replacement (default: distinct, drawn without replacement)"}
+        default=False,
+        metadata={"help": "sample candidates with replacement (default: distinct, drawn without replacement)"},
     )
     temperature: float = field(
         default=1.0, metadata={"help": "propose from softmax(logits / temperature); 0 = the K most probable"}

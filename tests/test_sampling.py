@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-
 import itertools
+
+import torch
 
 from irlm_agents.lm.sampling import (
     MAX_SEQUENTIAL_DRAWS,

@@ -68,8 +68,9 @@ def sample_distinct_from_cdf(cdf: torch.Tensor, k: int, uniform: Uniform = unifo
 
     Draw j is an inverse-CDF draw from the mass the first j draws left: a uniform number scaled
     to that mass is carried past the intervals of the tokens already drawn (found at once by
-    sorting them), then looked up by binary search. That is the distribution of Gumbel top-k, in the same order, for K uniform numbers
-    per row where Gumbel noise needs a number and two logarithms per vocabulary entry. Use a
+    sorting them), then looked up by binary search. That is the distribution of Gumbel top-k,
+    in the same order, for K uniform numbers per row where Gumbel noise needs a number and two
+    logarithms per vocabulary entry. Use a
     float64 table: in float32 a number could land on the edge of a drawn token's interval.
     A row with fewer than ``k`` tokens of positive mass (or, in float64, a number landing on an
     edge after all) would repeat a token; such repeats are replaced by the row's most probable
@@ -92,10 +93,10 @@ def sample_distinct_from_cdf(cdf: torch.Tensor, k: int, uniform: Uniform = unifo
             passed = (drawn_starts - (drawn_widths.cumsum(-1) - drawn_widths)) < x[:, None]
             x = x + (drawn_widths * passed).sum(-1)
         index = torch.searchsorted(cdf, x[:, None]).clamp_(max=columns - 1)
-        upper = cdf.gather(1, index)[:, 0]
         lower = cdf.gather(1, (index - 1).clamp_(min=0))[:, 0].masked_fill_(index[:, 0] == 0, 0.0)
-        chosen[:, j], starts[:, j], widths[:, j] = index[:, 0], lower, upper - lower
-        left -= upper - lower
+        width = cdf.gather(1, index)[:, 0] - lower
+        chosen[:, j], starts[:, j], widths[:, j] = index[:, 0], lower, width
+        left -= width
     repeated = (chosen[:, :, None] == chosen[:, None, :]).triu_(1).any(1)
     if bool(repeated.any()):
         _replace_repeats(chosen, repeated, cdf)
