@@ -4,8 +4,9 @@ At every step the policy draws K candidates (with replacement, or distinct ones 
 sequential draws without replacement make them), the env scores all of them at the current
 state without advancing (``env.score``, the reward plugin's batched form), and the stream is
 stepped with the first candidate (which the env shows as the next token with ``--feed
-action``). This is still bandit feedback: the agent only learns the rewards of tokens it proposed, never the target and
-never a reward table; it spends K reward queries per token (fewer with ``stop_at_hit``).
+action``). This is still bandit feedback: the agent only learns the rewards of tokens it
+proposed, never the target and never a reward table; it spends K reward queries per token
+(fewer with ``stop_at_hit``).
 
 Estimators (per context, weights on ∇log π(a_k)):
 
