@@ -5,6 +5,7 @@
     python bench/learning.py --corpus pydocs --total-tokens 1000000 --seeds 0,1 --jobs 2 --agents ...
     python bench/learning.py --list                      # the agent configurations
     python bench/learning.py --table OUT/results-STAMP.json   # print a saved table again
+    python bench/learning.py --table OUT/results-STAMP.json --figure queries.png   # and redraw its figure
     python bench/learning.py --agents likelihood-k1 --seeds 0,1 --reuse OUT/results-STAMP.json   # add an agent
 
 Setup: the corpus (``--corpus``: Tiny Shakespeare from ``../shared/corpora``, the built-in
@@ -103,7 +104,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     # The feedback's own likelihood: candidates drawn from the policy are queried in order until
     # the first hit; a hit gives log π(y), a miss log(1 - π(S)). The output bias starts at the
     # log unigram frequencies of the text the agent reads (its observations; no reward is used).
-    # The names without -t1 propose from the policy at temperature 0.7 (-t05: 0.5): any
+    # The names without -t1 propose from the policy at temperature 0.7 (-t05: 0.5, -t03: 0.3): any
     # proposal that does not look at the target keeps the likelihood exact, and a sharper one
     # hits more often. The recommended agents are likelihood-k8-t07, likelihood-k2 and
     # likelihood-k1-t05.
@@ -113,8 +114,12 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "likelihood-k2-t1": ("group", {**_LIKELIHOOD, "k": 2}, "bandit"),
     "likelihood-k8": ("group", {**_LIKELIHOOD, "k": 8}, "bandit"),
     "likelihood-k8-t07": ("group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7}, "bandit"),
+    # More queries than issue 11 allows, to see how perplexity moves with the query budget.
+    "likelihood-k16-t07": ("group", {**_LIKELIHOOD, "k": 16, "temperature": 0.7}, "bandit"),
+    "likelihood-k32-t07": ("group", {**_LIKELIHOOD, "k": 32, "temperature": 0.7}, "bandit"),
     "likelihood-k1-t05": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.5}, "bandit"),
     "likelihood-k2-t05": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.5}, "bandit"),
+    "likelihood-k2-t03": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.3}, "bandit"),
     "likelihood-k8-flat": ("group", {**_LIKELIHOOD, "k": 8, "unigram_init": False}, "bandit"),
     # Control: cross-entropy on a random 30% of the tokens, about as many as likelihood-k8 is
     # told (its sampled candidates hold the target on about a third of the training tokens).
@@ -340,17 +345,21 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
     from irlm_env.fileio import atomic_write_bytes
 
     rows = summarise(runs)
-    figure = Figure(figsize=(11, 4.5))
+    figure = Figure(figsize=(13, 4.5))
     FigureCanvasAgg(figure)
+    # Agents with similar query counts sit on top of each other, so they are told apart by
+    # colour and marker in one legend rather than by labels next to the points.
+    markers = "osD^vP*Xh<>"
     for axis, key, label in zip(figure.subplots(1, 2), ("best_top1", "best_perplexity"),
                                 ("test top-1 accuracy", "test perplexity")):
+        agents = sorted((row for row in rows if row["name"] != "supervised" and row["queries_per_token"] > 0),
+                        key=lambda row: row["queries_per_token"])
+        for index, row in enumerate(agents):
+            axis.scatter(row["queries_per_token"], row[key], s=36, marker=markers[index % len(markers)],
+                         color=f"C{index % 10}", label=row["name"])
         for row in rows:
             if row["name"] == "supervised":
                 axis.axhline(row[key], color="black", label="supervised (full labels)")
-            elif row["queries_per_token"] > 0:
-                axis.scatter(row["queries_per_token"], row[key], s=30)
-                axis.annotate(row["name"], (row["queries_per_token"], row[key]), fontsize=7,
-                              xytext=(3, 3), textcoords="offset points")
         for name, style in zip(PEERS, (":", "--", "-.")):
             peer = peers[f"{name}_top1" if key == "best_top1" else f"{name}_perplexity"]
             axis.axhline(peer, color="grey", linestyle=style, label=f"{name} (n-gram)")
@@ -360,19 +369,23 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
         if key == "best_perplexity":
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
-    figure.axes[0].legend(fontsize=7)
+    figure.legend(*figure.axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 0.85, 1))
     buffer = __import__("io").BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     atomic_write_bytes(out, buffer.getvalue())
     return out
 
 
-def reprint(path: Path) -> None:
-    """Print a saved results file's table again."""
+def reprint(path: Path, figure: Path | None = None) -> None:
+    """Print a saved results file's table again, and redraw its queries figure if asked."""
     saved = json.loads(path.read_text())
     print_table(saved["runs"], saved["ngram"], saved["total_tokens"], saved.get("corpus", "?"))
+    if figure is not None:
+        seeds = ",".join(str(seed) for seed in sorted({run["seed"] for run in saved["runs"]}))
+        title = f"{saved.get('corpus', '?')}, {saved['total_tokens']:,} tokens, seeds {seeds}"
+        print(f"queries figure: {plot_queries(saved['runs'], saved['ngram'], figure, title)}")
 
 
 def reused_runs(parser: argparse.ArgumentParser, options: argparse.Namespace, corpus_label: str,
@@ -403,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     add_run_options(parser, corpus="tinyshakespeare", total_tokens=1_000_000, curve_points=8, out="bench/out/learning")
     parser.add_argument("--agents", default="supervised", help="comma-separated configurations (see --list)")
     parser.add_argument("--list", action="store_true", help="list the agent configurations and exit")
+    parser.add_argument("--figure", metavar="PNG",
+                        help="with --table: also draw that file's queries figure to this PNG (no run is repeated)")
     parser.add_argument("--reuse", metavar="RESULTS_JSON",
                         help="keep this saved file's runs of the agents not in --agents (same corpus, budget "
                              "and seeds), so agents can be added to a benchmark without running the others again")
@@ -414,8 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     if options.table:
         if not Path(options.table).is_file():
             parser.error(f"results file {options.table} not found; pass a results-*.json written by this script")
-        reprint(Path(options.table))
+        reprint(Path(options.table), Path(options.figure) if options.figure else None)
         return 0
+    if options.figure:
+        parser.error("--figure redraws the figure of a saved results file; pass it with --table RESULTS_JSON")
     names = list(dict.fromkeys(n.strip() for n in options.agents.split(",") if n.strip()))
     unknown = [name for name in names if name not in AGENTS]
     if unknown:

@@ -146,3 +146,24 @@ def test_told_rows_split_by_supervised_rank() -> None:
     rows = calibration.told_rows(scores)
     assert rows["supervised"] == [1.0] * 6
     assert rows["agent"] == pytest.approx([2.25 / 6, 0.75, 0.5, 0.25, 0.0, 0.0])
+
+
+def test_table_redraws_the_queries_figure_of_a_saved_file(tmp_path: Path) -> None:
+    run = {"feedback": "bandit", "test_top1": 0.2, "test_perplexity": 300.0, "best_top1": 0.21,
+           "best_perplexity": 290.0, "tokens_per_second": 1000.0, "peak_mb": 600.0}
+    runs = [{**run, "name": "supervised", "seed": 0, "feedback": "full", "queries_per_token": 0.0},
+            {**run, "name": "likelihood-k8", "seed": 0, "queries_per_token": 5.5},
+            {**run, "name": "likelihood-k2", "seed": 0, "queries_per_token": 1.8}]
+    ngram = {f"{name}_{metric}": value for name in _bench().PEERS for metric, value in
+             (("top1", 0.15), ("perplexity", 400.0))}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"runs": runs, "ngram": ngram, "total_tokens": 1000, "corpus": "pydocs"}))
+    figure = tmp_path / "queries.png"
+    assert _bench().main(["--table", str(path), "--figure", str(figure)]) == 0
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_without_table_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _bench().main(["--figure", "out.png"])
+    assert "pass it with --table" in capsys.readouterr().err
