@@ -350,10 +350,10 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
     # Agents with similar query counts sit on top of each other, so they are told apart by
     # colour and marker in one legend rather than by labels next to the points.
     markers = "osD^vP*Xh<>"
+    agents = sorted((row for row in rows if row["name"] != "supervised" and row["queries_per_token"] > 0),
+                    key=lambda row: row["queries_per_token"])
     for axis, key, label in zip(figure.subplots(1, 2), ("best_top1", "best_perplexity"),
                                 ("test top-1 accuracy", "test perplexity")):
-        agents = sorted((row for row in rows if row["name"] != "supervised" and row["queries_per_token"] > 0),
-                        key=lambda row: row["queries_per_token"])
         for index, row in enumerate(agents):
             axis.scatter(row["queries_per_token"], row[key], s=36, marker=markers[index % len(markers)],
                          color=f"C{index % 10}", label=row["name"])
@@ -384,8 +384,13 @@ def reprint(path: Path, figure: Path | None = None) -> None:
     print_table(saved["runs"], saved["ngram"], saved["total_tokens"], saved.get("corpus", "?"))
     if figure is not None:
         seeds = ",".join(str(seed) for seed in sorted({run["seed"] for run in saved["runs"]}))
-        title = f"{saved.get('corpus', '?')}, {saved['total_tokens']:,} tokens, seeds {seeds}"
+        title = queries_title(saved.get("corpus", "?"), saved["total_tokens"], seeds)
         print(f"queries figure: {plot_queries(saved['runs'], saved['ngram'], figure, title)}")
+
+
+def queries_title(corpus_label: str, total_tokens: int, seeds: str) -> str:
+    """The queries figure's title, the same for a fresh benchmark and a redrawn saved file."""
+    return f"{corpus_label}, {total_tokens:,} tokens, seeds {seeds}"
 
 
 def reused_runs(parser: argparse.ArgumentParser, options: argparse.Namespace, corpus_label: str,
@@ -474,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
 
         curves = plot_runs([run["run_dir"] for run in runs], out / f"curves-{corpus_label}-{stamp}.png",
                            labels=[f"{run['name']} s{run['seed']}" for run in runs])
-        title = f"{corpus_label}, {options.total_tokens:,} tokens, seeds {options.seeds}"
+        title = queries_title(corpus_label, options.total_tokens, options.seeds)
         figure = plot_queries(runs, peers, out / f"queries-{corpus_label}-{stamp}.png", title)
         print(f"learning curves: {curves}\nqueries figure: {figure}")
     return 0
