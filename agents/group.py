@@ -37,6 +37,11 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
 - ``truncate``: draw the distinct candidates from the M most probable tokens only (by Gumbel
   top-k; the far tail is never proposed).
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
+- ``memory_context``: remember the answers per context of the last L observed tokens
+  (:mod:`irlm_agents.native.answer_memory`): a context answered before proposes its known
+  answer first, one not yet answered never proposes a token rejected there before, and its
+  miss term counts every token rejected there so far. Over several passes through a corpus the
+  same contexts come back, so queries go to what the agent has not been told yet.
 
 The update reuses the rollout's probabilities (see ``irlm_agents.native.gradients``), so a
 group costs K samples and K reward queries, not K forward passes; and it backpropagates only
@@ -59,6 +64,7 @@ import torch
 
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.lm.sampling import sample_candidates
+from irlm_agents.native.answer_memory import AnswerMemory
 from irlm_agents.native.distributed import Share
 from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
@@ -109,6 +115,13 @@ class Args(NativeArgs):
             "(0: off); implies stop_at_hit"
         },
     )
+    memory_context: int = field(
+        default=0,
+        metadata={
+            "help": "remember the answers per context of this many observed tokens: propose a known answer "
+            "first, never a token rejected there before (0: off); needs stop_at_hit"
+        },
+    )
     entropy_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (exploration)"})
 
     def __post_init__(self) -> None:
@@ -140,6 +153,12 @@ class Args(NativeArgs):
             if self.estimator != "logexp" or self.replacement:
                 raise IrlmError("query_budget needs the logexp estimator and distinct candidates (no --replacement)")
             self.stop_at_hit = True
+        check_int("memory_context", self.memory_context, minimum=0)
+        if self.memory_context and (self.replacement or not self.stop_at_hit):
+            raise IrlmError(
+                "memory_context needs distinct candidates queried until the first hit: add --stop-at-hit "
+                "(or --query-budget) and drop --replacement"
+            )
 
 
 def known_rewards(rewards: torch.Tensor, allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,12 +222,14 @@ class QueryBudget:
 
 def group_loss(
     args: Args, model: RNNLanguageModel, segment: Segment, features: torch.Tensor,
-    budget: QueryBudget | None, scratch: Workspace, share: Share,
+    budget: QueryBudget | None, scratch: Workspace, share: Share, memory: AnswerMemory | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The surrogate loss of one segment (its gradient is the estimator's) and the queries used.
 
     The query budget is steered by the whole batch's spend (all processes under torchrun), so
-    its threshold is the same everywhere.
+    its threshold is the same everywhere. With a ``memory`` the miss term's set also holds the
+    tokens rejected at the same context before, and the memory then learns the segment's
+    feedback.
     """
     probs = segment.probs.reshape(segment.num_tokens, -1)
     actions = segment.actions.reshape(-1, args.k)
@@ -223,9 +244,17 @@ def group_loss(
             budget.update(int(tokens), int(queries))
     else:
         n_queries = rewards.numel()
+    if memory is not None:
+        earlier, earlier_mask = memory.rejected_before()
+        memory.learn(segment.actions, rewards.reshape(segment.rewards.shape), queried.reshape(segment.rewards.shape))
     weights = group_weights(args.estimator, rewards)
     coefficient = weights.sum(-1)
     if args.miss_weight:
+        if memory is not None:
+            # Rejected before, they were kept out of this segment's draws, so the set stays distinct.
+            actions = torch.cat([actions, earlier], 1)
+            queried = torch.cat([queried, earlier_mask], 1)
+            weights = torch.cat([weights, torch.zeros_like(earlier, dtype=weights.dtype)], 1)
         miss_w, miss_c = miss_terms(probs, actions, rewards, queried)
         weights = weights + args.miss_weight * miss_w
         coefficient = coefficient + args.miss_weight * miss_c
@@ -256,22 +285,27 @@ def train(args: Args) -> TrainResult:
     # Aim a little under the budget, so the last segments' swings cannot push the mean over it.
     budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
+    memory = AnswerMemory(rollout.num_envs, args.memory_context, setup.device) if args.memory_context else None
 
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(
+        recall = memory.recall(rollout.shown, rollout.starting) if memory else None
+        candidates = sample_candidates(
             logits, args.k, replacement=args.replacement, temperature=args.temperature, truncate=args.truncate,
-            probs=probs, uniform=setup.share.uniform,
+            probs=probs, uniform=setup.share.uniform, exclude=recall.exclude if recall else None,
         )
+        return recall.known_first(candidates) if recall else candidates
 
     with open_run("group", args, setup) as run:
         while progress.tokens < args.total_tokens:
             with progress.timed():
                 segment = rollout.collect(args.rollout_steps, sampler, score=args.k > 1)
                 features = rollout.features(segment)
-                loss, queries = group_loss(args, model, segment, features, budget, scratch, setup.share)
+                loss, queries = group_loss(args, model, segment, features, budget, scratch, setup.share, memory)
                 optimise(optimizer, loss, args.max_grad_norm, setup.share)
             reward = float(segment.rewards[..., 0].mean())
             progress.add(segment.num_tokens, queries, reward=reward, accuracy=segment.accuracy)
+            if memory is not None and run is not None:
+                run.log_scalars("memory_contexts", progress.tokens, memory.stats())
             log_update(run, progress, setup, args)
         return finish_run(run, progress, setup, args)
 

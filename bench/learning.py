@@ -120,6 +120,10 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "likelihood-k1-t05": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.5}, "bandit"),
     "likelihood-k2-t05": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.5}, "bandit"),
     "likelihood-k2-t03": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.3}, "bandit"),
+    # With an answer memory keyed by the last 12 observed tokens (see irlm_agents.native.answer_memory).
+    "likelihood-k1-t05-memory": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.5, "memory_context": 12}, "bandit"),
+    "likelihood-k2-t05-memory": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.5, "memory_context": 12}, "bandit"),
+    "likelihood-k8-t07-memory": ("group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7, "memory_context": 12}, "bandit"),
     "likelihood-k8-flat": ("group", {**_LIKELIHOOD, "k": 8, "unigram_init": False}, "bandit"),
     # Control: cross-entropy on a random 30% of the tokens, about as many as likelihood-k8 is
     # told (its sampled candidates hold the target on about a third of the training tokens).

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
+import pytest
 import torch
 
 from irlm_agents.lm.sampling import (
@@ -101,3 +103,27 @@ def test_many_distinct_candidates_follow_the_policy_too() -> None:
     assert (drawn.sort(-1).values.diff(dim=-1) > 0).all()
     first = torch.bincount(drawn[:, 0], minlength=40).double() / drawn.shape[0]
     torch.testing.assert_close(first, probs, atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"replacement": False, "temperature": 1.0},
+        {"replacement": False, "temperature": 0.0},
+        {"replacement": False, "temperature": 0.7, "truncate": 6},
+        {"replacement": True, "temperature": 1.0},
+    ],
+    ids=["distinct", "top-k", "truncated", "replacement"],
+)
+def test_excluded_tokens_are_never_proposed(options: dict[str, Any]) -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 12)
+    logits[:, :3] += 5.0  # the excluded tokens are the most probable ones
+    before = logits.clone()
+    probs = torch.softmax(logits, -1)
+    exclude = (torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 2, 1]))
+    for _ in range(20):
+        drawn = sample_candidates(logits, 3, probs=probs, exclude=exclude, **options)
+        assert not set(drawn[0].tolist()) & {0, 1, 2}
+        assert 1 not in drawn[1].tolist()
+    assert torch.equal(logits, before)  # the caller's logits are left as they were

@@ -121,6 +121,7 @@ def sample_candidates(
     truncate: int = 0,
     probs: torch.Tensor | None = None,
     uniform: Uniform = uniform_draws,
+    exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """K candidate tokens per row of ``logits`` (N, V) from ``softmax(logits / temperature)``.
 
@@ -129,8 +130,15 @@ def sample_candidates(
     replacement, or Gumbel top-k for more than :data:`MAX_SEQUENTIAL_DRAWS` candidates; with
     ``truncate = M > 0``, Gumbel top-k among the M most probable tokens only, which never
     proposes tokens from the far tail.
-    ``temperature = 0`` takes the K most probable tokens deterministically. Returns (N, K) int64.
+    ``temperature = 0`` takes the K most probable tokens deterministically. ``exclude``, a pair
+    of index tensors (rows, tokens), names tokens a row must not propose (an agent that already
+    knows their reward there): they get no mass, as if the policy gave them none.
+    Returns (N, K) int64.
     """
+    if exclude is not None and exclude[0].numel():
+        # A copy: the caller's logits (and the probabilities computed from them) stay intact.
+        logits = logits.index_put(exclude, logits.new_tensor(float("-inf")))
+        probs = None
     if temperature == 0:
         return logits.topk(k, dim=-1).indices
     scaled = logits / temperature if temperature != 1 else logits

@@ -101,6 +101,19 @@ class Rollout:
         #: The last segment, until :meth:`features` has carried its final state forward.
         self._pending: Segment | None = None
 
+    @property
+    def shown(self) -> np.ndarray:
+        """(N,) the token each stream shows at the step being played: the policy's input there.
+
+        A sampler may read it (with :attr:`starting`) to know the context it picks candidates in.
+        """
+        return self._obs
+
+    @property
+    def starting(self) -> np.ndarray:
+        """(N,) bool: the stream's episode begins at the step being played."""
+        return self._starts
+
     def collect(
         self, steps: int, sampler: Sampler | None = None, *, score: bool = False, keep_contexts: bool = False
     ) -> Segment:

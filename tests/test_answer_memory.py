@@ -1,0 +1,199 @@
+"""The group agent's answer memory: what it remembers, what it proposes, and what its miss term counts."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from irlm_agents import group as group_module
+from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
+from irlm_agents.native.answer_memory import AnswerMemory, Recall
+from irlm_agents.native.distributed import Share
+from irlm_agents.native.gradients import Workspace
+from irlm_agents.native.rollout import Segment
+from irlm_env.errors import IrlmError
+
+CPU = torch.device("cpu")
+
+
+def _step(memory: AnswerMemory, shown: list[int], starts: list[bool]) -> Recall:
+    return memory.recall(np.array(shown), np.array(starts))
+
+
+def _feedback(memory: AnswerMemory, candidates: list[list[int]], rewards: list[list[float]]) -> None:
+    """One step's feedback for each stream, every candidate queried up to the first hit."""
+    actions = torch.tensor(candidates)[:, None, :]
+    scores = torch.tensor(rewards)[:, None, :]
+    hit = scores > 0
+    queried = (torch.cumsum(hit.long(), -1) - hit.long()) == 0
+    memory.learn(actions, scores * queried, queried)
+
+
+def _no_feedback(memory: AnswerMemory, streams: int) -> None:
+    """Close a step at which nothing was queried."""
+    memory.learn(
+        torch.zeros((streams, 1, 1), dtype=torch.int64), torch.zeros((streams, 1, 1)),
+        torch.zeros((streams, 1, 1), dtype=torch.bool),
+    )
+
+
+def _context(memory: AnswerMemory, tokens: list[int], streams: int = 1) -> Recall:
+    """Show ``tokens`` to every stream, the first starting an episode; the last step's recall,
+    whose feedback is still to come."""
+    for i, token in enumerate(tokens):
+        if i:
+            _no_feedback(memory, streams)
+        recall = _step(memory, [token] * streams, [i == 0] * streams)
+    return recall
+
+
+def test_a_context_is_known_only_after_as_many_observations_since_the_episode_began() -> None:
+    memory = AnswerMemory(streams=1, context=3, device=CPU)
+    assert _context(memory, [5, 6]).keys == [None]
+    _no_feedback(memory, 1)
+    assert _context(memory, [5, 6, 7]).keys[0] is not None
+    _no_feedback(memory, 1)
+    assert _step(memory, [8], [False]).keys[0] is not None
+    _no_feedback(memory, 1)
+    # An episode start forgets the history: two observations since it are not a context yet.
+    assert _context(memory, [1, 2]).keys == [None]
+
+
+def test_a_rewarded_token_is_proposed_first_where_it_was_rewarded() -> None:
+    memory = AnswerMemory(streams=1, context=2, device=CPU)
+    _context(memory, [3, 4])
+    _feedback(memory, [[8, 9]], [[0.0, 1.0]])  # 8 missed, 9 hit
+    recall = _context(memory, [3, 4])
+    assert recall.known.tolist() == [9]
+    # The draws are kept clear of the answer, which then goes first.
+    assert recall.exclude[1].tolist() == [9]
+    assert recall.known_first(torch.tensor([[1, 2]])).tolist() == [[9, 1]]
+    _no_feedback(memory, 1)
+    # Another context is not answered by it.
+    assert _context(memory, [4, 3]).known.tolist() == [-1]
+
+
+def test_rejected_tokens_are_never_proposed_again_and_join_the_miss_term() -> None:
+    memory = AnswerMemory(streams=2, context=2, device=CPU)
+    _context(memory, [3, 4], streams=2)
+    _feedback(memory, [[8, 9], [7, 8]], [[0.0, 0.0], [0.0, 0.0]])
+    recall = _context(memory, [3, 4], streams=2)
+    assert recall.known.tolist() == [-1, -1]
+    assert recall.rejected == [[8, 9, 7], [8, 9, 7]]
+    assert recall.exclude[0].tolist() == [0, 0, 0, 1, 1, 1]
+    tokens, mask = memory.rejected_before()
+    assert tokens.shape == mask.shape == (2, 3)
+    assert tokens[mask].tolist() == [8, 9, 7, 8, 9, 7]
+
+
+def test_candidates_a_hit_left_unqueried_are_not_rejected() -> None:
+    memory = AnswerMemory(streams=1, context=2, device=CPU)
+    _context(memory, [3, 4])
+    _feedback(memory, [[8, 9]], [[1.0, 0.0]])  # 9 was never asked about
+    _context(memory, [3, 4])
+    _feedback(memory, [[8, 9]], [[1.0, 0.0]])
+    assert memory.stats() == {"answered": 1.0, "rejected_only": 0.0, "unreliable": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("second", "rewards"),
+    [([[7, 9]], [[1.0, 0.0]]), ([[9, 8]], [[0.0, 0.0]])],
+    ids=["another-token-rewarded", "the-answer-missed"],
+)
+def test_conflicting_answers_make_a_context_unreliable(second: list[list[int]], rewards: list[list[float]]) -> None:
+    memory = AnswerMemory(streams=1, context=2, device=CPU)
+    _context(memory, [3, 4])
+    _feedback(memory, [[9, 8]], [[1.0, 0.0]])
+    _context(memory, [3, 4])
+    _feedback(memory, second, rewards)
+    recall = _context(memory, [3, 4])
+    assert recall.known.tolist() == [-1] and recall.rejected == [[]]
+    assert memory.stats()["unreliable"] == 1.0
+
+
+def test_a_token_rewarded_where_it_was_rejected_makes_the_context_unreliable() -> None:
+    memory = AnswerMemory(streams=1, context=2, device=CPU)
+    _context(memory, [3, 4])
+    _feedback(memory, [[9, 8]], [[0.0, 0.0]])
+    _context(memory, [3, 4])
+    _feedback(memory, [[9, 1]], [[1.0, 0.0]])
+    assert memory.stats() == {"answered": 0.0, "rejected_only": 0.0, "unreliable": 1.0}
+
+
+def test_rejections_per_context_are_capped() -> None:
+    memory = AnswerMemory(streams=1, context=1, device=CPU, max_rejected=3)
+    _context(memory, [3])
+    _feedback(memory, [[1, 2]], [[0.0, 0.0]])
+    _context(memory, [3])
+    _feedback(memory, [[4, 5]], [[0.0, 0.0]])
+    assert _context(memory, [3]).rejected == [[1, 2, 4]]
+
+
+def test_learn_refuses_feedback_for_steps_it_did_not_recall() -> None:
+    memory = AnswerMemory(streams=1, context=1, device=CPU)
+    with pytest.raises(ValueError, match="1 steps but 0 were recalled"):
+        _feedback(memory, [[1]], [[0.0]])
+
+
+def test_memory_needs_distinct_candidates_queried_until_a_hit() -> None:
+    with pytest.raises(IrlmError, match="add --stop-at-hit"):
+        group_module.Args(memory_context=12)
+    with pytest.raises(IrlmError, match="drop --replacement"):
+        group_module.Args(memory_context=12, stop_at_hit=True, replacement=True, estimator="logexp")
+    with pytest.raises(IrlmError, match="memory_context"):
+        group_module.Args(memory_context=-1, stop_at_hit=True)
+    assert group_module.Args(memory_context=12, query_budget=4).memory_context == 12
+
+
+def test_the_miss_term_counts_the_tokens_rejected_there_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """group_loss hands miss_terms the segment's queried candidates plus the earlier rejections."""
+    seen: dict[str, torch.Tensor] = {}
+    real = group_module.miss_terms
+
+    def spy(probs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, queried: torch.Tensor) -> Any:
+        seen.update(actions=actions.clone(), queried=queried.clone())
+        return real(probs, actions, rewards, queried)
+
+    monkeypatch.setattr(group_module, "miss_terms", spy)
+    memory = AnswerMemory(streams=1, context=1, device=CPU)
+    _context(memory, [3])
+    _feedback(memory, [[5, 6]], [[0.0, 0.0]])
+    _context(memory, [3])  # the segment: one stream, one step, at the context that rejected 5 and 6
+
+    model = RNNLanguageModel(ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=8))
+    args = group_module.Args(k=2, stop_at_hit=True, miss_weight=1.0, memory_context=1)
+    segment = Segment(
+        tokens=torch.tensor([[3]]), targets=torch.tensor([[0]]), starts=torch.tensor([[False]]),
+        hidden=model.initial_hidden(1, CPU), actions=torch.tensor([[[1, 2]]]), rewards=torch.zeros((1, 1, 2)),
+        probs=torch.full((1, 1, 10), 0.1),
+    )
+    features = torch.zeros((1, 1, 8), requires_grad=True)
+    group_module.group_loss(args, model, segment, features, None, Workspace(10, CPU), Share.single(1, CPU), memory)
+    assert seen["actions"].tolist() == [[1, 2, 5, 6]]
+    assert seen["queried"].tolist() == [[True, True, True, True]]
+    # And the memory learnt the segment: 1 and 2 are rejected there now too.
+    assert _context(memory, [3]).rejected == [[5, 6, 1, 2]]
+
+
+def test_memory_saves_queries_on_text_seen_again(tmp_path: Path) -> None:
+    """Several passes over a small text: remembered answers cost one query, and rejected tokens
+    are not asked about again, so the run spends fewer queries per token than without memory."""
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(30)]
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(" ".join(rng.choice(words) for _ in range(20)) for _ in range(150)) + "\n")
+    spent = {}
+    for context in (0, 4):
+        args = group_module.Args(
+            corpus="text", corpus_options={"path": str(text)}, k=2, stop_at_hit=True, miss_weight=1.0,
+            memory_context=context, total_tokens=20_000, hidden_size=64, embedding_dim=32, episode_length=140,
+            eval_every=10**9, eval_tokens=3000, progress=False, device="cpu", learning_rate=1e-2, seed=0,
+            run_dir=str(tmp_path / f"memory{context}"),
+        )
+        spent[context] = group_module.train(args).metrics["queries_per_token"]
+    assert spent[4] < spent[0] - 0.1, spent
