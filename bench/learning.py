@@ -1,7 +1,7 @@
 """Learning benchmark: agents against supervised training, same model, data and token budget.
 
     python bench/learning.py --total-tokens 1000000 --seeds 0,1 --jobs 2 \
-        --agents supervised,supervised-30pct,likelihood-k1-t05,likelihood-k2,likelihood-k8-t07   # Tiny Shakespeare
+        --agents supervised,likelihood-k1-t05-memory,likelihood-k2-t05-memory,likelihood-k8-t07-memory   # Tiny Shakespeare
     python bench/learning.py --corpus pydocs --total-tokens 1000000 --seeds 0,1 --jobs 2 --agents ...
     python bench/learning.py --list                      # the agent configurations
     python bench/learning.py --table OUT/results-STAMP.json   # print a saved table again
@@ -106,8 +106,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     # log unigram frequencies of the text the agent reads (its observations; no reward is used).
     # The names without -t1 propose from the policy at temperature 0.7 (-t05: 0.5, -t03: 0.3): any
     # proposal that does not look at the target keeps the likelihood exact, and a sharper one
-    # hits more often. The recommended agents are likelihood-k8-t07, likelihood-k2 and
-    # likelihood-k1-t05.
+    # hits more often. The recommended agents are the -memory ones below.
     "likelihood-k1": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.7}, "bandit"),
     "likelihood-k2": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.7}, "bandit"),
     "likelihood-k1-t1": ("group", {**_LIKELIHOOD, "k": 1}, "bandit"),
@@ -120,7 +119,8 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "likelihood-k1-t05": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.5}, "bandit"),
     "likelihood-k2-t05": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.5}, "bandit"),
     "likelihood-k2-t03": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.3}, "bandit"),
-    # With an answer memory keyed by the last 12 observed tokens (see irlm_agents.native.answer_memory).
+    # With an answer memory keyed by the last 12 observed tokens (see irlm_agents.native.answer_memory):
+    # the recommended agents.
     "likelihood-k1-t05-memory": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.5, "memory_context": 12}, "bandit"),
     "likelihood-k2-t05-memory": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.5, "memory_context": 12}, "bandit"),
     "likelihood-k8-t07-memory": ("group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7, "memory_context": 12}, "bandit"),
