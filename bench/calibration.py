@@ -54,12 +54,13 @@ def told_rule(run_args: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor]
 
     Supervised training is told a fixed fraction of the targets; a group agent is told the
     target when one of its candidates is it (estimated by drawing them ``DRAWS`` times as
-    training does). None for the other agents.
+    training does). None for the other agents, and for a group agent with an answer memory: what
+    it proposes depends on the answers of the whole run, which a checkpoint does not hold.
     """
     if "label_fraction" in run_args:
         fraction = float(run_args["label_fraction"])
         return lambda logits, targets: torch.full(targets.shape, fraction)
-    if "k" not in run_args or "replacement" not in run_args:
+    if "k" not in run_args or "replacement" not in run_args or run_args.get("memory_context"):
         return None
 
     def told(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -133,6 +133,8 @@ def test_told_rule_reveals_what_the_agent_would_have_been_told() -> None:
     assert float(sampled.mean()) == pytest.approx(float(exact.mean()), abs=0.02)
     assert torch.equal(calibration.told_rule({"label_fraction": 0.3})(logits, targets), torch.full((4, 500), 0.3))
     assert calibration.told_rule({"objective": "er"}) is None
+    # An answer memory's proposals depend on the whole run's answers, which no checkpoint holds.
+    assert calibration.told_rule({**_group_args(2, 0.5), "memory_context": 12}) is None
 
 
 def test_told_rows_split_by_supervised_rank() -> None:
