@@ -244,17 +244,18 @@ def group_loss(
             budget.update(int(tokens), int(queries))
     else:
         n_queries = rewards.numel()
+    earlier = memory.rejected_before() if memory is not None and args.miss_weight else None
     if memory is not None:
-        earlier, earlier_mask = memory.rejected_before()
         memory.learn(segment.actions, rewards.reshape(segment.rewards.shape), queried.reshape(segment.rewards.shape))
     weights = group_weights(args.estimator, rewards)
     coefficient = weights.sum(-1)
     if args.miss_weight:
-        if memory is not None:
+        if earlier is not None:
             # Rejected before, they were kept out of this segment's draws, so the set stays distinct.
-            actions = torch.cat([actions, earlier], 1)
-            queried = torch.cat([queried, earlier_mask], 1)
-            weights = torch.cat([weights, torch.zeros_like(earlier, dtype=weights.dtype)], 1)
+            tokens, known = earlier
+            actions = torch.cat([actions, tokens], 1)
+            queried = torch.cat([queried, known], 1)
+            weights = torch.cat([weights, torch.zeros_like(tokens, dtype=weights.dtype)], 1)
         miss_w, miss_c = miss_terms(probs, actions, rewards, queried)
         weights = weights + args.miss_weight * miss_w
         coefficient = coefficient + args.miss_weight * miss_c

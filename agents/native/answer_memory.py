@@ -144,8 +144,13 @@ class AnswerMemory:
             for i, key in enumerate(step.keys):
                 if key is None or key in self._unreliable:
                     continue
-                asked_tokens = [a for a, q in zip(candidates[i][t], asked[i][t]) if q]
-                hit = next((a for a, h, q in zip(candidates[i][t], hits[i][t], asked[i][t]) if h and q), None)
+                asked_tokens: list[int] = []
+                hit = None
+                for token, rewarded, was_asked in zip(candidates[i][t], hits[i][t], asked[i][t]):
+                    if was_asked:
+                        asked_tokens.append(token)
+                        if rewarded and hit is None:
+                            hit = token
                 self._record(key, asked_tokens, hit)
         self._steps = []
 
