@@ -34,6 +34,10 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
   The threshold is tuned online so the mean queries per token settle at the budget, so queries
   go where the model is unsure between a few tokens rather than to contexts it already knows
   (which hit at once) or to flat ones where no candidate is likely; ``k`` caps a context.
+- ``k_early`` / ``early_tokens``: a curriculum on K. Up to ``k_early`` candidates per context
+  for the first ``early_tokens`` training tokens, then up to ``k``. The bandit agents' validation
+  perplexity stops improving after the first few hundred thousand tokens, so queries spent
+  before then go further than the same number spread over the run.
 - ``truncate``: draw the distinct candidates from the M most probable tokens only (by Gumbel
   top-k; the far tail is never proposed).
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
@@ -122,6 +126,14 @@ class Args(NativeArgs):
             "first, never a token rejected there before (0: off); needs stop_at_hit"
         },
     )
+    k_early: int = field(
+        default=0,
+        metadata={
+            "help": "a curriculum on K: candidates per context during the first early_tokens training tokens, "
+            "then k (0: off); needs stop_at_hit"
+        },
+    )
+    early_tokens: int = field(default=0, metadata={"help": "training tokens proposed with k_early candidates"})
     entropy_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (exploration)"})
 
     def __post_init__(self) -> None:
@@ -153,6 +165,21 @@ class Args(NativeArgs):
             if self.estimator != "logexp" or self.replacement:
                 raise IrlmError("query_budget needs the logexp estimator and distinct candidates (no --replacement)")
             self.stop_at_hit = True
+        check_int("k_early", self.k_early, minimum=0)
+        check_int("early_tokens", self.early_tokens, minimum=0)
+        if bool(self.k_early) != bool(self.early_tokens):
+            raise IrlmError(
+                "a curriculum on K needs both k_early (candidates early on) and early_tokens (for how many "
+                "training tokens); set both, or neither"
+            )
+        if self.k_early:
+            if not self.stop_at_hit or self.query_budget:
+                raise IrlmError(
+                    "k_early needs candidates queried until the first hit with a fixed cap: add --stop-at-hit "
+                    "and drop --query-budget (it steers the spend its own way)"
+                )
+            if self.truncate and self.truncate < self.k_early:
+                raise IrlmError(f"truncate must be >= k_early ({self.k_early}), got {self.truncate}")
         check_int("memory_context", self.memory_context, minimum=0)
         if self.memory_context and (self.replacement or not self.stop_at_hit):
             raise IrlmError(
@@ -232,8 +259,9 @@ def group_loss(
     feedback.
     """
     probs = segment.probs.reshape(segment.num_tokens, -1)
-    actions = segment.actions.reshape(-1, args.k)
-    rewards = segment.rewards.reshape(-1, args.k)
+    k = segment.actions.shape[-1]  # args.k, or args.k_early early in a curriculum
+    actions = segment.actions.reshape(-1, k)
+    rewards = segment.rewards.reshape(-1, k)
     queried = None
     if args.stop_at_hit:
         allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
@@ -288,10 +316,13 @@ def train(args: Args) -> TrainResult:
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
     memory = AnswerMemory(rollout.num_envs, args.memory_context, setup.device) if args.memory_context else None
 
+    def candidates_now() -> int:
+        return args.k_early if progress.tokens < args.early_tokens else args.k
+
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         recall = memory.recall(rollout.shown, rollout.starting) if memory else None
         candidates = sample_candidates(
-            logits, args.k, replacement=args.replacement, temperature=args.temperature, truncate=args.truncate,
+            logits, candidates_now(), replacement=args.replacement, temperature=args.temperature, truncate=args.truncate,
             probs=probs, uniform=setup.share.uniform, exclude=recall.exclude if recall else None,
         )
         return recall.known_first(candidates) if recall else candidates
@@ -299,7 +330,7 @@ def train(args: Args) -> TrainResult:
     with open_run("group", args, setup) as run:
         while progress.tokens < args.total_tokens:
             with progress.timed():
-                segment = rollout.collect(args.rollout_steps, sampler, score=args.k > 1)
+                segment = rollout.collect(args.rollout_steps, sampler, score=candidates_now() > 1)
                 features = rollout.features(segment)
                 loss, queries = group_loss(args, model, segment, features, budget, scratch, setup.share, memory)
                 optimise(optimizer, loss, args.max_grad_norm, setup.share)

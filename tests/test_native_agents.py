@@ -192,6 +192,33 @@ def test_group_rejects_inconsistent_options() -> None:
     with pytest.raises(IrlmError, match="distinct candidates"):
         group.Args(k=8, query_budget=4, replacement=True)
     assert group.Args(k=16, query_budget=4).stop_at_hit  # adaptive K queries in order
+    with pytest.raises(IrlmError, match="set both, or neither"):
+        group.Args(k=8, stop_at_hit=True, k_early=32)
+    with pytest.raises(IrlmError, match="add --stop-at-hit"):
+        group.Args(k=8, k_early=32, early_tokens=1000)
+    with pytest.raises(IrlmError, match="drop --query-budget"):
+        group.Args(k=8, query_budget=4, k_early=32, early_tokens=1000)
+    with pytest.raises(IrlmError, match="truncate must be >= k_early"):
+        group.Args(k=8, stop_at_hit=True, truncate=16, k_early=32, early_tokens=1000)
+
+
+def test_curriculum_on_k_proposes_k_early_candidates_for_the_first_early_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    widths: list[int] = []
+    real = group_module.group_loss
+
+    def spy(args: Any, model: Any, segment: Segment, *rest: Any) -> Any:
+        widths.append(segment.actions.shape[-1])
+        return real(args, model, segment, *rest)
+
+    monkeypatch.setattr(group_module, "group_loss", spy)
+    # 8 streams x 10 steps = 80 tokens a segment: 200 early tokens are the first 3 segments.
+    metrics = _train("group", tmp_path, k=1, k_early=4, early_tokens=200, stop_at_hit=True, miss_weight=1.0,
+                     n_envs=8, rollout_steps=10, total_tokens=800)
+    assert widths == [4, 4, 4] + [1] * 7
+    # Early contexts asked up to 4 tokens each, the later ones exactly one.
+    assert 1 < metrics["queries_per_token"] <= (3 * 4 + 7) / 10
 
 
 def test_expected_needs_a_reward_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
