@@ -42,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,6 +151,20 @@ def takes_weight_decay(module_name: str) -> bool:
     return "weight_decay" in module.Args.__dataclass_fields__
 
 
+def checked_agents(parser: argparse.ArgumentParser, agents: str, weight_decay: float) -> list[str]:
+    """The configurations named in a comma-separated ``--agents``, or a parser error naming the bad ones."""
+    names = list(dict.fromkeys(n.strip() for n in agents.split(",") if n.strip()))
+    unknown = [name for name in names if name not in AGENTS]
+    if unknown:
+        parser.error(f"unknown agent configuration(s) {', '.join(unknown)}; see python bench/learning.py --list")
+    if weight_decay:
+        no_decay = [name for name in names if not takes_weight_decay(AGENTS[name][0])]
+        if no_decay:
+            parser.error(f"--weight-decay applies to the native agents only, not {', '.join(no_decay)}; "
+                         "leave those out or drop --weight-decay")
+    return names
+
+
 def corpus_settings(corpus: str) -> dict[str, Any]:
     """``TrainArgs`` corpus fields for ``--corpus``: a built-in corpus name or a text file."""
     base = {"tokenizer": "word", "max_vocab": 10000}
@@ -237,6 +252,16 @@ def run_in_processes(calls: dict[str, tuple[Callable[..., dict[str, Any]], tuple
     return runs
 
 
+def agent_args(name: str, seed: int, common: dict[str, Any], run_dir: Path) -> tuple[ModuleType, Any]:
+    """Configuration ``name``'s agent module and its ``Args``: the shared settings it takes, its own options."""
+    module_name, options, _ = AGENTS[name]
+    module = __import__(f"irlm_agents.{module_name}", fromlist=["Args", "train"])
+    fields = set(module.Args.__dataclass_fields__)
+    settings = {key: value for key, value in common.items() if key in fields}
+    settings.update(options, seed=seed, run_dir=str(run_dir))
+    return module, module.Args(**settings)
+
+
 def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threads: int) -> dict[str, Any]:
     """Train one configuration with one seed in this (fresh) process; score it on the test split."""
     import torch
@@ -244,12 +269,7 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     from irlm_agents.lm.evaluation import evaluate
 
     torch.set_num_threads(threads)
-    module_name, options, feedback = AGENTS[name]
-    module = __import__(f"irlm_agents.{module_name}", fromlist=["Args", "train"])
-    fields = set(module.Args.__dataclass_fields__)
-    settings = {key: value for key, value in common.items() if key in fields}
-    settings.update(options, seed=seed, run_dir=str(Path(run_root) / f"{name}-seed{seed}"))
-    args = module.Args(**settings)
+    module, args = agent_args(name, seed, common, Path(run_root) / f"{name}-seed{seed}")
     start = time.perf_counter()
     result = module.train(args)
     wall = time.perf_counter() - start
@@ -259,7 +279,7 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     return {
         "name": name,
         "seed": seed,
-        "feedback": feedback,
+        "feedback": AGENTS[name][2],
         "test_top1": float(test["top1"]),
         "test_perplexity": float(test["perplexity"]),
         "test_free_top1": float(test["free_top1"]),
@@ -449,15 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if options.figure:
         parser.error("--figure redraws the figure of a saved results file; pass it with --table RESULTS_JSON")
-    names = list(dict.fromkeys(n.strip() for n in options.agents.split(",") if n.strip()))
-    unknown = [name for name in names if name not in AGENTS]
-    if unknown:
-        parser.error(f"unknown agent configuration(s) {', '.join(unknown)}; see --list")
-    if options.weight_decay:
-        no_decay = [name for name in names if not takes_weight_decay(AGENTS[name][0])]
-        if no_decay:
-            parser.error(f"--weight-decay applies to the native agents only, not {', '.join(no_decay)}; "
-                         "leave those out or drop --weight-decay")
+    names = checked_agents(parser, options.agents, options.weight_decay)
     seeds, corpus_label, stamp = plan_runs(parser, options)
     reused = reused_runs(parser, options, corpus_label, seeds, names)
     if "supervised" not in names and not any(run["name"] == "supervised" for run in reused):

@@ -169,3 +169,46 @@ def test_figure_without_table_is_refused(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         _bench().main(["--figure", "out.png"])
     assert "pass it with --table" in capsys.readouterr().err
+
+
+def test_throughput_ratios_are_against_the_same_rounds_supervised_run() -> None:
+    def rates(supervised: float, agent: float) -> dict[str, dict[str, float]]:
+        return {"supervised": {"tokens_per_second": supervised, "queries_per_token": 0.0},
+                "likelihood-k8-t07-memory": {"tokens_per_second": agent, "queries_per_token": 5.0}}
+
+    # A slow round slows both alike: each ratio is against its own round, not a pooled mean.
+    rows = _bench("native_throughput").summarise([rates(2000, 1800), rates(1000, 700), rates(2000, 1700)])
+    agent = rows[1]
+    assert agent["ratios"] == pytest.approx([0.9, 0.7, 0.85])
+    assert agent["median_ratio"] == pytest.approx(0.85)
+    assert agent["tokens_per_second"] == 1700
+    assert rows[0]["ratios"] == [1.0, 1.0, 1.0]
+
+
+def test_throughput_bench_trains_every_configuration_in_each_round(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _bench("native_throughput")
+    assert bench.main(["--corpus", "grammar", "--agents", "likelihood-k2-t05-memory", "--total-tokens", "500",
+                       "--rounds", "2", "--out", str(tmp_path)]) == 0
+    (saved,) = tmp_path.glob("throughput-grammar-*.json")
+    result = json.loads(saved.read_text())
+    assert [sorted(rates) for rates in result["rounds"]] == [["likelihood-k2-t05-memory", "supervised"]] * 2
+    assert all(rates["likelihood-k2-t05-memory"]["queries_per_token"] >= 1 for rates in result["rounds"])
+    printed = capsys.readouterr().out
+    assert "likelihood-k2-t05-memory" in printed and "x sup by round" in printed
+    assert bench.main(["--table", str(saved)]) == 0
+    assert "likelihood-k2-t05-memory" in capsys.readouterr().out
+
+
+def test_throughput_bench_refuses_an_unknown_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _bench("native_throughput").main(["--corpus", "grammar", "--agents", "likelihood-k9"])
+    assert "unknown agent configuration(s) likelihood-k9" in capsys.readouterr().err
+
+
+def test_head_product_bench_reports_each_shape_against_the_whole_segment(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _bench("head_product").main(["--rounds", "1", "--calls", "35"]) == 0
+    rows = {line[:44].strip(): line.split()[-1] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["whole segment (1120 rows)"] == "1.00"
+    assert "step by step (32 rows)" in rows and float(rows["step by step (32 rows)"]) > 0

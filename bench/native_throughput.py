@@ -1,0 +1,130 @@
+"""Training throughput of the native agents against supervised, in one process (issue 11's speed target).
+
+``bench/learning.py`` runs every configuration in a process of its own, two side by side, so
+two rows' tokens/s come from different moments and different neighbours: a bandit agent paired
+with another bandit agent competes for memory bandwidth with per-step products, supervised
+paired with supervised does not. Here every configuration trains in this one process, on one
+thread, one after another and again in rounds (supervised, then each agent, then supervised
+again), so machine noise hits them alike. Each run is the configuration of
+``bench/learning.py`` (same model, corpus, settings and seed) trained from scratch for
+``--total-tokens``; its rate is the tokens per second of its rollouts and updates (validation
+excluded, as in ``bench/learning.py``), and each agent's ratio is against the supervised run of
+the same round. Every round repeats the same work, so the spread of the ratios over rounds is
+the machine's noise; the table gives their median.
+
+    python bench/native_throughput.py --corpus pydocs --agents likelihood-k8-t07-memory,likelihood-k1-t05-memory
+    python bench/native_throughput.py --table OUT/throughput-pydocs-STAMP.json   # print a saved table again
+
+Target (issue 11): the recommended agents at >= 0.80 of supervised's tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learning import TINY_SHAKESPEARE, agent_args, checked_agents, common_settings  # noqa: E402
+
+from irlm_env.fileio import atomic_write_bytes  # noqa: E402
+
+RECOMMENDED = ("likelihood-k8-t07-memory", "likelihood-k2-t05-memory", "likelihood-k1-t05-memory")
+TARGET = 0.80
+
+
+def train_rate(name: str, common: dict[str, Any], seed: int, run_dir: Path) -> dict[str, float]:
+    """Train configuration ``name`` once in this process; its training tokens/s and queries per token."""
+    module, args = agent_args(name, seed, common, run_dir)
+    result = module.train(args)
+    return {
+        "tokens_per_second": float(result.metrics["tokens_per_second"]),
+        "queries_per_token": float(result.metrics.get("queries_per_token", 1.0)),
+    }
+
+
+def summarise(rounds: list[dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """One row per configuration: median tokens/s, the ratio to the same round's supervised run
+    in each round, and their median."""
+    rows = []
+    for name in rounds[0]:
+        ratios = [r[name]["tokens_per_second"] / r["supervised"]["tokens_per_second"] for r in rounds]
+        rows.append({
+            "name": name,
+            "tokens_per_second": statistics.median(r[name]["tokens_per_second"] for r in rounds),
+            "queries_per_token": rounds[0][name]["queries_per_token"],
+            "ratios": ratios,
+            "median_ratio": statistics.median(ratios),
+        })
+    return rows
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"native training throughput on {result['corpus']}, {result['total_tokens']:,} tokens per run, "
+          f"{len(result['rounds'])} rounds in one process, {result['threads']} thread(s)")
+    print(f"{'configuration':30s} {'tok/s':>7s} {'queries/tok':>11s} {'x sup (median)':>14s}  x sup by round")
+    for row in summarise(result["rounds"]):
+        flag = ""
+        if row["name"] in RECOMMENDED:
+            flag = f"  {'meets' if row['median_ratio'] >= TARGET else 'below'} {TARGET:.2f}"
+        print(f"{row['name']:30s} {row['tokens_per_second']:7.0f} {row['queries_per_token']:11.2f} "
+              f"{row['median_ratio']:14.3f}  {' '.join(f'{r:.2f}' for r in row['ratios'])}{flag}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", default="tinyshakespeare",
+                        help="tinyshakespeare (../shared/corpora), a built-in corpus name (pydocs) or a text file")
+    parser.add_argument("--agents", default=",".join(RECOMMENDED),
+                        help="comma-separated configurations of bench/learning.py (its --list); supervised is "
+                             "always run as the reference")
+    parser.add_argument("--total-tokens", type=int, default=200_000, help="training tokens per run")
+    parser.add_argument("--rounds", type=int, default=3, help="times every configuration is trained")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of every run (each round repeats the same work)")
+    parser.add_argument("--weight-decay", type=float, default=0.3, help="as bench/learning.py --weight-decay")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", default="bench/out/throughput", help="folder for the results file")
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
+    options = parser.parse_args(argv)
+    if options.table:
+        if not Path(options.table).is_file():
+            parser.error(f"results file {options.table} not found; pass a throughput-*.json written by this script")
+        print_table(json.loads(Path(options.table).read_text()))
+        return 0
+    agents = checked_agents(parser, options.agents, options.weight_decay)
+    names = ["supervised", *(name for name in agents if name != "supervised")]
+    if options.rounds < 1 or options.total_tokens < 1:
+        parser.error("--rounds and --total-tokens must be at least 1")
+    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
+        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
+    torch.set_num_threads(options.threads)
+    # One validation at the end of each run, on few tokens: only the training time is measured.
+    common = common_settings(options.corpus, options.total_tokens, 1, 2_000, "cpu", options.weight_decay)
+    corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
+    result: dict[str, Any] = {"corpus": corpus_label, "total_tokens": options.total_tokens,
+                              "threads": options.threads, "seed": options.seed, "rounds": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_index in range(options.rounds):
+            rates = {}
+            for name in names:
+                rates[name] = train_rate(name, common, options.seed, Path(scratch) / f"{name}-{round_index}")
+                print(f"round {round_index + 1} {name}: {rates[name]['tokens_per_second']:.0f} tok/s", flush=True)
+            result["rounds"].append(rates)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"throughput-{corpus_label}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    atomic_write_bytes(path, json.dumps(result, indent=1).encode())
+    print_table(result)
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
