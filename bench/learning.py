@@ -376,7 +376,7 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
     from irlm_env.fileio import atomic_write_bytes
 
     rows = summarise(runs)
-    figure = Figure(figsize=(13, 4.5))
+    figure = Figure(figsize=(14, 4.5))
     FigureCanvasAgg(figure)
     # Agents with similar query counts sit on top of each other, so they are told apart by
     # colour and marker in one legend rather than by labels next to the points.
@@ -402,7 +402,7 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
         axis.grid(alpha=0.3)
     figure.legend(*figure.axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout(rect=(0, 0, 0.85, 1))
+    figure.tight_layout(rect=(0, 0, 0.8, 1))
     buffer = __import__("io").BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     atomic_write_bytes(out, buffer.getvalue())
