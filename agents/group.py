@@ -322,8 +322,8 @@ def train(args: Args) -> TrainResult:
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         recall = memory.recall(rollout.shown, rollout.starting) if memory else None
         candidates = sample_candidates(
-            logits, candidates_now(), replacement=args.replacement, temperature=args.temperature, truncate=args.truncate,
-            probs=probs, uniform=setup.share.uniform, exclude=recall.exclude if recall else None,
+            logits, candidates_now(), replacement=args.replacement, temperature=args.temperature,
+            truncate=args.truncate, probs=probs, uniform=setup.share.uniform, exclude=recall.exclude if recall else None,
         )
         return recall.known_first(candidates) if recall else candidates
 
