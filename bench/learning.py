@@ -447,6 +447,17 @@ def reused_runs(parser: argparse.ArgumentParser, options: argparse.Namespace, co
     return kept
 
 
+def runs_with_curves(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs whose folder still holds their validation curve.
+
+    A run kept by ``--reuse`` may come from a temporary folder of an earlier session that is
+    gone: its scores are in the results file, its curve is not.
+    """
+    from irlm_agents.runs.plotting import METRICS_FILE
+
+    return [run for run in runs if (Path(run["run_dir"]) / METRICS_FILE).is_file()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_options(parser, corpus="tinyshakespeare", total_tokens=1_000_000, curve_points=8, out="bench/out/learning")
@@ -496,15 +507,21 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     saved = {"runs": runs, "ngram": peers, "total_tokens": options.total_tokens, "corpus": corpus_label,
              "weight_decay": options.weight_decay}
-    (out / f"results-{corpus_label}-{stamp}.json").write_text(json.dumps(saved, indent=2))
-    if runs:
-        from irlm_agents.runs.plotting import plot_runs
+    from irlm_agents.runs.plotting import plot_runs
+    from irlm_env.fileio import atomic_write_bytes
 
-        curves = plot_runs([run["run_dir"] for run in runs], out / f"curves-{corpus_label}-{stamp}.png",
-                           labels=[f"{run['name']} s{run['seed']}" for run in runs])
+    atomic_write_bytes(out / f"results-{corpus_label}-{stamp}.json", json.dumps(saved, indent=2).encode())
+    if runs:
         title = queries_title(corpus_label, options.total_tokens, options.seeds)
         figure = plot_queries(runs, peers, out / f"queries-{corpus_label}-{stamp}.png", title)
-        print(f"learning curves: {curves}\nqueries figure: {figure}")
+        print(f"queries figure: {figure}")
+        curve_runs = runs_with_curves(runs)
+        if len(curve_runs) < len(runs):
+            print(f"no curves for {len(runs) - len(curve_runs)} reused run(s) whose run directory is gone")
+        if curve_runs:
+            curves = plot_runs([run["run_dir"] for run in curve_runs], out / f"curves-{corpus_label}-{stamp}.png",
+                               labels=[f"{run['name']} s{run['seed']}" for run in curve_runs])
+            print(f"learning curves: {curves}")
     return 0
 
 

@@ -165,6 +165,14 @@ def test_table_redraws_the_queries_figure_of_a_saved_file(tmp_path: Path) -> Non
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_learning_curves_skip_reused_runs_whose_folder_is_gone(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "metrics.csv").write_text("tokens,top1\n")
+    runs = [{"name": "supervised", "run_dir": str(tmp_path / "gone")}, {"name": "likelihood-k8", "run_dir": str(kept)}]
+    assert _bench().runs_with_curves(runs) == runs[1:]
+
+
 def test_figure_without_table_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         _bench().main(["--figure", "out.png"])
