@@ -132,6 +132,9 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     # fastest, then the 8-query agent; about 7 queries per token on average over 1M tokens.
     "likelihood-k8-t07-memory-early32": ("group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7, "memory_context": 12,
                                                     "k_early": 32, "early_tokens": 200_000}, "bandit"),
+    # The same curriculum with up to 10 candidates after it, spending the rest of the budget of 8.
+    "likelihood-k10-t07-memory-early32": ("group", {**_LIKELIHOOD, "k": 10, "temperature": 0.7, "memory_context": 12,
+                                                     "k_early": 32, "early_tokens": 200_000}, "bandit"),
     "likelihood-k8-flat": ("group", {**_LIKELIHOOD, "k": 8, "unigram_init": False}, "bandit"),
     # Control: cross-entropy on a random 30% of the tokens, about as many as likelihood-k8 is
     # told (its sampled candidates hold the target on about a third of the training tokens).
