@@ -10,7 +10,9 @@ again), so machine noise hits them alike. Each run is the configuration of
 ``--total-tokens``; its rate is the tokens per second of its rollouts and updates (validation
 excluded, as in ``bench/learning.py``), and each agent's ratio is against the supervised run of
 the same round. Every round repeats the same work, so the spread of the ratios over rounds is
-the machine's noise; the table gives their median.
+the machine's noise; the table gives their median. Run it alone on the machine, or say what ran
+beside it: a neighbouring process slows the bandit agents more than supervised (their output
+layer runs step by step over the whole weight matrix), so a ratio measured with one is lower.
 
     python bench/native_throughput.py --corpus pydocs --agents likelihood-k8-t07-memory,likelihood-k1-t05-memory
     python bench/native_throughput.py --table OUT/throughput-pydocs-STAMP.json   # print a saved table again
