@@ -11,8 +11,8 @@ again), so machine noise hits them alike. Each run is the configuration of
 excluded, as in ``bench/learning.py``), and each agent's ratio is against the supervised run of
 the same round. Every round repeats the same work, so the spread of the ratios over rounds is
 the machine's noise; the table gives their median. Run it alone on the machine, or say what ran
-beside it: a neighbouring process slows the bandit agents more than supervised (their output
-layer runs step by step over the whole weight matrix), so a ratio measured with one is lower.
+beside it: with another benchmark on the second core the bandit agents' ratios came out lower
+(their output layer runs step by step, reading the whole weight matrix at every step).
 
     python bench/native_throughput.py --corpus pydocs --agents likelihood-k8-t07-memory,likelihood-k1-t05-memory
     python bench/native_throughput.py --table OUT/throughput-pydocs-STAMP.json   # print a saved table again
