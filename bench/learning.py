@@ -50,6 +50,8 @@ TINY_SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 PEERS = ("majority", "bigram", "4gram")
 
 _LIKELIHOOD = {"estimator": "logexp", "stop_at_hit": True, "miss_weight": 1.0, "unigram_init": True}
+#: The curriculum on K: up to 32 candidates for the first 200k tokens, then the configuration's k.
+_EARLY32 = {**_LIKELIHOOD, "temperature": 0.7, "memory_context": 12, "k_early": 32, "early_tokens": 200_000}
 
 #: name -> (agent module, its options, feedback kind)
 AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -130,11 +132,9 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "likelihood-k12-t07-memory": ("group", {**_LIKELIHOOD, "k": 12, "temperature": 0.7, "memory_context": 12}, "bandit"),
     # A curriculum on K: up to 32 candidates for the first 200k tokens, while the model learns
     # fastest, then the 8-query agent; about 7 queries per token on average over 1M tokens.
-    "likelihood-k8-t07-memory-early32": ("group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7, "memory_context": 12,
-                                                    "k_early": 32, "early_tokens": 200_000}, "bandit"),
+    "likelihood-k8-t07-memory-early32": ("group", {**_EARLY32, "k": 8}, "bandit"),
     # The same curriculum with up to 10 candidates after it, spending the rest of the budget of 8.
-    "likelihood-k10-t07-memory-early32": ("group", {**_LIKELIHOOD, "k": 10, "temperature": 0.7, "memory_context": 12,
-                                                     "k_early": 32, "early_tokens": 200_000}, "bandit"),
+    "likelihood-k10-t07-memory-early32": ("group", {**_EARLY32, "k": 10}, "bandit"),
     "likelihood-k8-flat": ("group", {**_LIKELIHOOD, "k": 8, "unigram_init": False}, "bandit"),
     # Control: cross-entropy on a random 30% of the tokens, about as many as likelihood-k8 is
     # told (its sampled candidates hold the target on about a third of the training tokens).
