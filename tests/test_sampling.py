@@ -15,6 +15,7 @@ from irlm_agents.lm.sampling import (
     sample_distinct_from_cdf,
     sample_from_cdf,
 )
+from irlm_agents.lm.sampling import _draw_distinct_numpy, _draw_distinct_torch
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64)
 
@@ -91,6 +92,21 @@ def test_distinct_draws_never_repeat_a_token() -> None:
         drawn = sample_distinct_from_cdf(probs.cumsum(-1), 4)
         assert all(len(set(row)) == 4 for row in drawn.tolist())
         assert set(drawn[0, :2].tolist()) == {1, 3} and int(drawn[1, 0]) == 2
+
+
+def test_the_cpu_loop_draws_what_the_device_loop_draws() -> None:
+    """The NumPy loop used on CPU and the torch loop used on other devices pick the same tokens
+    from the same uniform numbers (flat and sharp float64 tables, tokens excluded, one to 24
+    candidates), so a training run's draws do not depend on which one ran."""
+    generator = torch.Generator().manual_seed(0)
+    for table in range(1000):
+        logits = torch.randn(32, 1000, generator=generator, dtype=torch.float64) * (1 + (table // 5) % 5)
+        if table % 3 == 0:
+            logits[:, torch.randperm(1000, generator=generator)[:64]] = float("-inf")
+        cdf = torch.softmax(logits / 0.7, -1).cumsum(-1)
+        k = (1, 2, 8, 10, 24)[table % 5]
+        draws = torch.rand(32, k, generator=generator, dtype=cdf.dtype)
+        assert torch.equal(_draw_distinct_numpy(cdf, draws), _draw_distinct_torch(cdf, draws)), table
 
 
 def test_many_distinct_candidates_follow_the_policy_too() -> None:
