@@ -10,12 +10,13 @@ import torch
 
 from irlm_agents.lm.sampling import (
     MAX_SEQUENTIAL_DRAWS,
+    _draw_distinct_numpy,
+    _draw_distinct_torch,
     gumbel_perturbed,
     sample_candidates,
     sample_distinct_from_cdf,
     sample_from_cdf,
 )
-from irlm_agents.lm.sampling import _draw_distinct_numpy, _draw_distinct_torch
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64)
 
