@@ -41,6 +41,11 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
 - ``truncate``: draw the distinct candidates from the M most probable tokens only (by Gumbel
   top-k; the far tail is never proposed).
 - ``temperature``: 0 proposes the K most probable tokens (deterministic); higher explores.
+- ``marginal_weight``: a label-free prior (:mod:`irlm_agents.native.marginal_prior`) that pulls
+  the model's predicted distribution, averaged over contexts, towards the train split's word
+  frequencies (the counts ``--unigram-init`` uses). The feedback's likelihood is indifferent to
+  how a context's mass is shared among the tokens never proposed there; without it the model
+  puts too much of it on rare words.
 - ``memory_context``: remember the answers per context of the last L observed tokens
   (:mod:`irlm_agents.native.answer_memory`): a context answered before proposes its known
   answer first, one not yet answered never proposes a token rejected there before, and its
@@ -72,6 +77,7 @@ from irlm_agents.native.answer_memory import AnswerMemory
 from irlm_agents.native.distributed import Share
 from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
+from irlm_agents.native.marginal_prior import marginal_direction
 from irlm_agents.native.rollout import Segment
 from irlm_agents.native.training import (
     NativeArgs,
@@ -84,7 +90,7 @@ from irlm_agents.native.training import (
     optimise,
     seed_everything,
 )
-from irlm_agents.runs.args import TrainResult
+from irlm_agents.runs.args import TrainResult, unigram_frequencies
 from irlm_env.errors import IrlmError, suggest
 from irlm_env.options import check_int
 
@@ -135,6 +141,13 @@ class Args(NativeArgs):
     )
     early_tokens: int = field(default=0, metadata={"help": "training tokens proposed with k_early candidates"})
     entropy_coef: float = field(default=0.0, metadata={"help": "entropy bonus weight (exploration)"})
+    marginal_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of a label-free term pulling the model's mean predicted distribution towards the "
+            "train split's word frequencies (0: off)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -180,6 +193,8 @@ class Args(NativeArgs):
                 )
             if self.truncate and self.truncate < self.k_early:
                 raise IrlmError(f"truncate must be >= k_early ({self.k_early}), got {self.truncate}")
+        if not math.isfinite(self.marginal_weight) or self.marginal_weight < 0:
+            raise IrlmError(f"marginal_weight must be a finite number >= 0, got {self.marginal_weight!r}")
         check_int("memory_context", self.memory_context, minimum=0)
         if self.memory_context and (self.replacement or not self.stop_at_hit):
             raise IrlmError(
@@ -250,13 +265,15 @@ class QueryBudget:
 def group_loss(
     args: Args, model: RNNLanguageModel, segment: Segment, features: torch.Tensor,
     budget: QueryBudget | None, scratch: Workspace, share: Share, memory: AnswerMemory | None = None,
+    unigram: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The surrogate loss of one segment (its gradient is the estimator's) and the queries used.
 
     The query budget is steered by the whole batch's spend (all processes under torchrun), so
     its threshold is the same everywhere. With a ``memory`` the miss term's set also holds the
     tokens rejected at the same context before, and the memory then learns the segment's
-    feedback.
+    feedback. With the train split's ``unigram`` frequencies, the label-free marginal term of
+    ``args.marginal_weight`` is added on every context.
     """
     probs = segment.probs.reshape(segment.num_tokens, -1)
     k = segment.actions.shape[-1]  # args.k, or args.k_early early in a curriculum
@@ -290,7 +307,8 @@ def group_loss(
     contexts = actions.shape[0]
     features = features.reshape(contexts, -1)
     out = scratch.rows(contexts)
-    if not args.entropy_coef:
+    extra = None if unigram is None else marginal_direction(probs, unigram, args.marginal_weight, 1 / contexts)
+    if not args.entropy_coef and extra is None:
         # Contexts whose weights are all zero (with logexp: every candidate missed) add
         # nothing to the gradient; the backward matrix products run on the others only. Their
         # probabilities are copied into the scratch, and the direction overwrites them there.
@@ -302,6 +320,8 @@ def group_loss(
     direction = policy_gradient_logits(
         probs, actions, weights, coefficient, entropy_coef=args.entropy_coef, scale=1 / contexts, out=out
     )
+    if extra is not None:
+        direction.add_(extra)
     return -head_surrogate(model, features, direction), n_queries
 
 
@@ -315,6 +335,7 @@ def train(args: Args) -> TrainResult:
     budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
     memory = AnswerMemory(rollout.num_envs, args.memory_context, setup.device) if args.memory_context else None
+    unigram = unigram_frequencies(setup.corpus).to(setup.device) if args.marginal_weight else None
 
     def candidates_now() -> int:
         return args.k_early if progress.tokens < args.early_tokens else args.k
@@ -332,7 +353,9 @@ def train(args: Args) -> TrainResult:
             with progress.timed():
                 segment = rollout.collect(args.rollout_steps, sampler, score=candidates_now() > 1)
                 features = rollout.features(segment)
-                loss, queries = group_loss(args, model, segment, features, budget, scratch, setup.share, memory)
+                loss, queries = group_loss(
+                    args, model, segment, features, budget, scratch, setup.share, memory, unigram
+                )
                 optimise(optimizer, loss, args.max_grad_norm, setup.share)
             reward = float(segment.rewards[..., 0].mean())
             progress.add(segment.num_tokens, queries, reward=reward, accuracy=segment.accuracy)

@@ -20,6 +20,8 @@ from irlm_env.errors import IrlmError
 from irlm_env.options import check_int
 
 if TYPE_CHECKING:
+    import torch
+
     from irlm_env.corpus import Corpus
     from irlm_agents.lm.model import RNNLanguageModel
 
@@ -160,8 +162,21 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     return model
 
 
+def unigram_frequencies(corpus: Corpus) -> torch.Tensor:
+    """The train split's add-one-smoothed word frequencies, float64 (V,).
+
+    The agents read the train split as their observations, so these counts are known without a
+    reward: the best context-free guess of the next word.
+    """
+    import numpy as np
+    import torch
+
+    counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab)).astype(np.float64) + 1.0
+    return torch.from_numpy(counts / counts.sum())
+
+
 def _unigram_bias(model: RNNLanguageModel, corpus: Corpus) -> None:
-    """Output bias = log of add-one-smoothed train frequencies (the best context-free guess).
+    """Output bias = log of the train split's unigram frequencies.
 
     With a 0/1 reward and a uniform start, a policy over thousands of tokens almost never samples
     the right word, so it gets no signal; starting at the unigram distribution makes frequent
@@ -170,7 +185,6 @@ def _unigram_bias(model: RNNLanguageModel, corpus: Corpus) -> None:
     import numpy as np
     import torch
 
-    counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab)).astype(np.float64) + 1.0
     with torch.no_grad():
-        model.decoder.bias.copy_(torch.from_numpy(np.log(counts / counts.sum())))
+        model.decoder.bias.copy_(torch.from_numpy(np.log(unigram_frequencies(corpus).numpy())))
 

@@ -1,0 +1,59 @@
+"""The label-free marginal prior of the group agent (``--marginal-weight``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from irlm_agents import group
+from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.native.marginal_prior import marginal_direction
+from irlm_agents.runs.args import unigram_frequencies
+from irlm_env.errors import IrlmError
+from test_native_agents import TINY
+
+
+def test_the_direction_is_the_gradient_of_the_unigram_log_likelihood_of_the_mean_prediction() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
+    unigram = torch.softmax(torch.randn(9, dtype=torch.float64), 0)
+    objective = 2.5 * (unigram * torch.softmax(logits, -1).mean(0).log()).sum()
+    (expected,) = torch.autograd.grad(objective, logits)
+    direction = marginal_direction(torch.softmax(logits, -1).detach(), unigram, weight=2.5, scale=1 / 6)
+    torch.testing.assert_close(direction, expected)
+
+
+def test_the_direction_vanishes_when_the_mean_prediction_is_the_unigram() -> None:
+    probs = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.3, 0.5]])
+    torch.testing.assert_close(marginal_direction(probs, probs.mean(0), 1.0, 0.5), torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_a_bad_weight_is_refused(weight: float) -> None:
+    with pytest.raises(IrlmError, match="marginal_weight must be a finite number >= 0"):
+        group.Args(marginal_weight=weight)
+
+
+def _mean_prediction_distance(run_dir: Path) -> float:
+    """KL(u || mean prediction) over the first training contexts of the saved model."""
+    checkpoint = load_model(run_dir / "final.irlm")
+    corpus = checkpoint.load_corpus()
+    tokens = torch.as_tensor(corpus.split("train")[:4000].astype("int64"))
+    model = checkpoint.model.eval()
+    with torch.inference_mode():
+        features, _ = model.features(tokens.reshape(8, -1), model.initial_hidden(8))
+        mean = torch.softmax(model.head(features), -1).reshape(-1, model.config.vocab_size).mean(0)
+    unigram = unigram_frequencies(corpus).float()
+    return float((unigram * (unigram / mean).log()).sum())
+
+
+def test_training_with_the_prior_brings_the_mean_prediction_to_the_word_frequencies(tmp_path: Path) -> None:
+    distances = {}
+    for weight in (0.0, 3.0):
+        run_dir = tmp_path / f"w{weight}"
+        group.train(group.Args(**TINY, k=2, stop_at_hit=True, miss_weight=1.0, temperature=0.5, seed=0,
+                               total_tokens=20_000, marginal_weight=weight, run_dir=str(run_dir)))
+        distances[weight] = _mean_prediction_distance(run_dir)
+    assert distances[3.0] < 0.5 * distances[0.0]
