@@ -335,7 +335,9 @@ def train(args: Args) -> TrainResult:
     budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
     memory = AnswerMemory(rollout.num_envs, args.memory_context, setup.device) if args.memory_context else None
-    unigram = unigram_frequencies(setup.corpus).to(setup.device) if args.marginal_weight else None
+    unigram = None
+    if args.marginal_weight:  # converted once to the probabilities' dtype, not at every update
+        unigram = torch.from_numpy(unigram_frequencies(setup.corpus)).to(setup.device, model.decoder.weight.dtype)
 
     def candidates_now() -> int:
         return args.k_early if progress.tokens < args.early_tokens else args.k

@@ -135,15 +135,6 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "likelihood-k8-t07-memory-early32": ("group", {**_EARLY32, "k": 8}, "bandit"),
     # The same curriculum with up to 10 candidates after it, spending the rest of the budget of 8.
     "likelihood-k10-t07-memory-early32": ("group", {**_EARLY32, "k": 10}, "bandit"),
-    # The label-free marginal prior (see irlm_agents.native.marginal_prior): the model's mean
-    # prediction pulled towards the word frequencies of the text it reads.
-    "likelihood-k10-t07-memory-early32-marginal": ("group", {**_EARLY32, "k": 10, "marginal_weight": 1.0}, "bandit"),
-    "likelihood-k8-t07-memory-marginal": (
-        "group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7, "memory_context": 12, "marginal_weight": 1.0}, "bandit"
-    ),
-    "likelihood-k1-t05-memory-marginal": (
-        "group", {**_LIKELIHOOD, "k": 1, "temperature": 0.5, "memory_context": 12, "marginal_weight": 1.0}, "bandit"
-    ),
     "likelihood-k8-flat": ("group", {**_LIKELIHOOD, "k": 8, "unigram_init": False}, "bandit"),
     # Control: cross-entropy on a random 30% of the tokens, about as many as likelihood-k8 is
     # told (its sampled candidates hold the target on about a third of the training tokens).
@@ -155,6 +146,10 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "ppo": ("ppo", {}, "bandit"),
     "recurrent-ppo": ("recurrent_ppo", {}, "bandit"),
 }
+# The label-free marginal prior (see irlm_agents.native.marginal_prior), the model's mean
+# prediction pulled towards the word frequencies of the text it reads, added to three agents.
+for _name in ("likelihood-k10-t07-memory-early32", "likelihood-k8-t07-memory", "likelihood-k1-t05-memory"):
+    AGENTS[f"{_name}-marginal"] = ("group", {**AGENTS[_name][1], "marginal_weight": 1.0}, "bandit")
 
 
 def takes_weight_decay(module_name: str) -> bool:

@@ -45,7 +45,7 @@ def _mean_prediction_distance(run_dir: Path) -> float:
     with torch.inference_mode():
         features, _ = model.features(tokens.reshape(8, -1), model.initial_hidden(8))
         mean = torch.softmax(model.head(features), -1).reshape(-1, model.config.vocab_size).mean(0)
-    unigram = unigram_frequencies(corpus).float()
+    unigram = torch.from_numpy(unigram_frequencies(corpus)).float()
     return float((unigram * (unigram / mean).log()).sum())
 
 

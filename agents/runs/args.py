@@ -20,7 +20,7 @@ from irlm_env.errors import IrlmError
 from irlm_env.options import check_int
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
 
     from irlm_env.corpus import Corpus
     from irlm_agents.lm.model import RNNLanguageModel
@@ -162,17 +162,16 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     return model
 
 
-def unigram_frequencies(corpus: Corpus) -> torch.Tensor:
+def unigram_frequencies(corpus: Corpus) -> np.ndarray:
     """The train split's add-one-smoothed word frequencies, float64 (V,).
 
     The agents read the train split as their observations, so these counts are known without a
     reward: the best context-free guess of the next word.
     """
     import numpy as np
-    import torch
 
     counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab)).astype(np.float64) + 1.0
-    return torch.from_numpy(counts / counts.sum())
+    return counts / counts.sum()
 
 
 def _unigram_bias(model: RNNLanguageModel, corpus: Corpus) -> None:
@@ -186,5 +185,5 @@ def _unigram_bias(model: RNNLanguageModel, corpus: Corpus) -> None:
     import torch
 
     with torch.no_grad():
-        model.decoder.bias.copy_(torch.from_numpy(np.log(unigram_frequencies(corpus).numpy())))
+        model.decoder.bias.copy_(torch.from_numpy(np.log(unigram_frequencies(corpus))))
 
