@@ -77,7 +77,7 @@ from irlm_agents.native.answer_memory import AnswerMemory
 from irlm_agents.native.distributed import Share
 from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
-from irlm_agents.native.marginal_prior import marginal_direction
+from irlm_agents.native.marginal_prior import marginal_scores
 from irlm_agents.native.rollout import Segment
 from irlm_agents.native.training import (
     NativeArgs,
@@ -307,8 +307,8 @@ def group_loss(
     contexts = actions.shape[0]
     features = features.reshape(contexts, -1)
     out = scratch.rows(contexts)
-    extra = None if unigram is None else marginal_direction(probs, unigram, args.marginal_weight, 1 / contexts)
-    if not args.entropy_coef and extra is None:
+    scores = None if unigram is None else marginal_scores(probs, unigram, args.marginal_weight, 1 / contexts)
+    if not args.entropy_coef and scores is None:
         # Contexts whose weights are all zero (with logexp: every candidate missed) add
         # nothing to the gradient; the backward matrix products run on the others only. Their
         # probabilities are copied into the scratch, and the direction overwrites them there.
@@ -318,10 +318,9 @@ def group_loss(
             actions, weights, coefficient = actions[rows], weights[rows], coefficient[rows]
             features = features[rows]
     direction = policy_gradient_logits(
-        probs, actions, weights, coefficient, entropy_coef=args.entropy_coef, scale=1 / contexts, out=out
+        probs, actions, weights, coefficient, entropy_coef=args.entropy_coef, scale=1 / contexts,
+        scores=scores, out=out,
     )
-    if extra is not None:
-        direction.add_(extra)
     return -head_surrogate(model, features, direction), n_queries
 
 

@@ -9,25 +9,40 @@ import torch
 
 from irlm_agents import group
 from irlm_agents.lm.checkpoints import load_model
-from irlm_agents.native.marginal_prior import marginal_direction
+from irlm_agents.native.gradients import policy_gradient_logits
+from irlm_agents.native.marginal_prior import marginal_scores
 from irlm_agents.runs.args import unigram_frequencies
 from irlm_env.errors import IrlmError
 from test_native_agents import TINY
 
 
-def test_the_direction_is_the_gradient_of_the_unigram_log_likelihood_of_the_mean_prediction() -> None:
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.3])
+def test_the_direction_is_the_gradient_of_the_feedback_and_the_unigram_log_likelihood_of_the_mean(
+    entropy_coef: float,
+) -> None:
     torch.manual_seed(0)
     logits = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
     unigram = torch.softmax(torch.randn(9, dtype=torch.float64), 0)
-    objective = 2.5 * (unigram * torch.softmax(logits, -1).mean(0).log()).sum()
+    actions, weights = torch.randint(0, 9, (6, 2)), torch.randn(6, 2, dtype=torch.float64)
+    log_probs = torch.log_softmax(logits, -1)
+    feedback = (weights * log_probs.gather(1, actions)).sum() - entropy_coef * (log_probs.exp() * log_probs).sum()
+    objective = feedback / 6 + 2.5 * (unigram * log_probs.exp().mean(0).log()).sum()
     (expected,) = torch.autograd.grad(objective, logits)
-    direction = marginal_direction(torch.softmax(logits, -1).detach(), unigram, weight=2.5, scale=1 / 6)
+    probs = log_probs.exp().detach()
+    scores = marginal_scores(probs, unigram, weight=2.5, scale=1 / 6)
+    direction = policy_gradient_logits(
+        probs, actions, weights, entropy_coef=entropy_coef, scale=1 / 6, scores=scores, out=torch.empty_like(probs)
+    )
     torch.testing.assert_close(direction, expected)
+    with pytest.raises(ValueError, match="probs intact"):
+        policy_gradient_logits(probs, actions, weights, scores=scores, out=probs)
 
 
-def test_the_direction_vanishes_when_the_mean_prediction_is_the_unigram() -> None:
+def test_the_term_vanishes_when_the_mean_prediction_is_the_unigram() -> None:
     probs = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.3, 0.5]])
-    torch.testing.assert_close(marginal_direction(probs, probs.mean(0), 1.0, 0.5), torch.zeros(2, 3))
+    scores = marginal_scores(probs, probs.mean(0), 1.0, 0.5)
+    no_feedback = torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 1)
+    torch.testing.assert_close(policy_gradient_logits(probs, *no_feedback, scores=scores), torch.zeros(2, 3))
 
 
 @pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])

@@ -49,25 +49,35 @@ def policy_gradient_logits(
     entropy_coef: float = 0.0,
     *,
     scale: float = 1.0,
+    scores: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Ascent direction on the logits: ``scale·(scatter(w) - c·π)`` (+ entropy gradient), (B, V).
+    """Ascent direction on the logits: ``scale·(scatter(w) - c·π)`` (+ entropy, + scores terms), (B, V).
 
     ``c`` defaults to ``Σ_k w_k``, which makes this exactly ``∇_z Σ_k w_k log π(a_k)``. With
-    ``entropy_coef = β`` it adds ``β ∇_z H(π) = -β π (log π + H)``. ``scale`` (e.g. one over
-    the number of contexts) is folded into the small factors rather than applied to the (B, V)
-    result, and ``out`` receives the result (it may be ``probs`` itself when there is no entropy
-    term): every fresh vocabulary-sized array costs page faults comparable to a matrix product.
+    ``entropy_coef = β`` it adds ``β ∇_z H(π) = -β π (log π + H)``. With per-word ``scores`` ρ
+    (V,), already scaled, it adds ``∇_z Σ_v ρ_v π_v = π (ρ - π·ρ)``: a term that reaches every
+    word (:mod:`irlm_agents.native.marginal_prior`) costs one more multiplication by π, not a
+    second (B, V) direction. ``scale`` (e.g. one over the number of contexts) is folded into the
+    small factors rather than applied to the (B, V) result, and ``out`` receives the result (it
+    may be ``probs`` itself when there is neither an entropy nor a scores term): every fresh
+    vocabulary-sized array costs page faults comparable to a matrix product.
     """
+    if out is probs and (entropy_coef or scores is not None):
+        raise ValueError("the entropy and scores terms need probs intact; pass an out buffer other than probs")
     if coefficient is None:
         coefficient = weights.sum(-1)
     coefficient = coefficient.to(probs.dtype)[:, None] * scale
+    if scores is not None:
+        coefficient = coefficient + (probs @ scores)[:, None]
     if entropy_coef:
-        if out is probs:
-            raise ValueError("the entropy term needs probs intact; pass an out buffer other than probs")
         direction = torch.log(probs, out=out).clamp_min_(-69.0)  # log π, finite where π underflowed
         entropy = -torch.bmm(probs.unsqueeze(1), direction.unsqueeze(2))[:, 0]
         direction.add_(entropy).mul_(probs).mul_(-entropy_coef * scale).addcmul_(probs, -coefficient)
+        if scores is not None:
+            direction.addcmul_(probs, scores)
+    elif scores is not None:
+        direction = torch.sub(scores, coefficient, out=out).mul_(probs)
     else:
         direction = torch.mul(probs, -coefficient, out=out)
     direction.scatter_add_(1, actions, weights.to(probs.dtype) * scale)

@@ -24,17 +24,14 @@ from __future__ import annotations
 import torch
 
 
-def marginal_direction(probs: torch.Tensor, unigram: torch.Tensor, weight: float, scale: float) -> torch.Tensor:
-    """Ascent direction on the logits of ``weight · Σ_v u_v log π̄_v``, (M, V), a fresh array.
+def marginal_scores(probs: torch.Tensor, unigram: torch.Tensor, weight: float, scale: float) -> torch.Tensor:
+    """Per-word scores ρ (V,) whose term in the logits' direction is this prior's gradient.
 
     With ``π̄`` the mean of the M rows of ``probs``, ``∂/∂π_iv = weight·u_v / (M π̄_v)``, and
-    through the softmax of row i that is ``weight·π_iv (r_v - Σ_w π_iw r_w) / M`` with
-    ``r = u / π̄``; ``scale`` is that ``1 / M`` (the agents scale every term by one over the
-    number of contexts).
+    through the softmax of row i that is ``π_iv (ρ_v - Σ_w π_iw ρ_w)`` with
+    ``ρ = weight·scale·u / π̄``; ``scale`` is that ``1 / M`` (the agents scale every term by one
+    over the number of contexts). :func:`irlm_agents.native.gradients.policy_gradient_logits`
+    adds that term in the pass that builds the feedback's direction.
     """
-    with torch.no_grad():
-        mean = probs.mean(0).clamp_min(torch.finfo(probs.dtype).tiny)
-        ratio = unigram.to(probs.dtype) / mean
-        expected = probs @ ratio
-        out = probs * ratio
-        return out.sub_(probs * expected[:, None]).mul_(weight * scale)
+    mean = probs.mean(0).clamp_min_(torch.finfo(probs.dtype).tiny)
+    return torch.div(unigram, mean, out=mean).mul_(weight * scale)
