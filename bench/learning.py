@@ -109,7 +109,7 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     # log unigram frequencies of the text the agent reads (its observations; no reward is used).
     # The names without -t1 propose from the policy at temperature 0.7 (-t05: 0.5, -t03: 0.3): any
     # proposal that does not look at the target keeps the likelihood exact, and a sharper one
-    # hits more often. The recommended agents are the -memory ones below.
+    # hits more often. The recommended agents are the -memory-marginal ones below.
     "likelihood-k1": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.7}, "bandit"),
     "likelihood-k2": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.7}, "bandit"),
     "likelihood-k1-t1": ("group", {**_LIKELIHOOD, "k": 1}, "bandit"),
@@ -122,8 +122,8 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "likelihood-k1-t05": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.5}, "bandit"),
     "likelihood-k2-t05": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.5}, "bandit"),
     "likelihood-k2-t03": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.3}, "bandit"),
-    # With an answer memory keyed by the last 12 observed tokens (see irlm_agents.native.answer_memory):
-    # the recommended agents.
+    # With an answer memory keyed by the last 12 observed tokens (see irlm_agents.native.answer_memory);
+    # with the marginal prior (below) they are the recommended agents.
     "likelihood-k1-t05-memory": ("group", {**_LIKELIHOOD, "k": 1, "temperature": 0.5, "memory_context": 12}, "bandit"),
     "likelihood-k2-t05-memory": ("group", {**_LIKELIHOOD, "k": 2, "temperature": 0.5, "memory_context": 12}, "bandit"),
     "likelihood-k8-t07-memory": ("group", {**_LIKELIHOOD, "k": 8, "temperature": 0.7, "memory_context": 12}, "bandit"),
@@ -147,8 +147,11 @@ AGENTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "recurrent-ppo": ("recurrent_ppo", {}, "bandit"),
 }
 # The label-free marginal prior (see irlm_agents.native.marginal_prior), the model's mean
-# prediction pulled towards the word frequencies of the text it reads, added to three agents.
-for _name in ("likelihood-k10-t07-memory-early32", "likelihood-k8-t07-memory", "likelihood-k1-t05-memory"):
+# prediction pulled towards the word frequencies of the text it reads, added to four agents; the
+# -memory-marginal ones are the recommended agents.
+for _name in (
+    "likelihood-k10-t07-memory-early32", "likelihood-k8-t07-memory", "likelihood-k2-t05-memory", "likelihood-k1-t05-memory"
+):
     AGENTS[f"{_name}-marginal"] = ("group", {**AGENTS[_name][1], "marginal_weight": 1.0}, "bandit")
 
 

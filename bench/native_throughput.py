@@ -38,7 +38,9 @@ from learning import TINY_SHAKESPEARE, agent_args, checked_agents, common_settin
 
 from irlm_env.fileio import atomic_write_bytes  # noqa: E402
 
-RECOMMENDED = ("likelihood-k8-t07-memory", "likelihood-k2-t05-memory", "likelihood-k1-t05-memory")
+RECOMMENDED = (
+    "likelihood-k8-t07-memory-marginal", "likelihood-k2-t05-memory-marginal", "likelihood-k1-t05-memory-marginal"
+)
 TARGET = 0.80
 
 
