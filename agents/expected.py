@@ -96,7 +96,7 @@ def train(args: Args) -> TrainResult:
                     loss = expected_reward_loss(logits, table, log=True, signal_contexts=with_signal)
                 else:
                     loss = expected_reward_loss(logits, table)
-                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+                optimise(optimizer, loss, args.max_grad_norm, setup)
             reward = float(segment.rewards.mean())
             progress.add(segment.num_tokens, table.numel(), reward=reward, accuracy=segment.accuracy)
             log_update(run, progress, setup, args)

@@ -357,7 +357,7 @@ def train(args: Args) -> TrainResult:
                 loss, queries = group_loss(
                     args, model, segment, features, budget, scratch, setup.share, memory, unigram
                 )
-                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+                optimise(optimizer, loss, args.max_grad_norm, setup)
             reward = float(segment.rewards[..., 0].mean())
             progress.add(segment.num_tokens, queries, reward=reward, accuracy=segment.accuracy)
             if memory is not None and run is not None:

@@ -110,7 +110,7 @@ def train(args: Args) -> TrainResult:
                 segment = rollout.collect(args.rollout_steps, sampler)
                 delta = reinforce_steps(progress.tokens, args)
                 loss = mixer_loss(args, model, critic, segment, rollout.features(segment), delta, scratch)
-                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+                optimise(optimizer, loss, args.max_grad_norm, setup)
             # REINFORCE steps used their reward; cross-entropy steps used the true token instead.
             reward = float(segment.rewards[..., 0].mean())
             progress.add(segment.num_tokens, delta * rollout.num_envs, reward=reward, accuracy=segment.accuracy)

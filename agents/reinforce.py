@@ -133,7 +133,7 @@ def train(args: Args) -> TrainResult:
                     out=scratch.rows(contexts),
                 )
                 loss = critic_loss - head_surrogate(model, features, direction)
-                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+                optimise(optimizer, loss, args.max_grad_norm, setup)
             reward = float(rewards.mean())
             progress.add(segment.num_tokens, segment.num_tokens, reward=reward, accuracy=segment.accuracy)
             log_update(run, progress, setup, args)

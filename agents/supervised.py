@@ -75,7 +75,7 @@ def train(args: Args) -> TrainResult:
                 if args.label_fraction < 1:
                     keep = torch.rand(segment.targets.shape, device=logits.device) < args.label_fraction
                 loss = cross_entropy_loss(logits, segment.targets, keep)
-                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+                optimise(optimizer, loss, args.max_grad_norm, setup)
                 accuracy = float((logits.detach().argmax(-1) == segment.targets).float().mean())
             progress.add(segment.num_tokens, 0, reward=accuracy, accuracy=accuracy)
             log_update(run, progress, setup, args)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(options.out)
     run_root = out / f"runs-{corpus_label}-{stamp}"
     common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
-                             options.device, options.weight_decay)
+                             options.device, options.weight_decay, options.ema_decay)
     trainings = feeds(options.feed_probability)
     calls = {f"{name} ({training}) seed {seed}":
              (run_one, (name, training, trainings[training], seed, common, str(run_root), options.threads))

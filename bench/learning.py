@@ -155,23 +155,29 @@ for _name in (
     AGENTS[f"{_name}-marginal"] = ("group", {**AGENTS[_name][1], "marginal_weight": 1.0}, "bandit")
 
 
-def takes_weight_decay(module_name: str) -> bool:
-    """Whether the agent module's ``Args`` has a ``weight_decay`` setting (the native agents)."""
+def is_native(module_name: str) -> bool:
+    """Whether the agent module's ``Args`` are the native agents' (``weight_decay``, ``ema_decay``)."""
     module = __import__(f"irlm_agents.{module_name}", fromlist=["Args"])
-    return "weight_decay" in module.Args.__dataclass_fields__
+    return "ema_decay" in module.Args.__dataclass_fields__
 
 
-def checked_agents(parser: argparse.ArgumentParser, agents: str, weight_decay: float) -> list[str]:
-    """The configurations named in a comma-separated ``--agents``, or a parser error naming the bad ones."""
+def checked_agents(parser: argparse.ArgumentParser, agents: str, native: dict[str, float]) -> list[str]:
+    """The configurations named in a comma-separated ``--agents``, or a parser error naming the bad ones.
+
+    ``native`` maps the native agents' options (``--weight-decay``...) to their values:
+    one that is set with an agent that cannot take it is an error, not an option ignored.
+    """
     names = list(dict.fromkeys(n.strip() for n in agents.split(",") if n.strip()))
     unknown = [name for name in names if name not in AGENTS]
     if unknown:
         parser.error(f"unknown agent configuration(s) {', '.join(unknown)}; see python bench/learning.py --list")
-    if weight_decay:
-        no_decay = [name for name in names if not takes_weight_decay(AGENTS[name][0])]
-        if no_decay:
-            parser.error(f"--weight-decay applies to the native agents only, not {', '.join(no_decay)}; "
-                         "leave those out or drop --weight-decay")
+    flags = [flag for flag, value in native.items() if value]
+    if flags:
+        others = [name for name in names if not is_native(AGENTS[name][0])]
+        if others:
+            verb = "applies" if len(flags) == 1 else "apply"
+            parser.error(f"{' and '.join(flags)} {verb} to the native agents only, not {', '.join(others)}; "
+                         f"leave those out or drop {' and '.join(flags)}")
     return names
 
 
@@ -186,7 +192,7 @@ def corpus_settings(corpus: str) -> dict[str, Any]:
 
 
 def common_settings(corpus: str, total_tokens: int, curve_points: int, eval_tokens: int,
-                    device: str, weight_decay: float = 0.0) -> dict[str, Any]:
+                    device: str, weight_decay: float = 0.0, ema_decay: float = 0.0) -> dict[str, Any]:
     """The ``TrainArgs`` every configuration shares: corpus, model, optimizer, rollout and budget."""
     return {
         **corpus_settings(corpus),
@@ -195,6 +201,7 @@ def common_settings(corpus: str, total_tokens: int, curve_points: int, eval_toke
         "cell": "gru",
         "learning_rate": 3e-3,
         "weight_decay": weight_decay,
+        "ema_decay": ema_decay,
         "n_envs": 32,
         "rollout_steps": 35,
         "total_tokens": total_tokens,
@@ -219,8 +226,16 @@ def add_run_options(parser: argparse.ArgumentParser, *, corpus: str, total_token
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="decoupled weight decay (AdamW) for every agent, supervised included; 0: plain Adam")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="score every agent, supervised included, by the moving average of its weights with "
+                             "this decay per update (see irlm train --ema-decay); 0: the weights themselves")
     parser.add_argument("--out", default=out, help="folder for runs, results and figures")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
+
+
+def native_options(options: argparse.Namespace) -> dict[str, float]:
+    """The native agents' options as ``checked_agents`` takes them."""
+    return {"--weight-decay": options.weight_decay, "--ema-decay": options.ema_decay}
 
 
 def plan_runs(parser: argparse.ArgumentParser, options: argparse.Namespace) -> tuple[list[int], str, str]:
@@ -233,6 +248,8 @@ def plan_runs(parser: argparse.ArgumentParser, options: argparse.Namespace) -> t
         parser.error("--seeds needs at least one seed; --jobs, --total-tokens and --curve-points must be positive")
     if not options.weight_decay >= 0:
         parser.error(f"--weight-decay must be >= 0 (0 turns it off), got {options.weight_decay}")
+    if not 0 <= options.ema_decay < 1:
+        parser.error(f"--ema-decay must be in [0, 1) (0 turns the average off), got {options.ema_decay}")
     if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
         parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
     corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
@@ -446,9 +463,11 @@ def reused_runs(parser: argparse.ArgumentParser, options: argparse.Namespace, co
     if saved.get("corpus") != corpus_label or saved.get("total_tokens") != options.total_tokens:
         parser.error(f"--reuse file {path} is for corpus {saved.get('corpus')!r} at {saved.get('total_tokens')} "
                      f"tokens, not {corpus_label!r} at {options.total_tokens}; pass matching --corpus and --total-tokens")
-    if saved.get("weight_decay", 0.0) != options.weight_decay:
-        parser.error(f"--reuse file {path} was run with --weight-decay {saved.get('weight_decay', 0.0)}, "
-                     f"not {options.weight_decay}; pass the same --weight-decay")
+    for flag in ("--weight-decay", "--ema-decay"):
+        key = flag[2:].replace("-", "_")
+        if saved.get(key, 0.0) != getattr(options, key):
+            parser.error(f"--reuse file {path} was run with {flag} {saved.get(key, 0.0)}, "
+                         f"not {getattr(options, key)}; pass the same {flag}")
     kept = [run for run in saved["runs"] if run["name"] not in names and run["seed"] in seeds]
     missing = {(run["name"], seed) for run in kept for seed in seeds} - {(run["name"], run["seed"]) for run in kept}
     if missing:
@@ -490,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if options.figure:
         parser.error("--figure redraws the figure of a saved results file; pass it with --table RESULTS_JSON")
-    names = checked_agents(parser, options.agents, options.weight_decay)
+    names = checked_agents(parser, options.agents, native_options(options))
     seeds, corpus_label, stamp = plan_runs(parser, options)
     reused = reused_runs(parser, options, corpus_label, seeds, names)
     if "supervised" not in names and not any(run["name"] == "supervised" for run in reused):
@@ -500,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     run_root = out / f"runs-{corpus_label}-{stamp}"
     settings = corpus_settings(options.corpus)
     common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
-                             options.device, options.weight_decay)
+                             options.device, options.weight_decay, options.ema_decay)
     calls = {f"{name} seed {seed}": (run_agent, (name, seed, common, str(run_root), options.threads))
              for name in names for seed in seeds}  # supervised (the reference) first
     runs = run_in_processes(calls, options.jobs, lambda run: (
@@ -516,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(runs, peers, options.total_tokens, corpus_label)
     out.mkdir(parents=True, exist_ok=True)
     saved = {"runs": runs, "ngram": peers, "total_tokens": options.total_tokens, "corpus": corpus_label,
-             "weight_decay": options.weight_decay}
+             "weight_decay": options.weight_decay, "ema_decay": options.ema_decay}
     from irlm_agents.runs.plotting import plot_runs
     from irlm_env.fileio import atomic_write_bytes
 

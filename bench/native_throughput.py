@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import TINY_SHAKESPEARE, agent_args, checked_agents, common_settings  # noqa: E402
+from learning import TINY_SHAKESPEARE, agent_args, checked_agents, common_settings, native_options  # noqa: E402
 
 from irlm_env.fileio import atomic_write_bytes  # noqa: E402
 
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="times every configuration is trained")
     parser.add_argument("--seed", type=int, default=0, help="the seed of every run (each round repeats the same work)")
     parser.add_argument("--weight-decay", type=float, default=0.3, help="as bench/learning.py --weight-decay")
+    parser.add_argument("--ema-decay", type=float, default=0.0, help="as bench/learning.py --ema-decay")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default="bench/out/throughput", help="folder for the results file")
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"results file {options.table} not found; pass a throughput-*.json written by this script")
         print_table(json.loads(Path(options.table).read_text()))
         return 0
-    agents = checked_agents(parser, options.agents, options.weight_decay)
+    agents = checked_agents(parser, options.agents, native_options(options))
     names = ["supervised", *(name for name in agents if name != "supervised")]
     if options.rounds < 1 or options.total_tokens < 1:
         parser.error("--rounds and --total-tokens must be at least 1")
@@ -110,10 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
     torch.set_num_threads(options.threads)
     # One validation at the end of each run, on few tokens: only the training time is measured.
-    common = common_settings(options.corpus, options.total_tokens, 1, 2_000, "cpu", options.weight_decay)
+    if not 0 <= options.ema_decay < 1:
+        parser.error(f"--ema-decay must be in [0, 1) (0 turns the average off), got {options.ema_decay}")
+    common = common_settings(options.corpus, options.total_tokens, 1, 2_000, "cpu", options.weight_decay,
+                             options.ema_decay)
     corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
     result: dict[str, Any] = {"corpus": corpus_label, "total_tokens": options.total_tokens,
-                              "threads": options.threads, "seed": options.seed, "rounds": []}
+                              "threads": options.threads, "seed": options.seed, "weight_decay": options.weight_decay,
+                              "ema_decay": options.ema_decay, "rounds": []}
     with tempfile.TemporaryDirectory() as scratch:
         for round_index in range(options.rounds):
             rates = {}

@@ -47,13 +47,15 @@ def test_bench_configuration_builds_its_agent_args(name: str) -> None:
 
 
 def _reuse(tmp_path: Path, names: list[str], seeds: list[int], total_tokens: int = 1000,
-           weight_decay: float = 0.0) -> list[dict[str, Any]]:
-    """A saved file without ``weight_decay`` (as before the option existed) means plain Adam."""
+           weight_decay: float = 0.0, ema_decay: float = 0.0) -> list[dict[str, Any]]:
+    """A saved file without ``weight_decay`` or ``ema_decay`` (as before those options existed)
+    means plain Adam and the weights themselves."""
     saved = {"corpus": "pydocs", "total_tokens": 1000, "ngram": {},
              "runs": [{"name": name, "seed": seed} for name in ("supervised", "likelihood-k8") for seed in (0, 1)]}
     path = tmp_path / "results.json"
     path.write_text(json.dumps(saved))
-    options = argparse.Namespace(reuse=str(path), total_tokens=total_tokens, weight_decay=weight_decay)
+    options = argparse.Namespace(reuse=str(path), total_tokens=total_tokens, weight_decay=weight_decay,
+                                 ema_decay=ema_decay)
     return _bench().reused_runs(argparse.ArgumentParser(), options, "pydocs", seeds, names)
 
 
@@ -63,31 +65,43 @@ def test_reuse_keeps_the_saved_runs_of_agents_not_run_again(tmp_path: Path) -> N
     assert len(_reuse(tmp_path, ["likelihood-k1"], [0, 1])) == 4
 
 
-@pytest.mark.parametrize(("seeds", "total_tokens", "weight_decay", "problem"), [
-    ([0, 2], 1000, 0.0, "lacks"), ([0], 2000, 0.0, "is for corpus"), ([0], 1000, 0.3, "--weight-decay 0.0"),
+@pytest.mark.parametrize(("seeds", "total_tokens", "weight_decay", "ema_decay", "problem"), [
+    ([0, 2], 1000, 0.0, 0.0, "lacks"), ([0], 2000, 0.0, 0.0, "is for corpus"),
+    ([0], 1000, 0.3, 0.0, "--weight-decay 0.0"), ([0], 1000, 0.0, 0.995, "--ema-decay 0.0"),
 ])
 def test_reuse_refuses_a_file_that_does_not_match(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], seeds: list[int], total_tokens: int, weight_decay: float,
-    problem: str,
+    ema_decay: float, problem: str,
 ) -> None:
     with pytest.raises(SystemExit):
-        _reuse(tmp_path, ["likelihood-k1"], seeds, total_tokens, weight_decay)
+        _reuse(tmp_path, ["likelihood-k1"], seeds, total_tokens, weight_decay, ema_decay)
     assert problem in capsys.readouterr().err
 
 
-def test_weight_decay_reaches_exactly_the_native_agents() -> None:
-    """``--weight-decay`` refuses the agents whose settings have no weight decay, rather than
-    silently training them without it."""
+def test_weight_and_ema_decay_reach_exactly_the_native_agents() -> None:
+    """``--weight-decay`` and ``--ema-decay`` refuse the agents whose settings lack them, rather
+    than silently training them without."""
     bench = _bench()
-    takes_it = {module for module, _, _ in bench.AGENTS.values() if bench.takes_weight_decay(module)}
-    assert takes_it == {"supervised", "reinforce", "group", "expected", "mixer"}
-    assert bench.common_settings("pydocs", 1000, 2, 100, "cpu", 0.3)["weight_decay"] == 0.3
+    takes_them = {module for module, _, _ in bench.AGENTS.values() if bench.is_native(module)}
+    assert takes_them == {"supervised", "reinforce", "group", "expected", "mixer"}
+    settings = bench.common_settings("pydocs", 1000, 2, 100, "cpu", 0.3, 0.99)
+    assert (settings["weight_decay"], settings["ema_decay"]) == (0.3, 0.99)
 
 
-def test_weight_decay_with_an_sb3_agent_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("option", [["--weight-decay", "0.1"], ["--ema-decay", "0.99"]])
+def test_a_native_option_with_an_sb3_agent_is_refused(option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        _bench().main(["--corpus", "pydocs", "--agents", "supervised,ppo", "--weight-decay", "0.1"])
-    assert "native agents only, not ppo" in capsys.readouterr().err
+        _bench().main(["--corpus", "pydocs", "--agents", "supervised,ppo", *option])
+    assert f"{option[0]} applies to the native agents only, not ppo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("decay", ["1", "-0.5"])
+def test_an_ema_decay_outside_zero_to_one_is_refused_by_the_bench(
+    decay: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _bench().main(["--corpus", "pydocs", "--agents", "supervised", "--ema-decay", decay])
+    assert "--ema-decay must be in [0, 1)" in capsys.readouterr().err
 
 
 TINY_SUPERVISED = {

@@ -357,3 +357,43 @@ def test_weight_decay_is_decoupled_and_zero_is_adam() -> None:
     assert torch.equal(plain.detach(), adam.detach())
     with pytest.raises(IrlmError, match="weight_decay must be >= 0"):
         NativeArgs(corpus="grammar", weight_decay=-0.1)
+
+
+def test_ema_decay_scores_and_saves_the_weights_average_without_changing_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's validation, checkpoints and returned model are the moving average of the weights
+    after each update; the weights trained are the same as without it."""
+    from irlm_agents.lm.checkpoints import load_model
+    from irlm_agents.native import training
+
+    def trained_weights(ema_decay: float, name: str) -> tuple[list[list[torch.Tensor]], Any]:
+        after_each: list[list[torch.Tensor]] = []
+
+        def watch(optimizer: torch.optim.Optimizer, *rest: Any) -> None:
+            training.optimise(optimizer, *rest)
+            after_each.append([p.detach().clone() for group in optimizer.param_groups for p in group["params"]])
+
+        monkeypatch.setattr(supervised, "optimise", watch)
+        result = supervised.train(supervised.Args(**{**TINY, "n_envs": 8, "rollout_steps": 10, "total_tokens": 800, "eval_every": 400},
+                                                  ema_decay=ema_decay, run_dir=str(tmp_path / name)))
+        return after_each, result
+
+    plain, _ = trained_weights(0.0, "plain")
+    steps, result = trained_weights(0.8, "averaged")
+    assert len(steps) == 10
+    assert all(torch.equal(a, b) for a, b in zip(plain[-1], steps[-1]))
+    expected = steps[0]
+    for weights in steps[1:]:
+        expected = [0.8 * e + 0.2 * w for e, w in zip(expected, weights)]
+    returned = list(result.model.parameters())
+    assert all(torch.allclose(r, e, atol=1e-6) for r, e in zip(returned, expected))
+    assert not all(torch.allclose(r, w, atol=1e-4) for r, w in zip(returned, steps[-1]))
+    saved = load_model(tmp_path / "averaged" / "final.irlm").model
+    assert all(torch.equal(s, r.detach()) for s, r in zip(saved.parameters(), returned))
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
+def test_an_ema_decay_outside_zero_to_one_is_refused(decay: float) -> None:
+    with pytest.raises(IrlmError, match=r"ema_decay must be in \[0, 1\)"):
+        NativeArgs(corpus="grammar", ema_decay=decay)

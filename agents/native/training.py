@@ -10,7 +10,7 @@ and logging. Plain functions and two small records; the loop itself lives in eac
             with progress.timed():
                 segment = setup.rollout.collect(args.rollout_steps)
                 loss = ...                           # the agent's own update
-                optimise(optimizer, loss, args.max_grad_norm, setup.share)
+                optimise(optimizer, loss, args.max_grad_norm, setup)
             progress.add(segment.num_tokens, 0, reward=..., accuracy=...)
             log_update(run, progress, setup, args)
         return finish_run(run, progress, setup, args)
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.lm.model import RNNLanguageModel
@@ -67,6 +68,12 @@ class NativeArgs(TrainArgs):
     weight_decay: float = field(
         default=0.0, metadata={"help": "decoupled weight decay (AdamW) on every parameter; 0 is plain Adam"}
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "validate, checkpoint and return an exponential moving average of the weights, "
+                          "folded in after every update with this decay (0.995: about the last 200 updates); "
+                          "0 keeps the trained weights themselves"},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,6 +83,8 @@ class NativeArgs(TrainArgs):
             raise IrlmError(f"max_grad_norm must be >= 0 (0 turns clipping off), got {self.max_grad_norm!r}")
         if not self.weight_decay >= 0:
             raise IrlmError(f"weight_decay must be >= 0 (0 turns it off), got {self.weight_decay!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise IrlmError(f"ema_decay must be in [0, 1) (0 turns the average off), got {self.ema_decay!r}")
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], args: NativeArgs) -> torch.optim.AdamW:
@@ -109,6 +118,12 @@ class Setup:
     rollout: Rollout  # driving this process's streams of the train-split vector env
     peers: dict[str, float]  # the n-gram predictors' figures on the validation tokens (rank 0)
     share: Share  # this process's rank and streams (all of them without torchrun)
+    average: AveragedModel | None = None  # the weights' moving average (``ema_decay``), or None
+
+    @property
+    def scored_model(self) -> RNNLanguageModel:
+        """The model validated, checkpointed and returned: the weights' average when there is one."""
+        return self.model if self.average is None else self.average.module
 
 
 def build(args: NativeArgs) -> Setup:
@@ -138,7 +153,22 @@ def build(args: NativeArgs) -> Setup:
     share.broadcast_module(model)
     peers = ngram_baselines(corpus, "validation", orders=(1, 2, 4), max_tokens=args.eval_tokens) if share.is_main else {}
     rollout = Rollout(env, model, device, share.seeds(args.seed))
-    return Setup(corpus, reward, model, device, rollout, peers, share)
+    average = weight_average(model, args.ema_decay)
+    return Setup(corpus, reward, model, device, rollout, peers, share, average)
+
+
+def weight_average(model: RNNLanguageModel, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights (Polyak averaging), or None for ``decay=0``.
+
+    A policy-gradient step from a handful of 0/1 rewards is a noisy estimate, so the weights
+    wander around the region a smaller step would settle in; their average over the last few
+    hundred updates sits nearer its middle, at no cost to training (the optimizer never sees it).
+    It is PyTorch's own ``AveragedModel``; every process of a torchrun job holds the same weights,
+    so the same average.
+    """
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 def policy_sampler(share: Share) -> Sampler:
@@ -155,15 +185,19 @@ def policy_sampler(share: Share) -> Sampler:
     return sampler
 
 
-def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float, share: Share) -> None:
-    """One optimizer step on ``loss``: gradients averaged over processes, then the shared clipping."""
+def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float, setup: Setup) -> None:
+    """One optimizer step on ``loss``: gradients averaged over processes, then the shared clipping;
+    then the weights folded into their moving average, if the run keeps one (inside the timed
+    update, so the tokens per second pay for it)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    share.average_gradients(params)
+    setup.share.average_gradients(params)
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
+    if setup.average is not None:
+        setup.average.update_parameters(setup.model)
 
 
 @dataclass
@@ -232,7 +266,7 @@ class Progress:
 
 def validate(setup: Setup, args: NativeArgs) -> dict[str, float]:
     """The model's figures on the first ``eval_tokens`` of validation, state carried along streams."""
-    return evaluate(setup.model, setup.corpus, "validation", reward=setup.reward, max_tokens=args.eval_tokens)
+    return evaluate(setup.scored_model, setup.corpus, "validation", reward=setup.reward, max_tokens=args.eval_tokens)
 
 
 @contextmanager
@@ -246,7 +280,7 @@ def open_run(agent: str, args: NativeArgs, setup: Setup) -> Iterator[RunDirector
     """
     share = setup.share
     if not share.distributed:
-        with RunDirectory(agent, args, setup.corpus, setup.model, eval_context_length=None) as run:
+        with RunDirectory(agent, args, setup.corpus, setup.scored_model, eval_context_length=None) as run:
             _start(run, setup, args)
             yield run
         return
@@ -278,7 +312,7 @@ def _open_shared(
     if setup.share.is_main:
         try:
             run = stack.enter_context(
-                RunDirectory(agent, args, setup.corpus, setup.model, eval_context_length=None)
+                RunDirectory(agent, args, setup.corpus, setup.scored_model, eval_context_length=None)
             )
         except IrlmError as exc:
             error = str(exc)
@@ -324,4 +358,4 @@ def finish_run(run: RunDirectory | None, progress: Progress, setup: Setup, args:
             metrics["peak_cuda_mb"] = torch.cuda.max_memory_allocated(setup.device) / 2**20
         path = run.path
     metrics, path = setup.share.broadcast((metrics, path))
-    return TrainResult(model=setup.model, corpus=setup.corpus, metrics=metrics, run_dir=path)
+    return TrainResult(model=setup.scored_model, corpus=setup.corpus, metrics=metrics, run_dir=path)
