@@ -11,7 +11,8 @@
 Setup: the corpus (``--corpus``: Tiny Shakespeare from ``../shared/corpora``, the built-in
 ``pydocs``, or any text file), word tokens, ``max_vocab=10000``, GRU with embedding 128 and
 hidden 256, Adam at 3e-3 (AdamW with ``--weight-decay W``), 32 streams x 35 steps per update,
-the same token budget for every agent. Each (agent, seed) runs in a fresh process (so its peak memory is its own); ``--jobs 2``
+the same token budget for every agent; with ``--ema-decay D`` every agent is validated, checkpointed
+and scored by the moving average of its weights. Each (agent, seed) runs in a fresh process (so its peak memory is its own); ``--jobs 2``
 runs two side by side, one per core. Every run is scored on the test split twice: at the end of
 the budget and at its best-validation checkpoint (``best.irlm``, chosen by validation top-1:
 the same early-stopping rule for every agent).
