@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning import add_run_options, common_settings, plan_runs, run_agent, run_in_processes  # noqa: E402
+from learning import add_run_options, common_settings, native_options, plan_runs, run_agent, run_in_processes  # noqa: E402
 
 #: The benchmark's agents, configurations of bench/learning.py's AGENTS.
 CONFIGURATIONS = ("supervised", "likelihood-k8", "reinforce-critic")
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(Path(options.table).read_text())
         print_table(saved["runs"], saved["total_tokens"], saved["corpus"])
         return 0
+    native_options(parser, options)  # its configurations are all native agents; this checks the values
     seeds, corpus_label, stamp = plan_runs(parser, options)
     out = Path(options.out)
     run_root = out / f"runs-{corpus_label}-{stamp}"

@@ -234,8 +234,12 @@ def add_run_options(parser: argparse.ArgumentParser, *, corpus: str, total_token
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
 
 
-def native_options(options: argparse.Namespace) -> dict[str, float]:
-    """The native agents' options as ``checked_agents`` takes them."""
+def native_options(parser: argparse.ArgumentParser, options: argparse.Namespace) -> dict[str, float]:
+    """The native agents' options as ``checked_agents`` takes them, or a parser error for a bad value."""
+    if not options.weight_decay >= 0:
+        parser.error(f"--weight-decay must be >= 0 (0 turns it off), got {options.weight_decay}")
+    if not 0 <= options.ema_decay < 1:
+        parser.error(f"--ema-decay must be in [0, 1) (0 turns the average off), got {options.ema_decay}")
     return {"--weight-decay": options.weight_decay, "--ema-decay": options.ema_decay}
 
 
@@ -247,10 +251,6 @@ def plan_runs(parser: argparse.ArgumentParser, options: argparse.Namespace) -> t
         parser.error(f"--seeds takes comma-separated integers, got {options.seeds!r}")
     if not seeds or options.jobs < 1 or options.total_tokens < 1 or options.curve_points < 1:
         parser.error("--seeds needs at least one seed; --jobs, --total-tokens and --curve-points must be positive")
-    if not options.weight_decay >= 0:
-        parser.error(f"--weight-decay must be >= 0 (0 turns it off), got {options.weight_decay}")
-    if not 0 <= options.ema_decay < 1:
-        parser.error(f"--ema-decay must be in [0, 1) (0 turns the average off), got {options.ema_decay}")
     if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
         parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
     corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if options.figure:
         parser.error("--figure redraws the figure of a saved results file; pass it with --table RESULTS_JSON")
-    names = checked_agents(parser, options.agents, native_options(options))
+    names = checked_agents(parser, options.agents, native_options(parser, options))
     seeds, corpus_label, stamp = plan_runs(parser, options)
     reused = reused_runs(parser, options, corpus_label, seeds, names)
     if "supervised" not in names and not any(run["name"] == "supervised" for run in reused):

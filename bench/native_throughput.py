@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"results file {options.table} not found; pass a throughput-*.json written by this script")
         print_table(json.loads(Path(options.table).read_text()))
         return 0
-    agents = checked_agents(parser, options.agents, native_options(options))
+    agents = checked_agents(parser, options.agents, native_options(parser, options))
     names = ["supervised", *(name for name in agents if name != "supervised")]
     if options.rounds < 1 or options.total_tokens < 1:
         parser.error("--rounds and --total-tokens must be at least 1")
@@ -111,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
     torch.set_num_threads(options.threads)
     # One validation at the end of each run, on few tokens: only the training time is measured.
-    if not 0 <= options.ema_decay < 1:
-        parser.error(f"--ema-decay must be in [0, 1) (0 turns the average off), got {options.ema_decay}")
     common = common_settings(options.corpus, options.total_tokens, 1, 2_000, "cpu", options.weight_decay,
                              options.ema_decay)
     corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
