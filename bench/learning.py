@@ -154,6 +154,18 @@ for _name in (
     "likelihood-k10-t07-memory-early32", "likelihood-k8-t07-memory", "likelihood-k2-t05-memory", "likelihood-k1-t05-memory"
 ):
     AGENTS[f"{_name}-marginal"] = ("group", {**AGENTS[_name][1], "marginal_weight": 1.0}, "bandit")
+# Probes of the curriculum agent with the prior (bench/history.md has their figures): the same
+# queries spent earlier (up to 64 candidates first, then fewer), a miss term at half weight,
+# and more queries than the budget of 8 (64 then 8: about 9.5 per token), to see what they buy.
+_CURRICULUM = AGENTS["likelihood-k10-t07-memory-early32-marginal"][1]
+AGENTS.update({
+    "likelihood-k3-t07-memory-early64-marginal": ("group", {**_CURRICULUM, "k_early": 64, "k": 3}, "bandit"),
+    "likelihood-k6-t07-memory-early64for150k-marginal": (
+        "group", {**_CURRICULUM, "k_early": 64, "early_tokens": 150_000, "k": 6}, "bandit"
+    ),
+    "likelihood-k10-t07-memory-early32-marginal-miss05": ("group", {**_CURRICULUM, "miss_weight": 0.5}, "bandit"),
+    "likelihood-k8-t07-memory-early64-marginal": ("group", {**_CURRICULUM, "k_early": 64, "k": 8}, "bandit"),
+})
 
 
 def is_native(module_name: str) -> bool:
@@ -500,8 +512,9 @@ def main(argv: list[str] | None = None) -> int:
                              "and seeds), so agents can be added to a benchmark without running the others again")
     options = parser.parse_args(argv)
     if options.list:
+        width = max(map(len, AGENTS))
         for name, (module, extra, feedback) in AGENTS.items():
-            print(f"{name:36s} {feedback:7s} irlm_agents.{module} {extra}")
+            print(f"{name:{width}s} {feedback:7s} irlm_agents.{module} {extra}")
         return 0
     if options.table:
         if not Path(options.table).is_file():

@@ -73,12 +73,14 @@ def summarise(rounds: list[dict[str, dict[str, float]]]) -> list[dict[str, Any]]
 def print_table(result: dict[str, Any]) -> None:
     print(f"native training throughput on {result['corpus']}, {result['total_tokens']:,} tokens per run, "
           f"{len(result['rounds'])} rounds in one process, {result['threads']} thread(s)")
-    print(f"{'configuration':30s} {'tok/s':>7s} {'queries/tok':>11s} {'x sup (median)':>14s}  x sup by round")
-    for row in summarise(result["rounds"]):
+    rows = summarise(result["rounds"])
+    width = max(len("configuration"), *(len(row["name"]) for row in rows))
+    print(f"{'configuration':{width}s} {'tok/s':>7s} {'queries/tok':>11s} {'x sup (median)':>14s}  x sup by round")
+    for row in rows:
         flag = ""
         if row["name"] in RECOMMENDED:
             flag = f"  {'meets' if row['median_ratio'] >= TARGET else 'below'} {TARGET:.2f}"
-        print(f"{row['name']:30s} {row['tokens_per_second']:7.0f} {row['queries_per_token']:11.2f} "
+        print(f"{row['name']:{width}s} {row['tokens_per_second']:7.0f} {row['queries_per_token']:11.2f} "
               f"{row['median_ratio']:14.3f}  {' '.join(f'{r:.2f}' for r in row['ratios'])}{flag}")
 
 
