@@ -154,9 +154,10 @@ for _name in (
     "likelihood-k10-t07-memory-early32", "likelihood-k8-t07-memory", "likelihood-k2-t05-memory", "likelihood-k1-t05-memory"
 ):
     AGENTS[f"{_name}-marginal"] = ("group", {**AGENTS[_name][1], "marginal_weight": 1.0}, "bandit")
-# Probes of the curriculum agent with the prior (bench/history.md has their figures): the same
-# queries spent earlier (up to 64 candidates first, then fewer), a miss term at half weight,
-# and more queries than the budget of 8 (64 then 8: about 9.5 per token), to see what they buy.
+# Probes of the curriculum agent with the prior (their figures are in the README's list of what
+# we tried without success): the same queries spent earlier (up to 64 candidates first, then
+# fewer), a miss term at half weight, proposals at temperature 1, and more queries than the
+# budget of 8 (64 then 8: about 9.5 per token), to see what they buy.
 _CURRICULUM = AGENTS["likelihood-k10-t07-memory-early32-marginal"][1]
 AGENTS.update({
     "likelihood-k3-t07-memory-early64-marginal": ("group", {**_CURRICULUM, "k_early": 64, "k": 3}, "bandit"),
@@ -164,6 +165,7 @@ AGENTS.update({
         "group", {**_CURRICULUM, "k_early": 64, "early_tokens": 150_000, "k": 6}, "bandit"
     ),
     "likelihood-k10-t07-memory-early32-marginal-miss05": ("group", {**_CURRICULUM, "miss_weight": 0.5}, "bandit"),
+    "likelihood-k10-t1-memory-early32-marginal": ("group", {**_CURRICULUM, "temperature": 1.0}, "bandit"),
     "likelihood-k8-t07-memory-early64-marginal": ("group", {**_CURRICULUM, "k_early": 64, "k": 8}, "bandit"),
 })
 
