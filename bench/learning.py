@@ -177,6 +177,10 @@ for _k in (10, 12):
     AGENTS[f"likelihood-k{_k}-t05-memory-early32-marginal10"] = (
         "group", {**_CURRICULUM, "marginal_weight": 10.0, "temperature": 0.5, "k": _k}, "bandit"
     )
+# The recommended 8-query agent with the prior at weight 10 as well.
+AGENTS["likelihood-k8-t07-memory-marginal10"] = (
+    "group", {**AGENTS["likelihood-k8-t07-memory-marginal"][1], "marginal_weight": 10.0}, "bandit"
+)
 
 
 def is_native(module_name: str) -> bool:
