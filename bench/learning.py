@@ -172,10 +172,11 @@ AGENTS.update({
 # text's word frequencies (weight 3 and 30 were probed too; see the README); and the same
 # proposing at temperature 0.5, whose hits come sooner, so it spends fewer queries, and with up to
 # 12 candidates after the first 200k tokens to spend what that saves.
-AGENTS["likelihood-k10-t07-memory-early32-marginal10"] = ("group", {**_CURRICULUM, "marginal_weight": 10.0}, "bandit")
+_CURRICULUM10 = {**_CURRICULUM, "marginal_weight": 10.0}
+AGENTS["likelihood-k10-t07-memory-early32-marginal10"] = ("group", _CURRICULUM10, "bandit")
 for _k in (10, 12):
     AGENTS[f"likelihood-k{_k}-t05-memory-early32-marginal10"] = (
-        "group", {**_CURRICULUM, "marginal_weight": 10.0, "temperature": 0.5, "k": _k}, "bandit"
+        "group", {**_CURRICULUM10, "temperature": 0.5, "k": _k}, "bandit"
     )
 # The recommended 8- and 1-query agents with the prior at weight 10 as well.
 for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k1-t05-memory-marginal"):
