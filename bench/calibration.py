@@ -2,6 +2,7 @@
 
     python bench/calibration.py bench/figures/results-pydocs-1m.json       # after bench/learning.py
     python bench/calibration.py RESULTS_JSON --checkpoint final              # the end-of-budget models
+    python bench/calibration.py RESULTS_JSON --temperatures 0.9,0.95,1,1.05  # and with the logits rescaled
 
 Reads a results file of ``bench/learning.py`` (its runs' folders must still exist), loads every
 run's best-validation checkpoint (or, with ``--checkpoint final``, its end-of-budget model) and
@@ -14,7 +15,10 @@ averaged over seeds:
   supervised gives the true token (1, 2-8, 9-100, 101-1000, beyond): which tokens the gap is in;
 * how often training would have told the agent the true token of a test context, split the
   same way: for a group agent the chance that its own candidates (drawn as in training, from
-  this checkpoint) hold it, for supervised training its label fraction.
+  this checkpoint) hold it, for supervised training its label fraction;
+* with ``--temperatures``, the test perplexity with the logits divided by each temperature.
+  Picking the best one on the test labels is an upper bound on what one temperature, fitted
+  any fair way, could do for the model's calibration.
 
 A bandit agent learns a token's probability in a context mostly when it proposes that token
 there and is told it is right, so tokens far down its own ranking are learnt slowly. This table
@@ -75,10 +79,11 @@ def told_rule(run_args: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor]
     return told
 
 
-def token_scores(checkpoint_path: Path) -> dict[str, torch.Tensor]:
+def token_scores(checkpoint_path: Path, temperatures: tuple[float, ...] = ()) -> dict[str, torch.Tensor]:
     """Per test token: negative log-likelihood, rank of the true token, top-8 mass, entropy and,
     when the run's ``config.json`` (next to the checkpoint) names a rule, the chance that training
-    feedback reveals the true token (see :func:`told_rule`).
+    feedback reveals the true token (see :func:`told_rule`). With ``temperatures``, also
+    ``scaled_nll`` (tokens, temperatures): the negative log-likelihood with the logits divided by each.
 
     The split is read as ``irlm_agents.lm.evaluation.evaluate`` reads it in recurrent mode (64
     contiguous streams, each from the zero state), so the perplexity is the one the benchmark
@@ -107,10 +112,15 @@ def token_scores(checkpoint_path: Path) -> dict[str, torch.Tensor]:
             if told is not None:
                 parts["told"].append(told(logits, chunk_targets))
             parts["nll"].append(-true)
+            if temperatures:
+                parts["scaled_nll"].append(torch.stack([
+                    -torch.log_softmax(logits / temperature, -1).gather(-1, chunk_targets[..., None])[..., 0]
+                    for temperature in temperatures
+                ], -1))
             parts["rank"].append((log_probs > true[..., None]).sum(-1) + 1)
             parts["top_mass"].append(log_probs.topk(TOP, -1).values.exp().sum(-1))
             parts["entropy"].append(-(log_probs.exp() * log_probs).sum(-1))
-    return {name: torch.cat(values, 1).reshape(-1)[:n] for name, values in parts.items()}
+    return {name: torch.cat(values, 1).flatten(0, 1)[:n] for name, values in parts.items()}
 
 
 def bucket(ranks: torch.Tensor, low: int, high: int | None) -> torch.Tensor:
@@ -176,6 +186,26 @@ def told_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[st
     return seed_means(scores, row)
 
 
+def temperature_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str, list[float]]:
+    """Per agent, the seed means of the test perplexity at each of :func:`token_scores`' temperatures."""
+    def row(name: str, own: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+            buckets: list[torch.Tensor]) -> list[float]:
+        return [math.exp(float(column.mean())) for column in own["scaled_nll"].unbind(-1)]
+
+    return seed_means(scores, row)
+
+
+def temperatures_option(text: str) -> tuple[float, ...]:
+    """``--temperatures``: comma-separated numbers above 0."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 0.9,1,1.1") from None
+    if not values or not all(math.isfinite(value) and value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"temperatures must be finite numbers above 0, e.g. 0.9,1,1.1; got {text!r}")
+    return values
+
+
 def print_table(title: str, columns: list[str], rows: dict[str, list[float]], formats: list[str]) -> None:
     """A markdown table, supervised first; ``formats`` gives each column's format."""
     print(f"\n{title}")
@@ -190,13 +220,17 @@ def main() -> None:
     parser.add_argument("results", help="results-*.json written by bench/learning.py")
     parser.add_argument("--checkpoint", choices=("best", "final"), default="best",
                         help="each run's best-validation checkpoint or its end-of-budget model")
+    parser.add_argument("--temperatures", type=temperatures_option, default=(),
+                        help="comma-separated temperatures: also print each run's test perplexity with its logits "
+                             "divided by each (e.g. 0.9,0.95,1,1.05)")
     options = parser.parse_args()
     runs = json.loads(Path(options.results).read_text())["runs"]
     if not any(run["name"] == "supervised" for run in runs):
         parser.error(f"{options.results} has no supervised run to compare with")
     checkpoint = BEST_CHECKPOINT if options.checkpoint == "best" else FINAL_CHECKPOINT
     torch.manual_seed(0)  # the candidate draws of the told rates, so a rerun prints the same table
-    scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / checkpoint) for run in runs}
+    scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / checkpoint, options.temperatures)
+              for run in runs}
     ranks = [f"r{rank_label(*bounds)}" for bounds in RANKS]
     print_table(
         f"{options.checkpoint} checkpoints, mean of seeds; gap columns: mean NLL (nats) over supervised's, "
@@ -209,6 +243,12 @@ def main() -> None:
         f"{DRAWS} draws per token), in all and by supervised's rank of the true token",
         ["told", *ranks], told_rows(scores), [".3f"] * (1 + len(RANKS)),
     )
+    if options.temperatures:
+        print_table(
+            "test perplexity with the logits divided by a temperature, mean of seeds",
+            [f"T {temperature:g}" for temperature in options.temperatures], temperature_rows(scores),
+            [".1f"] * len(options.temperatures),
+        )
 
 
 if __name__ == "__main__":

@@ -128,6 +128,22 @@ def test_gap_columns_add_up_to_the_log_perplexity_ratio(tmp_path: Path) -> None:
     assert sum(rows["half"][4:]) == pytest.approx(log_ratio, abs=1e-4)
     assert abs(log_ratio) > 1e-3  # the two models differ, so the check above is not 0 = 0
 
+    scaled = {key: calibration.token_scores(paths[key[0]], (1.0, 0.5)) for key in scores}
+    assert torch.allclose(scaled[("half", 0)]["scaled_nll"][:, 0], scores[("half", 0)]["nll"])
+    by_temperature = calibration.temperature_rows(scaled)
+    assert by_temperature["half"][0] == pytest.approx(rows["half"][0], rel=1e-5)
+    assert abs(by_temperature["half"][1] - by_temperature["half"][0]) > 1e-3  # the temperature is applied
+
+
+@pytest.mark.parametrize("text", ["0.9,x", "0,1", "-1", "nan", ","])
+def test_calibration_rejects_bad_temperatures(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    calibration = _bench("calibration")
+    with pytest.raises(SystemExit):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("sys.argv", ["calibration.py", "results.json", "--temperatures", text])
+            calibration.main()
+    assert "--temperatures" in capsys.readouterr().err
+
 
 def _group_args(k: int, temperature: float) -> dict[str, Any]:
     return {"k": k, "temperature": temperature, "replacement": False, "truncate": 0}
