@@ -178,8 +178,8 @@ for _k in (10, 12):
     AGENTS[f"likelihood-k{_k}-t05-memory-early32-marginal10"] = (
         "group", {**_CURRICULUM10, "temperature": 0.5, "k": _k}, "bandit"
     )
-# The recommended 8- and 1-query agents with the prior at weight 10 as well.
-for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k1-t05-memory-marginal"):
+# The recommended 8-, 2- and 1-query agents with the prior at weight 10 as well.
+for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k2-t05-memory-marginal", "likelihood-k1-t05-memory-marginal"):
     AGENTS[f"{_name}10"] = ("group", {**AGENTS[_name][1], "marginal_weight": 10.0}, "bandit")
 
 
