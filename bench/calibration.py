@@ -215,7 +215,7 @@ def print_table(title: str, columns: list[str], rows: dict[str, list[float]], fo
         print("| " + " | ".join([name, *(format(value, spec) for value, spec in zip(means, formats))]) + " |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="results-*.json written by bench/learning.py")
     parser.add_argument("--checkpoint", choices=("best", "final"), default="best",
@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--temperatures", type=temperatures_option, default=(),
                         help="comma-separated temperatures: also print each run's test perplexity with its logits "
                              "divided by each (e.g. 0.9,0.95,1,1.05)")
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
     runs = json.loads(Path(options.results).read_text())["runs"]
     if not any(run["name"] == "supervised" for run in runs):
         parser.error(f"{options.results} has no supervised run to compare with")

@@ -139,9 +139,7 @@ def test_gap_columns_add_up_to_the_log_perplexity_ratio(tmp_path: Path) -> None:
 def test_calibration_rejects_bad_temperatures(text: str, capsys: pytest.CaptureFixture[str]) -> None:
     calibration = _bench("calibration")
     with pytest.raises(SystemExit):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("sys.argv", ["calibration.py", "results.json", "--temperatures", text])
-            calibration.main()
+        calibration.main(["results.json", "--temperatures", text])
     assert "--temperatures" in capsys.readouterr().err
 
 
