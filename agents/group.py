@@ -46,6 +46,9 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
   frequencies (the counts ``--unigram-init`` uses). The feedback's likelihood is indifferent to
   how a context's mass is shared among the tokens never proposed there; without it the model
   puts too much of it on rare words.
+- ``marginal_unqueried``: the share of that prior kept off the tokens queried in each context
+  (:func:`irlm_agents.native.marginal_prior.unqueried_share_terms`): their mass is the
+  feedback's to set, and that share of the prior only sorts out the mass it says nothing about.
 - ``memory_context``: remember the answers per context of the last L observed tokens
   (:mod:`irlm_agents.native.answer_memory`): a context answered before proposes its known
   answer first, one not yet answered never proposes a token rejected there before, and its
@@ -77,7 +80,7 @@ from irlm_agents.native.answer_memory import AnswerMemory
 from irlm_agents.native.distributed import Share
 from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
-from irlm_agents.native.marginal_prior import marginal_scores
+from irlm_agents.native.marginal_prior import marginal_scores, unqueried_share_terms
 from irlm_agents.native.rollout import Segment
 from irlm_agents.native.training import (
     NativeArgs,
@@ -148,6 +151,13 @@ class Args(NativeArgs):
             "train split's word frequencies (0: off)"
         },
     )
+    marginal_unqueried: float = field(
+        default=0.0,
+        metadata={
+            "help": "share (0 to 1) of the marginal term that moves mass only among the tokens not queried in "
+            "a context, leaving the queried ones where the feedback put them (0: the whole term reaches every token)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -195,6 +205,13 @@ class Args(NativeArgs):
                 raise IrlmError(f"truncate must be >= k_early ({self.k_early}), got {self.truncate}")
         if not math.isfinite(self.marginal_weight) or self.marginal_weight < 0:
             raise IrlmError(f"marginal_weight must be a finite number >= 0, got {self.marginal_weight!r}")
+        if not 0 <= self.marginal_unqueried <= 1:
+            raise IrlmError(f"marginal_unqueried is a share between 0 and 1, got {self.marginal_unqueried!r}")
+        if self.marginal_unqueried and (not self.marginal_weight or self.replacement):
+            raise IrlmError(
+                "marginal_unqueried shares out the marginal term over distinct candidates: set --marginal-weight "
+                "above 0 and drop --replacement"
+            )
         check_int("memory_context", self.memory_context, minimum=0)
         if self.memory_context and (self.replacement or not self.stop_at_hit):
             raise IrlmError(
@@ -308,6 +325,10 @@ def group_loss(
     features = features.reshape(contexts, -1)
     out = scratch.rows(contexts)
     scores = None if unigram is None else marginal_scores(probs, unigram, args.marginal_weight, 1 / contexts)
+    if scores is not None and args.marginal_unqueried:
+        prior_w, prior_c = unqueried_share_terms(probs, scores, actions, queried, args.marginal_unqueried, 1 / contexts)
+        weights = weights + prior_w
+        coefficient = coefficient + prior_c
     if not args.entropy_coef and scores is None:
         # Contexts whose weights are all zero (with logexp: every candidate missed) add
         # nothing to the gradient; the backward matrix products run on the others only. Their

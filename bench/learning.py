@@ -178,6 +178,15 @@ for _k in (10, 12):
     AGENTS[f"likelihood-k{_k}-t05-memory-early32-marginal10"] = (
         "group", {**_CURRICULUM10, "temperature": 0.5, "k": _k}, "bandit"
     )
+# The closest agent to target 1 with 7 tenths of the prior kept off the tokens queried in each
+# context (--marginal-unqueried 0.7): their mass is the feedback's to set. And the same with the
+# adaptive budget of 8 queries per token (up to 32 a context) in place of the curriculum, which
+# spends the whole budget wherever the model is unsure, on any corpus.
+_UNQUERIED = {**AGENTS["likelihood-k10-t05-memory-early32-marginal10"][1], "marginal_unqueried": 0.7}
+AGENTS["likelihood-k10-t05-memory-early32-marginal10-unqueried07"] = ("group", _UNQUERIED, "bandit")
+AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"] = (
+    "group", {**_UNQUERIED, "k_early": 0, "early_tokens": 0, "k": 32, "query_budget": 8.0}, "bandit"
+)
 # The recommended 8-, 2- and 1-query agents with the prior at weight 10 as well.
 for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k2-t05-memory-marginal", "likelihood-k1-t05-memory-marginal"):
     AGENTS[f"{_name}10"] = ("group", {**AGENTS[_name][1], "marginal_weight": 10.0}, "bandit")

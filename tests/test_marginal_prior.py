@@ -10,7 +10,7 @@ import torch
 from irlm_agents import group
 from irlm_agents.lm.checkpoints import load_model
 from irlm_agents.native.gradients import policy_gradient_logits
-from irlm_agents.native.marginal_prior import marginal_scores
+from irlm_agents.native.marginal_prior import marginal_scores, unqueried_share_terms
 from irlm_agents.runs.args import unigram_frequencies
 from irlm_env.errors import IrlmError
 from test_native_agents import TINY
@@ -66,9 +66,54 @@ def _mean_prediction_distance(run_dir: Path) -> float:
 
 def test_training_with_the_prior_brings_the_mean_prediction_to_the_word_frequencies(tmp_path: Path) -> None:
     distances = {}
-    for weight in (0.0, 3.0):
-        run_dir = tmp_path / f"w{weight}"
+    for weight, unqueried in ((0.0, 0.0), (3.0, 0.0), (3.0, 0.7)):
+        run_dir = tmp_path / f"w{weight}-u{unqueried}"
         group.train(group.Args(**TINY, k=2, stop_at_hit=True, miss_weight=1.0, temperature=0.5, seed=0,
-                               total_tokens=20_000, marginal_weight=weight, run_dir=str(run_dir)))
-        distances[weight] = _mean_prediction_distance(run_dir)
-    assert distances[3.0] < 0.5 * distances[0.0]
+                               total_tokens=20_000, marginal_weight=weight, marginal_unqueried=unqueried,
+                               run_dir=str(run_dir)))
+        distances[weight, unqueried] = _mean_prediction_distance(run_dir)
+    assert distances[3.0, 0.0] < 0.5 * distances[0.0, 0.0]
+    assert distances[3.0, 0.7] < 0.5 * distances[0.0, 0.0]
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_the_unqueried_share_keeps_that_share_of_the_prior_off_the_queried_tokens(share: float) -> None:
+    torch.manual_seed(1)
+    probs = torch.softmax(torch.randn(5, 12, dtype=torch.float64), -1)
+    unigram = torch.softmax(torch.randn(12, dtype=torch.float64), 0)
+    actions = torch.stack([torch.randperm(12)[:3] for _ in range(5)])  # distinct in each row
+    queried = torch.tensor([[True, True, False]] * 3 + [[True, False, False]] * 2)
+    weights = torch.randn(5, 3, dtype=torch.float64) * queried
+    scale = 1 / 5
+    scores = marginal_scores(probs, unigram, 2.0, scale)
+    prior_w, prior_c = unqueried_share_terms(probs, scores, actions, queried, share, scale)
+    direction = policy_gradient_logits(
+        probs, actions, weights + prior_w, weights.sum(-1) + prior_c, scale=scale, scores=scores,
+        out=torch.empty_like(probs),
+    )
+    feedback = policy_gradient_logits(probs, actions, weights, scale=scale)
+    outside = torch.ones_like(probs).scatter(1, actions, (~queried).to(probs.dtype))
+    kept_off = probs * outside
+    kept_off_mean = (kept_off @ scores) / kept_off.sum(-1)
+    expected = (
+        feedback
+        + (1 - share) * probs * (scores - (probs @ scores)[:, None])
+        + share * kept_off * (scores - kept_off_mean[:, None])
+    )
+    torch.testing.assert_close(direction, expected)
+    # Every share moves mass only: the prior's part of each row sums to zero.
+    torch.testing.assert_close((direction - feedback).sum(-1), torch.zeros(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"marginal_weight": 1.0, "marginal_unqueried": 1.5}, "share between 0 and 1"),
+        ({"marginal_weight": 1.0, "marginal_unqueried": float("nan")}, "share between 0 and 1"),
+        ({"marginal_unqueried": 0.5}, "set --marginal-weight above 0"),
+        ({"marginal_weight": 1.0, "marginal_unqueried": 0.5, "replacement": True}, "drop --replacement"),
+    ],
+)
+def test_a_bad_unqueried_share_is_refused(options: dict[str, object], message: str) -> None:
+    with pytest.raises(IrlmError, match=message):
+        group.Args(**options)
