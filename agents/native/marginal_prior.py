@@ -37,7 +37,6 @@ def marginal_scores(probs: torch.Tensor, unigram: torch.Tensor, weight: float, s
     return torch.div(unigram, mean, out=mean).mul_(weight * scale)
 
 
-
 def unqueried_share_terms(
     probs: torch.Tensor, scores: torch.Tensor, actions: torch.Tensor, queried: torch.Tensor | None,
     share: float, scale: float,
