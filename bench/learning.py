@@ -184,9 +184,11 @@ for _k in (10, 12):
 # spends the whole budget wherever the model is unsure, on any corpus.
 _UNQUERIED = {**AGENTS["likelihood-k10-t05-memory-early32-marginal10"][1], "marginal_unqueried": 0.7}
 AGENTS["likelihood-k10-t05-memory-early32-marginal10-unqueried07"] = ("group", _UNQUERIED, "bandit")
-AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"] = (
-    "group", {**_UNQUERIED, "k_early": 0, "early_tokens": 0, "k": 32, "query_budget": 8.0}, "bandit"
-)
+# Up to 16 candidates a context as well, which draws half as many at every step.
+for _k in (32, 16):
+    AGENTS[f"likelihood-budget8-k{_k}-t05-memory-marginal10-unqueried07"] = (
+        "group", {**_UNQUERIED, "k_early": 0, "early_tokens": 0, "k": _k, "query_budget": 8.0}, "bandit"
+    )
 # The recommended 8-, 2- and 1-query agents with the prior at weight 10 as well.
 for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k2-t05-memory-marginal", "likelihood-k1-t05-memory-marginal"):
     AGENTS[f"{_name}10"] = ("group", {**AGENTS[_name][1], "marginal_weight": 10.0}, "bandit")
