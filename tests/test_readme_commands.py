@@ -4,16 +4,15 @@ and the command a reader copies cannot drift apart."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from irlm_agents import group
 from irlm_agents.train_command import agent_command
+from test_bench_configs import _bench_agents
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -24,14 +23,6 @@ COMMAND = re.compile(r"irlm train group (--[^`\n]*)")
 def _settings(command: str) -> group.Args:
     context = agent_command("group").make_context("group", shlex.split(command))
     return group.Args(**context.params)
-
-
-def _bench_agents() -> dict[str, tuple[str, dict[str, Any], str]]:
-    spec = importlib.util.spec_from_file_location("bench_learning_commands", ROOT / "bench" / "learning.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.AGENTS
 
 
 def test_every_group_command_in_the_readme_parses_into_valid_settings() -> None:
