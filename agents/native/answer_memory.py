@@ -137,21 +137,23 @@ class AnswerMemory:
         """
         if actions.shape[1] != len(self._steps):
             raise ValueError(f"learn got {actions.shape[1]} steps but {len(self._steps)} were recalled")
-        candidates = actions.cpu().tolist()
-        hits = (rewards > 0).cpu().tolist()
-        asked = queried.cpu().tolist()
+        # Only the queried entries leave the tensors, in (stream, step, candidate) order: an agent
+        # with up to 32 candidates asks about 8 on average, and Python looks at what it asked.
+        asked = queried.cpu().numpy()
+        where = np.flatnonzero(asked)
+        tokens = actions.cpu().numpy().ravel()[where].tolist()
+        rewarded = (rewards.cpu().numpy().ravel()[where] > 0).tolist()
+        counts = asked.sum(-1).ravel()
+        ends = np.cumsum(counts)  # per (stream, step): where its queried entries end
+        starts, ends = (ends - counts).tolist(), ends.tolist()
+        steps = len(self._steps)
         for t, step in enumerate(self._steps):
             for i, key in enumerate(step.keys):
                 if key is None or key in self._unreliable:
                     continue
-                asked_tokens: list[int] = []
-                hit = None
-                for token, rewarded, was_asked in zip(candidates[i][t], hits[i][t], asked[i][t]):
-                    if was_asked:
-                        asked_tokens.append(token)
-                        if rewarded and hit is None:
-                            hit = token
-                self._record(key, asked_tokens, hit)
+                start, end = starts[i * steps + t], ends[i * steps + t]
+                hit = next((tokens[j] for j in range(start, end) if rewarded[j]), None)
+                self._record(key, tokens[start:end], hit)
         self._steps = []
 
     def _record(self, key: bytes, asked: list[int], hit: int | None) -> None:
