@@ -184,8 +184,10 @@ for _k in (10, 12):
 # spends the whole budget wherever the model is unsure, on any corpus.
 _UNQUERIED = {**AGENTS["likelihood-k10-t05-memory-early32-marginal10"][1], "marginal_unqueried": 0.7}
 AGENTS["likelihood-k10-t05-memory-early32-marginal10-unqueried07"] = ("group", _UNQUERIED, "bandit")
-# Up to 16 candidates a context as well, which draws half as many at every step.
-for _k in (32, 16):
+# Up to 16 candidates a context as well, which draws half as many at every step; and up to 64,
+# which lets the budget ask further down where the first 32 missed (the bandit agents' remaining
+# perplexity gap is at supervised ranks 9 to 100).
+for _k in (32, 16, 64):
     AGENTS[f"likelihood-budget8-k{_k}-t05-memory-marginal10-unqueried07"] = (
         "group", {**_UNQUERIED, "k_early": 0, "early_tokens": 0, "k": _k, "query_budget": 8.0}, "bandit"
     )

@@ -100,6 +100,22 @@ def test_candidates_a_hit_left_unqueried_are_not_rejected() -> None:
     assert memory.stats() == {"answered": 1.0, "rejected_only": 0.0, "unreliable": 0.0}
 
 
+def test_a_segment_of_several_steps_and_streams_is_learnt_per_stream_and_step() -> None:
+    """Each (stream, step) keeps its own queried candidates and first hit; unqueried ones count for nothing."""
+    memory = AnswerMemory(streams=2, context=1, device=CPU)
+    _step(memory, [5, 6], [True, True])
+    _step(memory, [7, 8], [False, False])
+    actions = torch.tensor([[[1, 2, 3], [4, 1, 2]], [[3, 1, 9], [9, 8, 7]]])  # (stream, step, candidate)
+    rewards = torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]])
+    queried = torch.tensor([[[1, 1, 0], [1, 1, 1]], [[1, 0, 0], [1, 1, 0]]], dtype=torch.bool)
+    memory.learn(actions, rewards, queried)
+    recall = _step(memory, [5, 6], [False, False])
+    assert recall.known.tolist() == [2, -1] and recall.rejected == [[], [3]]  # 9's reward was never asked
+    _no_feedback(memory, 2)
+    recall = _step(memory, [7, 8], [False, False])
+    assert recall.known.tolist() == [-1, 9] and recall.rejected == [[4, 1, 2], []]
+
+
 @pytest.mark.parametrize(
     ("second", "rewards"),
     [([[7, 9]], [[1.0, 0.0]]), ([[9, 8]], [[0.0, 0.0]])],
