@@ -191,6 +191,11 @@ for _k in (32, 16, 64):
     AGENTS[f"likelihood-budget8-k{_k}-t05-memory-marginal10-unqueried07"] = (
         "group", {**_UNQUERIED, "k_early": 0, "early_tokens": 0, "k": _k, "query_budget": 8.0}, "bandit"
     )
+# The calibration agent drawing its candidates among the 64 most probable tokens only (Gumbel
+# noise over 64 tokens rather than the whole vocabulary), for issue 11's speed target.
+AGENTS["likelihood-budget8-k32-t05-tr64-memory-marginal10-unqueried07"] = (
+    "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "truncate": 64}, "bandit"
+)
 # The recommended 8-, 2- and 1-query agents with the prior at weight 10 as well.
 for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k2-t05-memory-marginal", "likelihood-k1-t05-memory-marginal"):
     AGENTS[f"{_name}10"] = ("group", {**AGENTS[_name][1], "marginal_weight": 10.0}, "bandit")
