@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import glob
 import json
 import math
 import multiprocessing
+import re
 import resource
 import statistics
 import sys
@@ -232,8 +234,10 @@ def corpus_settings(corpus: str) -> dict[str, Any]:
     base = {"tokenizer": "word", "max_vocab": 10000}
     if corpus == "tinyshakespeare":
         return {**base, "corpus": "text", "corpus_options": {"path": str(TINY_SHAKESPEARE)}}
-    if Path(corpus).is_file():
+    if Path(corpus).exists():
         return {**base, "corpus": "text", "corpus_options": {"path": str(Path(corpus).resolve())}}
+    if glob.has_magic(corpus):  # the text corpus reads the files it matches, in sorted order
+        return {**base, "corpus": "text", "corpus_options": {"path": corpus}}
     return {**base, "corpus": corpus, "corpus_options": {}}
 
 
@@ -262,7 +266,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, corpus: str, total_token
                     out: str) -> None:
     """The options of every learning benchmark: corpus, budget, seeds, parallel jobs, device, output."""
     parser.add_argument("--corpus", default=corpus,
-                        help="tinyshakespeare (../shared/corpora), a built-in corpus name (pydocs) or a text file")
+                        help="tinyshakespeare (../shared/corpora), a built-in corpus name (pydocs), or a text file, "
+                             "directory or glob (read as the text corpus reads them)")
     parser.add_argument("--total-tokens", type=int, default=total_tokens, help="training tokens per run")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; every run is repeated with each")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side (one core each)")
@@ -298,8 +303,17 @@ def plan_runs(parser: argparse.ArgumentParser, options: argparse.Namespace) -> t
         parser.error("--seeds needs at least one seed; --jobs, --total-tokens and --curve-points must be positive")
     if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
         parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
-    corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
-    return seeds, corpus_label, time.strftime("%Y%m%d-%H%M%S")
+    return seeds, corpus_label(options.corpus), time.strftime("%Y%m%d-%H%M%S")
+
+
+def corpus_label(corpus: str) -> str:
+    """A name for ``--corpus`` fit for output file names: a file's stem, a folder's name, a glob's characters."""
+    path = Path(corpus)
+    if path.is_file():
+        return path.stem
+    if path.is_dir():
+        return path.resolve().name
+    return re.sub(r"[^A-Za-z0-9_]+", "-", corpus).strip("-") if glob.has_magic(corpus) else corpus
 
 
 def run_in_processes(calls: dict[str, tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]], jobs: int,

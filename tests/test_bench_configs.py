@@ -248,3 +248,17 @@ def test_head_product_bench_reports_each_shape_against_the_whole_segment(capsys:
     rows = {line[:44].strip(): line.split()[-1] for line in capsys.readouterr().out.splitlines()[2:]}
     assert rows["whole segment (1120 rows)"] == "1.00"
     assert "step by step (32 rows)" in rows and float(rows["step by step (32 rows)"]) > 0
+
+
+def test_a_folder_or_glob_is_benchmarked_as_the_text_corpus_with_a_file_name_fit_label(tmp_path: Path) -> None:
+    learning = _bench()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("one line\n")
+    pattern = str(tmp_path / "docs" / "[a-m]*.txt")
+    assert learning.corpus_settings(pattern)["corpus_options"] == {"path": pattern}
+    assert learning.corpus_settings(str(tmp_path / "docs"))["corpus_options"] == {"path": str(tmp_path / "docs")}
+    assert learning.corpus_settings("pydocs")["corpus"] == "pydocs"
+    label = learning.corpus_label(pattern)
+    assert "/" not in label and "*" not in label and label.endswith("docs-a-m-txt")
+    assert learning.corpus_label(str(tmp_path / "docs")) == "docs"
+    assert learning.corpus_label(str(tmp_path / "docs" / "a.txt")) == "a"
