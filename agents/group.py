@@ -49,10 +49,6 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
 - ``marginal_unqueried``: the share of that prior kept off the tokens queried in each context
   (:func:`irlm_agents.native.marginal_prior.unqueried_share_terms`): their mass is the
   feedback's to set, and that share of the prior only sorts out the mass it says nothing about.
-- ``marginal_recent``: mix into that prior's target the words each stream read just before the
-  segment, at the share that best predicts the train split's next words
-  (:class:`irlm_agents.native.marginal_prior.RecentWords`): where the vocabulary changes from
-  place to place in a text, the words coming next in a stretch are not the whole text's.
 - ``memory_context``: remember the answers per context of the last L observed tokens
   (:mod:`irlm_agents.native.answer_memory`): a context answered before proposes its known
   answer first, one not yet answered never proposes a token rejected there before, and its
@@ -76,7 +72,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from irlm_agents.lm.model import RNNLanguageModel
@@ -85,7 +80,7 @@ from irlm_agents.native.answer_memory import AnswerMemory
 from irlm_agents.native.distributed import Share
 from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
-from irlm_agents.native.marginal_prior import RecentWords, fit_recent_share, marginal_scores, unqueried_share_terms
+from irlm_agents.native.marginal_prior import marginal_scores, unqueried_share_terms
 from irlm_agents.native.rollout import Segment
 from irlm_agents.native.training import (
     NativeArgs,
@@ -163,13 +158,6 @@ class Args(NativeArgs):
             "a context, leaving the queried ones where the feedback put them (0: the whole term reaches every token)"
         },
     )
-    marginal_recent: bool = field(
-        default=False,
-        metadata={
-            "help": "mix into the marginal term's target the words each stream read just before the segment, "
-            "at the share that best predicts the train split's next words (fitted once, with no reward)"
-        },
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -224,8 +212,6 @@ class Args(NativeArgs):
                 "marginal_unqueried shares out the marginal term over distinct candidates: set --marginal-weight "
                 "above 0 and drop --replacement"
             )
-        if self.marginal_recent and not self.marginal_weight:
-            raise IrlmError("marginal_recent changes the marginal term's target: set --marginal-weight above 0")
         check_int("memory_context", self.memory_context, minimum=0)
         if self.memory_context and (self.replacement or not self.stop_at_hit):
             raise IrlmError(
@@ -296,15 +282,15 @@ class QueryBudget:
 def group_loss(
     args: Args, model: RNNLanguageModel, segment: Segment, features: torch.Tensor,
     budget: QueryBudget | None, scratch: Workspace, share: Share, memory: AnswerMemory | None = None,
-    frequencies: torch.Tensor | None = None,
+    unigram: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The surrogate loss of one segment (its gradient is the estimator's) and the queries used.
 
     The query budget is steered by the whole batch's spend (all processes under torchrun), so
     its threshold is the same everywhere. With a ``memory`` the miss term's set also holds the
     tokens rejected at the same context before, and the memory then learns the segment's
-    feedback. With the word ``frequencies`` the marginal term aims at (the train split's, or
-    :class:`RecentWords`'), the label-free term of ``args.marginal_weight`` is added on every context.
+    feedback. With the train split's ``unigram`` frequencies, the label-free marginal term of
+    ``args.marginal_weight`` is added on every context.
     """
     probs = segment.probs.reshape(segment.num_tokens, -1)
     k = segment.actions.shape[-1]  # args.k, or args.k_early early in a curriculum
@@ -338,7 +324,7 @@ def group_loss(
     contexts = actions.shape[0]
     features = features.reshape(contexts, -1)
     out = scratch.rows(contexts)
-    scores = None if frequencies is None else marginal_scores(probs, frequencies, args.marginal_weight, 1 / contexts)
+    scores = None if unigram is None else marginal_scores(probs, unigram, args.marginal_weight, 1 / contexts)
     if scores is not None and args.marginal_unqueried:
         prior_w, prior_c = unqueried_share_terms(probs, scores, actions, queried, args.marginal_unqueried, 1 / contexts)
         weights = weights + prior_w
@@ -369,14 +355,9 @@ def train(args: Args) -> TrainResult:
     budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
     memory = AnswerMemory(rollout.num_envs, args.memory_context, setup.device) if args.memory_context else None
-    unigram = recent = None
+    unigram = None
     if args.marginal_weight:  # converted once to the probabilities' dtype, not at every update
-        frequencies = unigram_frequencies(setup.corpus)
-        unigram = torch.from_numpy(frequencies).to(setup.device, model.decoder.weight.dtype)
-        if args.marginal_recent:
-            share = fit_recent_share(setup.corpus.split("train"), frequencies, rollout.num_envs, args.rollout_steps,
-                                     np.random.default_rng(args.seed))
-            recent = RecentWords(unigram, share)
+        unigram = torch.from_numpy(unigram_frequencies(setup.corpus)).to(setup.device, model.decoder.weight.dtype)
 
     def candidates_now() -> int:
         return args.k_early if progress.tokens < args.early_tokens else args.k
@@ -390,19 +371,14 @@ def train(args: Args) -> TrainResult:
         return recall.known_first(candidates) if recall else candidates
 
     with open_run("group", args, setup) as run:
-        if recent is not None and run is not None:
-            run.log_scalars("marginal", 0, {"recent_share": recent.share})
         while progress.tokens < args.total_tokens:
             with progress.timed():
                 segment = rollout.collect(args.rollout_steps, sampler, score=candidates_now() > 1)
                 features = rollout.features(segment)
-                frequencies = recent.target(segment.starts) if recent is not None else unigram
                 loss, queries = group_loss(
-                    args, model, segment, features, budget, scratch, setup.share, memory, frequencies
+                    args, model, segment, features, budget, scratch, setup.share, memory, unigram
                 )
                 optimise(optimizer, loss, args.max_grad_norm, setup)
-                if recent is not None:
-                    recent.read(segment.tokens)
             reward = float(segment.rewards[..., 0].mean())
             progress.add(segment.num_tokens, queries, reward=reward, accuracy=segment.accuracy)
             if memory is not None and run is not None:

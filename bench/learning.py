@@ -200,13 +200,6 @@ for _weight in (3, 30):
         "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "marginal_weight": float(_weight)},
         "bandit",
     )
-# The calibration agent with the prior's target mixed with the words each stream just read
-# (--marginal-recent): the share is fitted on each text, near 0 where its vocabulary does not
-# change from place to place.
-AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07-recent"] = (
-    "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "marginal_recent": True},
-    "bandit",
-)
 # The calibration agent drawing its candidates among the 64 most probable tokens only (Gumbel
 # noise over 64 tokens rather than the whole vocabulary), for issue 11's speed target.
 AGENTS["likelihood-budget8-k32-t05-tr64-memory-marginal10-unqueried07"] = (

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from irlm_agents import group
 from irlm_agents.lm.checkpoints import load_model
 from irlm_agents.native.gradients import policy_gradient_logits
-from irlm_agents.native.marginal_prior import RecentWords, fit_recent_share, marginal_scores, unqueried_share_terms
+from irlm_agents.native.marginal_prior import marginal_scores, unqueried_share_terms
 from irlm_agents.runs.args import unigram_frequencies
 from irlm_env.errors import IrlmError
 from test_native_agents import TINY
@@ -118,52 +117,3 @@ def test_the_unqueried_share_keeps_that_share_of_the_prior_off_the_queried_token
 def test_a_bad_unqueried_share_is_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(IrlmError, match=message):
         group.Args(**options)
-
-
-def test_the_recent_words_share_is_near_0_on_shuffled_text_and_large_where_the_vocabulary_moves() -> None:
-    rng = np.random.default_rng(0)
-    vocab = 200
-    # 300 stretches of 1,000 tokens, each drawn from its own 20 words.
-    moving = np.concatenate([rng.choice(rng.choice(vocab, 20, replace=False), 1000) for _ in range(300)])
-    shuffled = rng.permutation(moving)
-    unigram = (np.bincount(moving, minlength=vocab) + 1.0) / (len(moving) + vocab)
-    assert fit_recent_share(shuffled, unigram, 32, 35, np.random.default_rng(0)) <= 0.02
-    assert fit_recent_share(moving, unigram, 32, 35, np.random.default_rng(0)) >= 0.5
-
-
-def test_a_train_split_too_short_to_fit_the_share_is_refused() -> None:
-    with pytest.raises(IrlmError, match="too few to fit the recent words' share.*drop --marginal-recent"):
-        fit_recent_share(np.arange(50), np.full(50, 0.02), 4, 35, np.random.default_rng(0))
-
-
-def test_the_target_mixes_in_what_each_stream_read_unless_its_episode_began_in_the_segment() -> None:
-    unigram = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
-    recent = RecentWords(unigram, 0.5)
-    no_start = torch.zeros(2, 4, dtype=torch.bool)
-    torch.testing.assert_close(recent.target(no_start), unigram)  # nothing read yet
-    recent.read(torch.tensor([[3, 3, 3, 2], [0, 0, 1, 1]]))
-    read = torch.tensor([[0.0, 0.0, 0.25, 0.75], [0.5, 0.5, 0.0, 0.0]], dtype=torch.float64)
-    torch.testing.assert_close(recent.target(no_start), 0.5 * unigram + 0.5 * read.mean(0))
-    second_moved = torch.tensor([[False] * 4, [False, False, True, False]])
-    torch.testing.assert_close(recent.target(second_moved), 0.5 * unigram + 0.25 * (read[0] + unigram))
-    assert float(recent.target(no_start).sum()) == pytest.approx(1.0)
-
-
-def test_recent_words_need_the_prior() -> None:
-    with pytest.raises(IrlmError, match="marginal_recent changes the marginal term's target: set --marginal-weight"):
-        group.Args(marginal_recent=True)
-
-
-def test_training_with_recent_words_logs_the_share_fitted_on_its_corpus(tmp_path: Path) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    args = group.Args(**TINY, k=2, stop_at_hit=True, miss_weight=1.0, temperature=0.5, seed=3, total_tokens=3_000,
-                      marginal_weight=3.0, marginal_recent=True, run_dir=str(tmp_path / "run"))
-    group.train(args)
-    corpus = load_model(tmp_path / "run" / "final.irlm").load_corpus()
-    fitted = fit_recent_share(corpus.split("train"), unigram_frequencies(corpus), args.n_envs, args.rollout_steps,
-                              np.random.default_rng(3))
-    events = EventAccumulator(str(tmp_path / "run"))
-    events.Reload()
-    (logged,) = events.Scalars("marginal/recent_share")
-    assert logged.value == pytest.approx(fitted)

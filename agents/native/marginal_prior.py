@@ -17,27 +17,11 @@ text's, which the per-context feedback then sorts out. At the fixed point ``π̄
 torchrun, each process's own streams), and the gradient flows through it exactly. A running
 mean over earlier segments would be steadier but stale: the model moves between updates, and
 on a small corpus the lag made it overshoot and diverge.
-
-A segment is a few stretches of consecutive text, though, and where a text's vocabulary
-changes from place to place (a manual's chapters, a wiki's articles) the words coming next
-there are not the whole text's: the prior pulls a model that is right about them towards the
-whole text's frequencies. :class:`RecentWords` mixes into the target the words each stream
-read just before the segment (the previous segment's observations: past text, never the words
-being predicted), at the share that best predicts the next words of the train split
-(:func:`fit_recent_share`, fitted once with no reward). On text with no such locality the fit
-gives a share near 0 and the target stays the word frequencies.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-
-from irlm_env.errors import IrlmError
-
-#: Segments sampled from the train split to fit the recent words' share; the share's
-#: log-likelihood is concave, and at this many its argmax moves by less than the grid's 0.01.
-FIT_SEGMENTS = 300
 
 
 def marginal_scores(probs: torch.Tensor, unigram: torch.Tensor, weight: float, scale: float) -> torch.Tensor:
@@ -88,55 +72,3 @@ def unqueried_share_terms(
         cand * (off_mean[:, None] - cand_scores) * (share / scale),
         (off_mean - row_mean) * (share / scale),
     )
-
-
-def fit_recent_share(tokens: np.ndarray, unigram: np.ndarray, streams: int, steps: int,
-                     rng: np.random.Generator) -> float:
-    """The share λ in ``(1 - λ) u + λ r`` that best predicts a segment's next words, on a grid of 0.01.
-
-    ``r`` is the word frequencies of the ``steps`` tokens each of ``streams`` streams read just
-    before the segment, pooled, as :class:`RecentWords` forms it during training. The fit reads
-    the train split ``tokens`` as the agents read their observations, and no reward.
-    """
-    if len(tokens) < 2 * steps + 2:
-        raise IrlmError(
-            f"the train split has {len(tokens)} tokens, too few to fit the recent words' share over segments "
-            f"of {steps} steps; use a longer corpus or drop --marginal-recent"
-        )
-    vocab = len(unigram)
-    starts = rng.integers(steps, len(tokens) - steps, size=(FIT_SEGMENTS, streams))
-    recent = tokens[starts[..., None] + np.arange(-steps, 0)].astype(np.int64).reshape(FIT_SEGMENTS, -1)
-    upcoming = tokens[starts[..., None] + np.arange(1, steps + 1)].astype(np.int64).reshape(FIT_SEGMENTS, -1)
-    rows = np.arange(FIT_SEGMENTS)[:, None] * vocab
-    counts = np.bincount((rows + recent).ravel(), minlength=FIT_SEGMENTS * vocab)
-    from_recent = counts[(rows + upcoming).ravel()] / recent.shape[1]
-    from_unigram = unigram[upcoming.ravel()]
-    shares = np.linspace(0.0, 0.99, 100)  # at 1 a word unread before would get no mass
-    fits = [np.log((1 - share) * from_unigram + share * from_recent).mean() for share in shares]
-    return float(shares[int(np.argmax(fits))])
-
-
-class RecentWords:
-    """The marginal prior's target: the word frequencies mixed with what each stream just read.
-
-    Call :meth:`target` with a segment's episode starts before its update, then :meth:`read`
-    with its tokens. A stream whose episode began in the segment jumped to another place in the
-    text, so what it read before says nothing of it: it counts the word frequencies instead.
-    """
-
-    def __init__(self, unigram: torch.Tensor, share: float) -> None:
-        self.unigram, self.share = unigram, share
-        self._recent: torch.Tensor | None = None  # (N, V) each stream's last segment's word frequencies
-
-    def target(self, starts: torch.Tensor) -> torch.Tensor:
-        """(V,) the target for a segment whose episode starts are ``starts`` (N, T)."""
-        if self._recent is None or not self.share:
-            return self.unigram
-        moved = starts.any(1, keepdim=True)
-        streams = torch.where(moved, self.unigram, self._recent).mean(0)
-        return (1 - self.share) * self.unigram + self.share * streams
-
-    def read(self, tokens: torch.Tensor) -> None:
-        """Remember the tokens (N, T) the streams showed in a segment, for the next one's target."""
-        counts = torch.zeros(tokens.shape[0], len(self.unigram), dtype=self.unigram.dtype, device=tokens.device)
-        self._recent = counts.scatter_add_(1, tokens, torch.ones_like(tokens, dtype=counts.dtype)).div_(tokens.shape[1])
