@@ -193,9 +193,10 @@ for _k in (32, 16, 64):
     AGENTS[f"likelihood-budget8-k{_k}-t05-memory-marginal10-unqueried07"] = (
         "group", {**_UNQUERIED, "k_early": 0, "early_tokens": 0, "k": _k, "query_budget": 8.0}, "bandit"
     )
-# The calibration agent with the prior at weight 3 and 30, probed on Vim's help files (text we
-# never tuned on), where the prior at weight 10 leaves the agent furthest from supervised.
-for _weight in (3, 30):
+# The calibration agent with the prior at weight 1, 3 and 30: how much the weight tuned on Tiny
+# Shakespeare and pydocs matters on Vim's help files (text we never tuned on), where the agent is
+# furthest from supervised.
+for _weight in (1, 3, 30):
     AGENTS[f"likelihood-budget8-k32-t05-memory-marginal{_weight}-unqueried07"] = (
         "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "marginal_weight": float(_weight)},
         "bandit",
