@@ -201,6 +201,12 @@ for _weight in (1, 3, 30):
         "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "marginal_weight": float(_weight)},
         "bandit",
     )
+# The calibration command with twice the budget (16 queries per token, up to 64 a context): what
+# more queries buy on text where 8 leave the agent far from supervised.
+AGENTS["likelihood-budget16-k64-t05-memory-marginal10-unqueried07"] = (
+    "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "k": 64, "query_budget": 16.0},
+    "bandit",
+)
 # The calibration agent drawing its candidates among the 64 most probable tokens only (Gumbel
 # noise over 64 tokens rather than the whole vocabulary), for issue 11's speed target.
 AGENTS["likelihood-budget8-k32-t05-tr64-memory-marginal10-unqueried07"] = (
