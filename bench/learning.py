@@ -193,24 +193,24 @@ for _k in (32, 16, 64):
     AGENTS[f"likelihood-budget8-k{_k}-t05-memory-marginal10-unqueried07"] = (
         "group", {**_UNQUERIED, "k_early": 0, "early_tokens": 0, "k": _k, "query_budget": 8.0}, "bandit"
     )
+# The calibration command's settings, the base of the probes below.
+_CALIBRATION = AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1]
 # The calibration agent with the prior at weight 1, 3 and 30: how much the weight tuned on Tiny
 # Shakespeare and pydocs matters on Vim's help files (text we never tuned on), where the agent is
 # furthest from supervised.
 for _weight in (1, 3, 30):
     AGENTS[f"likelihood-budget8-k32-t05-memory-marginal{_weight}-unqueried07"] = (
-        "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "marginal_weight": float(_weight)},
-        "bandit",
+        "group", {**_CALIBRATION, "marginal_weight": float(_weight)}, "bandit"
     )
 # The calibration command with twice the budget (16 queries per token, up to 64 a context): what
 # more queries buy on text where 8 leave the agent far from supervised.
 AGENTS["likelihood-budget16-k64-t05-memory-marginal10-unqueried07"] = (
-    "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "k": 64, "query_budget": 16.0},
-    "bandit",
+    "group", {**_CALIBRATION, "k": 64, "query_budget": 16.0}, "bandit"
 )
 # The calibration agent drawing its candidates among the 64 most probable tokens only (Gumbel
 # noise over 64 tokens rather than the whole vocabulary), for issue 11's speed target.
 AGENTS["likelihood-budget8-k32-t05-tr64-memory-marginal10-unqueried07"] = (
-    "group", {**AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1], "truncate": 64}, "bandit"
+    "group", {**_CALIBRATION, "truncate": 64}, "bandit"
 )
 # The recommended 8-, 2- and 1-query agents with the prior at weight 10 as well.
 for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k2-t05-memory-marginal", "likelihood-k1-t05-memory-marginal"):
