@@ -13,9 +13,10 @@ Setup: the corpus (``--corpus``: Tiny Shakespeare from ``../shared/corpora``, th
 hidden 256, Adam at 3e-3 (AdamW with ``--weight-decay W``), 32 streams x 35 steps per update,
 the same token budget for every agent; with ``--ema-decay D`` every agent is validated, checkpointed
 and scored by the moving average of its weights. Each (agent, seed) runs in a fresh process (so its peak memory is its own); ``--jobs 2``
-runs two side by side, one per core. Every run is scored on the test split twice: at the end of
-the budget and at its best-validation checkpoint (``best.irlm``, chosen by validation top-1:
-the same early-stopping rule for every agent).
+runs two side by side, one per core. Every run is scored on the test split three times: at the
+end of the budget, at its best-validation checkpoint (``best.irlm``, chosen by validation top-1:
+the same early-stopping rule for every agent), and at its lowest-validation-perplexity
+checkpoint (``best-perplexity.irlm``, columns ``pbest``; the rule a language model is chosen by).
 
 Every ratio is against supervised training with the same seed in the same benchmark run, then
 averaged over seeds. Columns: test top-1 and perplexity (end and best checkpoint), each with its
@@ -368,6 +369,7 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     import torch
 
     from irlm_agents.lm.evaluation import evaluate
+    from irlm_agents.runs.run_dir import BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT
 
     torch.set_num_threads(threads)
     module, args = agent_args(name, seed, common, Path(run_root) / f"{name}-seed{seed}")
@@ -376,7 +378,8 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     wall = time.perf_counter() - start
     config = json.loads((Path(args.run_dir) / "config.json").read_text())
     test = evaluate(result.model, result.corpus, "test", context_length=config.get("eval_context_length"))
-    best = best_checkpoint_scores(args.run_dir)
+    best = best_checkpoint_scores(args.run_dir, BEST_CHECKPOINT)
+    lowest = best_checkpoint_scores(args.run_dir, BEST_PERPLEXITY_CHECKPOINT)
     return {
         "name": name,
         "seed": seed,
@@ -386,6 +389,8 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
         "test_free_top1": float(test["free_top1"]),
         "best_top1": best["top1"],
         "best_perplexity": best["perplexity"],
+        "ppl_best_top1": lowest["top1"],
+        "ppl_best_perplexity": lowest["perplexity"],
         "tokens_per_second": float(result.metrics.get("tokens_per_second", args.total_tokens / wall)),
         "queries_per_token": float(result.metrics.get("queries_per_token", 1.0)),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -394,13 +399,12 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     }
 
 
-def best_checkpoint_scores(run_dir: str | Path) -> dict[str, float]:
-    """Test top-1 and perplexity of the run's best-validation checkpoint (NaN when it has none)."""
+def best_checkpoint_scores(run_dir: str | Path, name: str) -> dict[str, float]:
+    """Test top-1 and perplexity of the run's checkpoint ``name`` (NaN when it has none)."""
     from irlm_agents.lm.checkpoints import load_model
     from irlm_agents.lm.evaluation import evaluate
-    from irlm_agents.runs.run_dir import BEST_CHECKPOINT
 
-    path = Path(run_dir) / BEST_CHECKPOINT
+    path = Path(run_dir) / name
     if not path.exists():
         return {"top1": math.nan, "perplexity": math.nan}
     checkpoint = load_model(path)
@@ -420,7 +424,10 @@ def ngram_rows(settings: dict[str, Any]) -> dict[str, float]:
 
 
 #: Per-run figures averaged over seeds, each also as a ratio to the same seed's supervised run.
-FIGURES = ("test_top1", "test_perplexity", "best_top1", "best_perplexity", "tokens_per_second")
+#: ``ppl_best_*`` score the lowest-validation-perplexity checkpoint; results files written
+#: before it was kept lack them, and their table leaves those columns out.
+FIGURES = ("test_top1", "test_perplexity", "best_top1", "best_perplexity", "ppl_best_top1", "ppl_best_perplexity",
+           "tokens_per_second")
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -432,9 +439,10 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["runs"].append(run)
     for row in rows.values():
         for key in (*FIGURES, "queries_per_token", "peak_mb"):
-            row[key] = statistics.fmean(run[key] for run in row["runs"])
+            row[key] = statistics.fmean(run.get(key, math.nan) for run in row["runs"])
         for key in FIGURES:
-            ratios = [run[key] / reference[run["seed"]][key] for run in row["runs"] if run["seed"] in reference]
+            ratios = [run.get(key, math.nan) / reference[run["seed"]].get(key, math.nan)
+                      for run in row["runs"] if run["seed"] in reference]
             row[f"{key}_ratio"] = statistics.fmean(ratios) if ratios else math.nan
         row["seeds"] = sorted(run["seed"] for run in row["runs"])
     return list(rows.values())
@@ -445,27 +453,35 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
     seeds = sorted({run["seed"] for run in runs})
     print(f"\nlearning benchmark on {corpus}, {total_tokens:,} training tokens per agent, test split, "
           f"mean of seeds {', '.join(map(str, seeds))} (ratios: x supervised of the same seed)")
+    lowest = any("ppl_best_perplexity" in run for run in runs)
     header = (f"{'agent':30s} {'feedback':8s} {'top1':>7s} {'x sup':>6s} {'ppl':>8s} {'x sup':>6s} "
-              f"{'best top1':>9s} {'x sup':>6s} {'best ppl':>8s} {'x sup':>6s} {'tok/s':>7s} {'x sup':>6s} "
-              f"{'peak MB':>7s} {'queries/tok':>11s}")
+              f"{'best top1':>9s} {'x sup':>6s} {'best ppl':>8s} {'x sup':>6s} "
+              + (f"{'pbest top1':>10s} {'x sup':>6s} {'pbest ppl':>9s} {'x sup':>6s} " if lowest else "")
+              + f"{'tok/s':>7s} {'x sup':>6s} {'peak MB':>7s} {'queries/tok':>11s}")
     print(header)
     print("-" * len(header))
     for row in rows:
         print(f"{row['name']:30s} {row['feedback']:8s} {row['test_top1']:7.4f} {row['test_top1_ratio']:6.3f} "
               f"{row['test_perplexity']:8.1f} {row['test_perplexity_ratio']:6.3f} {row['best_top1']:9.4f} "
               f"{row['best_top1_ratio']:6.3f} {row['best_perplexity']:8.1f} {row['best_perplexity_ratio']:6.3f} "
-              f"{row['tokens_per_second']:7.0f} {row['tokens_per_second_ratio']:6.2f} {row['peak_mb']:7.0f} "
+              + (f"{row['ppl_best_top1']:10.4f} {row['ppl_best_top1_ratio']:6.3f} {row['ppl_best_perplexity']:9.1f} "
+                 f"{row['ppl_best_perplexity_ratio']:6.3f} " if lowest else "")
+              + f"{row['tokens_per_second']:7.0f} {row['tokens_per_second_ratio']:6.2f} {row['peak_mb']:7.0f} "
               f"{row['queries_per_token']:11.2f}")
+    if lowest:
+        print("(best: the checkpoint of the best validation top-1; pbest: of the lowest validation perplexity)")
     sup = next((row for row in rows if row["name"] == "supervised"), None)
     for name in PEERS:
         top1, ppl = peers[f"{name}_top1"], peers[f"{name}_perplexity"]
         ratio = (top1 / sup["test_top1"], ppl / sup["test_perplexity"]) if sup else (math.nan, math.nan)
         print(f"{name + ' (n-gram)':30s} {'full':8s} {top1:7.4f} {ratio[0]:6.3f} {ppl:8.1f} {ratio[1]:6.3f}")
     if len(seeds) > 1:
-        print("\nper seed (end / best checkpoint):")
+        print("\nper seed (end / best checkpoint" + (" / pbest checkpoint):" if lowest else "):"))
         for run in runs:
-            print(f"  {run['name']:30s} seed {run['seed']}: top1 {run['test_top1']:.4f} / {run['best_top1']:.4f}, "
-                  f"ppl {run['test_perplexity']:.1f} / {run['best_perplexity']:.1f}, "
+            pbest = (f" / {run.get('ppl_best_top1', math.nan):.4f}", f" / {run.get('ppl_best_perplexity', math.nan):.1f}")
+            print(f"  {run['name']:30s} seed {run['seed']}: top1 {run['test_top1']:.4f} / {run['best_top1']:.4f}"
+                  f"{pbest[0] if lowest else ''}, "
+                  f"ppl {run['test_perplexity']:.1f} / {run['best_perplexity']:.1f}{pbest[1] if lowest else ''}, "
                   f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok")
 
 

@@ -178,7 +178,7 @@ def test_told_rows_split_by_supervised_rank() -> None:
     assert rows["agent"] == pytest.approx([2.25 / 6, 0.75, 0.5, 0.25, 0.0, 0.0])
 
 
-def test_table_redraws_the_queries_figure_of_a_saved_file(tmp_path: Path) -> None:
+def test_table_redraws_the_queries_figure_of_a_saved_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = {"feedback": "bandit", "test_top1": 0.2, "test_perplexity": 300.0, "best_top1": 0.21,
            "best_perplexity": 290.0, "tokens_per_second": 1000.0, "peak_mb": 600.0}
     runs = [{**run, "name": "supervised", "seed": 0, "feedback": "full", "queries_per_token": 0.0},
@@ -191,6 +191,14 @@ def test_table_redraws_the_queries_figure_of_a_saved_file(tmp_path: Path) -> Non
     figure = tmp_path / "queries.png"
     assert _bench().main(["--table", str(path), "--figure", str(figure)]) == 0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "pbest" not in capsys.readouterr().out  # a file from before the lowest-perplexity checkpoint
+    runs[0].update(ppl_best_top1=0.2, ppl_best_perplexity=250.0)
+    runs[1].update(ppl_best_top1=0.19, ppl_best_perplexity=275.0)
+    path.write_text(json.dumps({"runs": runs, "ngram": ngram, "total_tokens": 1000, "corpus": "pydocs"}))
+    assert _bench().main(["--table", str(path)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("likelihood")}
+    assert "0.1900  0.950     275.0  1.100" in rows["likelihood-k8"]
+    assert "nan    nan       nan    nan" in rows["likelihood-k2"]  # a run without that checkpoint
 
 
 def test_learning_curves_skip_reused_runs_whose_folder_is_gone(tmp_path: Path) -> None:

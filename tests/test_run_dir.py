@@ -52,7 +52,8 @@ def run_once(run_dir: Path) -> tuple[RunDirectory, dict[str, float]]:
 def test_run_directory_contents(tmp_path: Path) -> None:
     run, metrics = run_once(tmp_path / "run")
     folder = run.path
-    for name in ("config.json", "metrics.csv", "best.irlm", "final.irlm", "curve.png", "summary.json"):
+    for name in ("config.json", "metrics.csv", "best.irlm", "best-perplexity.irlm", "final.irlm", "curve.png",
+                 "summary.json"):
         assert (folder / name).is_file(), name
     assert list(folder.glob("events.out.tfevents.*")), "TensorBoard events missing"
     with (folder / "metrics.csv").open() as handle:
@@ -75,6 +76,25 @@ def test_run_directory_contents(tmp_path: Path) -> None:
     assert final.extra["agent"] == "unit" and final.extra["eval_context_length"] == 4
     assert final.extra["train_args"]["corpus"] == "grammar"
     assert_png(folder / "curve.png")
+
+
+def test_top1_and_perplexity_each_keep_their_best_checkpoint(tmp_path: Path) -> None:
+    """A later validation with better top-1 but worse perplexity moves best.irlm only."""
+    args = tiny_args(tmp_path / "run")
+    corpus = load_corpus_for(args)
+    model = build_model(args, corpus)
+    scores = [  # (top1, perplexity) at tokens 0, 100, 200, 300
+        (0.10, 50.0), (0.20, 30.0), (0.30, 40.0), (0.25, float("nan")),
+    ]
+    with RunDirectory("unit", args, corpus, model, eval_context_length=None) as run:
+        for step, (top1, perplexity) in enumerate(scores):
+            run.record(100 * step, {"top1": top1, "top5": top1, "perplexity": perplexity, "reward": top1,
+                                    "free_top1": top1})
+        run.finish(300)
+    assert load_model(run.path / "best.irlm").extra["tokens"] == 200
+    assert load_model(run.path / "best-perplexity.irlm").extra["tokens"] == 100  # NaN never wins
+    summary = json.loads((run.path / "summary.json").read_text())
+    assert (summary["best_top1"], summary["best_perplexity"]) == (0.30, 30.0)
 
 
 def test_refuses_to_overwrite_a_run(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from irlm_agents.runs.run_dir import BEST_CHECKPOINT, CURVE_FILE, FINAL_CHECKPOINT
+from irlm_agents.runs.run_dir import BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, CURVE_FILE, FINAL_CHECKPOINT
 
 #: Peer prefixes in the metrics (see ``irlm_agents.lm.ngram``) and how the report names them.
 PEER_LABELS = {"majority": "majority token", "bigram": "bigram", "4gram": "4-gram"}
@@ -38,5 +38,6 @@ def training_report(agent: str, metrics: Mapping[str, float], run_dir: Path) -> 
             lines.append(f"  {label:16s} {metrics[f'{prefix}_top1']:7.3f} {perplexity:11.1f}")
     lines.append(f"run saved to {run_dir} (config.json, metrics.csv, TensorBoard events: tensorboard --logdir {run_dir})")
     lines.append(f"  curve:      {run_dir / CURVE_FILE}")
-    lines.append(f"  checkpoint: {run_dir / FINAL_CHECKPOINT} (best validation: {run_dir / BEST_CHECKPOINT})")
+    lines.append(f"  checkpoint: {run_dir / FINAL_CHECKPOINT}")
+    lines.append(f"  best validation top-1: {run_dir / BEST_CHECKPOINT}, perplexity: {run_dir / BEST_PERPLEXITY_CHECKPOINT}")
     return "\n".join(lines)

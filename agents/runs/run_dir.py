@@ -8,6 +8,7 @@ same tools (``irlm eval``, ``irlm plot``, TensorBoard)::
         metrics.csv      one row per validation evaluation (tokens, seconds, top1, top5, ...)
         events.out.*     TensorBoard scalars (validation metrics and training statistics)
         best.irlm        checkpoint with the best validation top-1 so far
+        best-perplexity.irlm   checkpoint with the lowest validation perplexity so far
         final.irlm       checkpoint at the end of training (or when interrupted)
         curve.png        validation top-1 against training tokens
         summary.json     final metrics and whether the run completed or was interrupted
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import signal
 import threading
 import time
@@ -60,6 +62,7 @@ from irlm_env.errors import IrlmError
 from irlm_env.fileio import atomic_write_bytes
 
 BEST_CHECKPOINT = "best.irlm"
+BEST_PERPLEXITY_CHECKPOINT = "best-perplexity.irlm"
 FINAL_CHECKPOINT = "final.irlm"
 CURVE_FILE = "curve.png"
 SUMMARY_FILE = "summary.json"
@@ -134,6 +137,7 @@ class RunDirectory:
             raise IrlmError(f"{self.path} already holds a run; choose another --run-dir or delete it")
         self.tokens = 0
         self.best_top1: float | None = None
+        self.best_perplexity: float | None = None
         self.last_metrics: dict[str, float] = {}
         self._csv_file: IO[str] | None = None
         self._csv: csv.DictWriter[str]
@@ -246,6 +250,12 @@ class RunDirectory:
         if self.best_top1 is None or metrics["top1"] > self.best_top1:
             self.best_top1 = metrics["top1"]
             self._save(BEST_CHECKPOINT)
+        # Top-1 and perplexity pick different checkpoints: a model's argmax can still improve
+        # while its distribution grows overconfident. A language model is chosen by perplexity.
+        perplexity = metrics["perplexity"]
+        if math.isfinite(perplexity) and (self.best_perplexity is None or perplexity < self.best_perplexity):
+            self.best_perplexity = perplexity
+            self._save(BEST_PERPLEXITY_CHECKPOINT)
         self._postfix["val_top1"] = f"{metrics['top1']:.3f}"
         self._postfix["val_reward"] = f"{metrics['reward']:.3f}"
         if self._bar is not None:
@@ -321,6 +331,7 @@ class RunDirectory:
                 "seconds": round(time.perf_counter() - self._start, 3),
                 "final": self.last_metrics,
                 "best_top1": self.best_top1,
+                "best_perplexity": self.best_perplexity,
             },
         )
 
