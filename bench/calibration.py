@@ -2,10 +2,12 @@
 
     python bench/calibration.py bench/figures/results-pydocs-1m.json       # after bench/learning.py
     python bench/calibration.py RESULTS_JSON --checkpoint final              # the end-of-budget models
+    python bench/calibration.py RESULTS_JSON --checkpoint best-perplexity    # the lowest-validation-perplexity ones
     python bench/calibration.py RESULTS_JSON --temperatures 0.9,0.95,1,1.05  # and with the logits rescaled
 
 Reads a results file of ``bench/learning.py`` (its runs' folders must still exist), loads every
-run's best-validation checkpoint (or, with ``--checkpoint final``, its end-of-budget model) and
+run's best-validation checkpoint (or, with ``--checkpoint final``, its end-of-budget model, with
+``--checkpoint best-perplexity``, its lowest-validation-perplexity one) and
 scores the test split token by token. For each agent,
 averaged over seeds:
 
@@ -42,8 +44,10 @@ import torch
 
 from irlm_agents.lm.checkpoints import load_model
 from irlm_agents.lm.sampling import sample_candidates
-from irlm_agents.runs.run_dir import BEST_CHECKPOINT, FINAL_CHECKPOINT
+from irlm_agents.runs.run_dir import BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, FINAL_CHECKPOINT
 
+#: ``--checkpoint``: which of a run's checkpoints is scored.
+CHECKPOINTS = {"best": BEST_CHECKPOINT, "best-perplexity": BEST_PERPLEXITY_CHECKPOINT, "final": FINAL_CHECKPOINT}
 #: Buckets of the rank the supervised model gives the true token (inclusive bounds).
 RANKS = ((1, 1), (2, 8), (9, 100), (101, 1000), (1001, None))
 TOP = 8
@@ -218,8 +222,9 @@ def print_table(title: str, columns: list[str], rows: dict[str, list[float]], fo
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="results-*.json written by bench/learning.py")
-    parser.add_argument("--checkpoint", choices=("best", "final"), default="best",
-                        help="each run's best-validation checkpoint or its end-of-budget model")
+    parser.add_argument("--checkpoint", choices=tuple(CHECKPOINTS), default="best",
+                        help="each run's best-validation-top-1 checkpoint, its lowest-validation-perplexity one, "
+                             "or its end-of-budget model")
     parser.add_argument("--temperatures", type=temperatures_option, default=(),
                         help="comma-separated temperatures: also print each run's test perplexity with its logits "
                              "divided by each (e.g. 0.9,0.95,1,1.05)")
@@ -227,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = json.loads(Path(options.results).read_text())["runs"]
     if not any(run["name"] == "supervised" for run in runs):
         parser.error(f"{options.results} has no supervised run to compare with")
-    checkpoint = BEST_CHECKPOINT if options.checkpoint == "best" else FINAL_CHECKPOINT
+    checkpoint = CHECKPOINTS[options.checkpoint]
     torch.manual_seed(0)  # the candidate draws of the told rates, so a rerun prints the same table
     scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / checkpoint, options.temperatures)
               for run in runs}
