@@ -61,8 +61,9 @@ def _checkpoint_path(target: str, which: str) -> Path:
 @cli.command("eval", context_settings=CONTEXT_SETTINGS)
 @click.argument("target", metavar="RUN_OR_CHECKPOINT")
 @click.option("--split", default="validation", show_default=True, help="train, validation or test")
-@click.option("--checkpoint", "which", type=click.Choice(["final", "best"]), default="final",
-              show_default=True, help="which checkpoint of a run directory")
+@click.option("--checkpoint", "which", type=click.Choice(["final", "best", "best-perplexity"]), default="final",
+              show_default=True, help="which checkpoint of a run directory: the last, the best validation top-1, "
+                                      "or the lowest validation perplexity")
 @click.option("--corpus", default=None, help="evaluate on this corpus instead of the training one")
 @click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
               callback=parse_pairs, help="options for --corpus (repeatable)")
@@ -91,6 +92,7 @@ def eval_command(
     Examples:
       irlm eval runs/ppo
       irlm eval runs/ppo --checkpoint best --split test --json
+      irlm eval runs/ppo --checkpoint best-perplexity --split test
       irlm eval runs/ppo/final.irlm --max-tokens 5000 --horizon 8
     """
     from irlm_agents.lm.checkpoints import load_model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -66,7 +67,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_writes_a_run_directory(run_dir: Path) -> None:
-    for name in ("config.json", "metrics.csv", "best.irlm", "final.irlm", "curve.png", "summary.json"):
+    for name in ("config.json", "metrics.csv", "best.irlm", "best-perplexity.irlm", "final.irlm", "curve.png",
+                 "summary.json"):
         assert (run_dir / name).is_file(), name
     assert list(run_dir.glob("events.out.tfevents.*"))
     config = json.loads((run_dir / "config.json").read_text())
@@ -97,6 +99,12 @@ def test_eval_json_and_table(run_dir: Path, capsys: pytest.CaptureFixture[str]) 
     code, out, err = run_main(capsys, "eval", str(run_dir), "--checkpoint", "best", "--split", "test")
     assert code == 0, err
     assert "top1" in out and "perplexity" in out and "free_top1" in out
+    code, out, err = run_main(capsys, "eval", str(run_dir), "--checkpoint", "best-perplexity", "--json",
+                              "--max-tokens", "1000")
+    assert code == 0, err
+    lowest = min(float(row["perplexity"]) for row in csv.DictReader((run_dir / "metrics.csv").open()))
+    assert json.loads(out)["checkpoint"].endswith("best-perplexity.irlm")
+    assert json.loads(out)["perplexity"] == pytest.approx(lowest, rel=1e-4)
     # Blocks of one token read nothing of the model's own: free-running top-1 is top-1.
     code, out, _ = run_main(capsys, "eval", str(run_dir), "--json", "--max-tokens", "1000", "--horizon", "1")
     assert code == 0 and json.loads(out)["free_top1"] == json.loads(out)["top1"]
