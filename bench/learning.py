@@ -19,8 +19,8 @@ the same early-stopping rule for every agent), and at its lowest-validation-perp
 checkpoint (``best-perplexity.irlm``, columns ``pbest``; the rule a language model is chosen by).
 
 Every ratio is against supervised training with the same seed in the same benchmark run, then
-averaged over seeds. Columns: test top-1 and perplexity (end and best checkpoint), each with its
-ratio to supervised; training tokens/s and its ratio (evaluation excluded for native agents;
+averaged over seeds. Columns: test top-1 and perplexity (end, best and pbest checkpoints), each
+with its ratio to supervised; training tokens/s and its ratio (evaluation excluded for native agents;
 with ``--jobs 2`` both cores are busy, so all runs share the same load); reward queries per
 training token (K for group agents, fewer with stop-at-hit; V for a reward table; 0 for
 supervised). The n-gram rows (majority token, bigram, 4-gram; top-1 by backoff, perplexity by
@@ -378,8 +378,8 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     wall = time.perf_counter() - start
     config = json.loads((Path(args.run_dir) / "config.json").read_text())
     test = evaluate(result.model, result.corpus, "test", context_length=config.get("eval_context_length"))
-    best = best_checkpoint_scores(args.run_dir, BEST_CHECKPOINT)
-    lowest = best_checkpoint_scores(args.run_dir, BEST_PERPLEXITY_CHECKPOINT)
+    best = checkpoint_scores(args.run_dir, BEST_CHECKPOINT)
+    lowest = checkpoint_scores(args.run_dir, BEST_PERPLEXITY_CHECKPOINT)
     return {
         "name": name,
         "seed": seed,
@@ -399,7 +399,7 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     }
 
 
-def best_checkpoint_scores(run_dir: str | Path, name: str) -> dict[str, float]:
+def checkpoint_scores(run_dir: str | Path, name: str) -> dict[str, float]:
     """Test top-1 and perplexity of the run's checkpoint ``name`` (NaN when it has none)."""
     from irlm_agents.lm.checkpoints import load_model
     from irlm_agents.lm.evaluation import evaluate
