@@ -47,7 +47,10 @@ import time
 from pathlib import Path
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the irlm packages are imported inside the functions, in each run's own process
+    from irlm_env.corpus import Corpus
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -378,8 +381,8 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     wall = time.perf_counter() - start
     config = json.loads((Path(args.run_dir) / "config.json").read_text())
     test = evaluate(result.model, result.corpus, "test", context_length=config.get("eval_context_length"))
-    best = checkpoint_scores(args.run_dir, BEST_CHECKPOINT)
-    lowest = checkpoint_scores(args.run_dir, BEST_PERPLEXITY_CHECKPOINT)
+    best = checkpoint_scores(args.run_dir, BEST_CHECKPOINT, result.corpus)
+    lowest = checkpoint_scores(args.run_dir, BEST_PERPLEXITY_CHECKPOINT, result.corpus)
     return {
         "name": name,
         "seed": seed,
@@ -399,8 +402,11 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
     }
 
 
-def checkpoint_scores(run_dir: str | Path, name: str) -> dict[str, float]:
-    """Test top-1 and perplexity of the run's checkpoint ``name`` (NaN when it has none)."""
+def checkpoint_scores(run_dir: str | Path, name: str, corpus: Corpus) -> dict[str, float]:
+    """Test top-1 and perplexity of the run's checkpoint ``name`` (NaN when it has none).
+
+    ``corpus`` is the one the run trained on, loaded once for every checkpoint scored.
+    """
     from irlm_agents.lm.checkpoints import load_model
     from irlm_agents.lm.evaluation import evaluate
 
@@ -408,7 +414,6 @@ def checkpoint_scores(run_dir: str | Path, name: str) -> dict[str, float]:
     if not path.exists():
         return {"top1": math.nan, "perplexity": math.nan}
     checkpoint = load_model(path)
-    corpus = checkpoint.load_corpus()
     scores = evaluate(checkpoint.model, corpus, "test", reward=checkpoint.make_reward(corpus),
                       context_length=checkpoint.eval_context_length)
     return {"top1": float(scores["top1"]), "perplexity": float(scores["perplexity"])}
@@ -478,10 +483,10 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
     if len(seeds) > 1:
         print("\nper seed (end / best checkpoint" + (" / pbest checkpoint):" if lowest else "):"))
         for run in runs:
-            pbest = (f" / {run.get('ppl_best_top1', math.nan):.4f}", f" / {run.get('ppl_best_perplexity', math.nan):.1f}")
-            print(f"  {run['name']:30s} seed {run['seed']}: top1 {run['test_top1']:.4f} / {run['best_top1']:.4f}"
-                  f"{pbest[0] if lowest else ''}, "
-                  f"ppl {run['test_perplexity']:.1f} / {run['best_perplexity']:.1f}{pbest[1] if lowest else ''}, "
+            top1 = f" / {run.get('ppl_best_top1', math.nan):.4f}" if lowest else ""
+            ppl = f" / {run.get('ppl_best_perplexity', math.nan):.1f}" if lowest else ""
+            print(f"  {run['name']:30s} seed {run['seed']}: top1 {run['test_top1']:.4f} / {run['best_top1']:.4f}{top1}, "
+                  f"ppl {run['test_perplexity']:.1f} / {run['best_perplexity']:.1f}{ppl}, "
                   f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok")
 
 
