@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                     out="bench/out/exposure_bias")
     parser.add_argument("--feed-probability", type=float, default=0.25,
                         help="scheduled sampling: chance that a training step shows the agent's own action")
+    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
     options = parser.parse_args(argv)
     if options.table:
         if not Path(options.table).is_file():

@@ -6,6 +6,7 @@
     python bench/learning.py --list                      # the agent configurations
     python bench/learning.py --table OUT/results-STAMP.json   # print a saved table again
     python bench/learning.py --table OUT/results-STAMP.json --figure queries.png   # and redraw its figure
+    python bench/learning.py --table OUT/results-A.json OUT/results-B.json   # seeds run in two calls, pooled
     python bench/learning.py --agents likelihood-k1 --seeds 0,1 --reuse OUT/results-STAMP.json   # add an agent
 
 Setup: the corpus (``--corpus``: Tiny Shakespeare from ``../shared/corpora``, the built-in
@@ -299,7 +300,6 @@ def add_run_options(parser: argparse.ArgumentParser, *, corpus: str, total_token
                         help="score every agent, supervised included, by the moving average of its weights with "
                              "this decay per update (see irlm train --ema-decay); 0: the weights themselves")
     parser.add_argument("--out", default=out, help="folder for runs, results and figures")
-    parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
 
 
 def native_options(parser: argparse.ArgumentParser, options: argparse.Namespace) -> dict[str, float]:
@@ -534,9 +534,42 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
     return out
 
 
-def reprint(path: Path, figure: Path | None = None) -> None:
-    """Print a saved results file's table again, and redraw its queries figure if asked."""
-    saved = json.loads(path.read_text())
+def pooled_results(parser: argparse.ArgumentParser, paths: list[str]) -> dict[str, Any]:
+    """Saved results files of one benchmark, their runs pooled, or a parser error if they do not match.
+
+    The seeds of a benchmark are often run in separate calls (``--seeds 0,1``, later ``--seeds
+    2,3``); pooled, the table gives the means over all of them, each ratio still against the same
+    seed's supervised run. The files must agree on corpus, budget, settings and n-gram peers, and
+    a run two files both hold must be the same run (as ``--reuse`` copies it).
+    """
+    pooled: dict[str, Any] = {}
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    first = Path(paths[0])
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            parser.error(f"results file {path} not found; pass a results-*.json written by this script")
+        saved = json.loads(path.read_text())
+        saved.setdefault("weight_decay", 0.0)  # files written before these options were plain Adam
+        saved.setdefault("ema_decay", 0.0)
+        if not pooled:
+            pooled = saved
+        for key in ("corpus", "total_tokens", "weight_decay", "ema_decay", "ngram"):
+            if saved.get(key) != pooled.get(key):
+                parser.error(f"{path} differs from {first} in {key} ({saved.get(key)!r} against {pooled.get(key)!r}); "
+                             "pool only the results of one benchmark run with other seeds")
+        for run in saved["runs"]:
+            held = runs.setdefault((run["name"], run["seed"]), run)
+            if held != run:
+                parser.error(f"{path} and an earlier file both hold {run['name']} seed {run['seed']} with different "
+                             "figures; pass files whose runs are of different seeds")
+    order = list(dict.fromkeys(name for name, _ in runs))
+    ordered = sorted(runs.values(), key=lambda run: (run["name"] != "supervised", order.index(run["name"]), run["seed"]))
+    return {**pooled, "runs": ordered}
+
+
+def reprint(saved: dict[str, Any], figure: Path | None = None) -> None:
+    """Print saved results' table again, and redraw their queries figure if asked."""
     print_table(saved["runs"], saved["ngram"], saved["total_tokens"], saved.get("corpus", "?"))
     if figure is not None:
         seeds = ",".join(str(seed) for seed in sorted({run["seed"] for run in saved["runs"]}))
@@ -590,8 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     add_run_options(parser, corpus="tinyshakespeare", total_tokens=1_000_000, curve_points=8, out="bench/out/learning")
     parser.add_argument("--agents", default="supervised", help="comma-separated configurations (see --list)")
     parser.add_argument("--list", action="store_true", help="list the agent configurations and exit")
+    parser.add_argument("--table", metavar="RESULTS_JSON", nargs="+",
+                        help="print the table of a saved results file and exit; with several files (other seeds "
+                             "of the same benchmark), of all their runs together")
     parser.add_argument("--figure", metavar="PNG",
-                        help="with --table: also draw that file's queries figure to this PNG (no run is repeated)")
+                        help="with --table: also draw the queries figure of those runs to this PNG (no run is repeated)")
     parser.add_argument("--reuse", metavar="RESULTS_JSON",
                         help="keep this saved file's runs of the agents not in --agents (same corpus, budget "
                              "and seeds), so agents can be added to a benchmark without running the others again")
@@ -602,9 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:{width}s} {feedback:7s} irlm_agents.{module} {extra}")
         return 0
     if options.table:
-        if not Path(options.table).is_file():
-            parser.error(f"results file {options.table} not found; pass a results-*.json written by this script")
-        reprint(Path(options.table), Path(options.figure) if options.figure else None)
+        reprint(pooled_results(parser, options.table), Path(options.figure) if options.figure else None)
         return 0
     if options.figure:
         parser.error("--figure redraws the figure of a saved results file; pass it with --table RESULTS_JSON")

@@ -201,6 +201,48 @@ def test_table_redraws_the_queries_figure_of_a_saved_file(tmp_path: Path, capsys
     assert "nan    nan       nan    nan" in rows["likelihood-k2"]  # a run without that checkpoint
 
 
+def test_table_pools_the_seeds_of_several_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def run(name: str, seed: int, top1: float, perplexity: float) -> dict[str, object]:
+        return {"name": name, "seed": seed, "feedback": "full" if name == "supervised" else "bandit",
+                "test_top1": top1, "test_perplexity": perplexity, "best_top1": top1, "best_perplexity": perplexity,
+                "tokens_per_second": 1000.0, "peak_mb": 600.0, "queries_per_token": 0.0 if name == "supervised" else 2.0}
+
+    ngram = {f"{name}_{metric}": value for name in _bench().PEERS for metric, value in
+             (("top1", 0.15), ("perplexity", 400.0))}
+    header = {"ngram": ngram, "total_tokens": 1000, "corpus": "pydocs", "weight_decay": 0.3, "ema_decay": 0.0}
+    seeds01, seeds23 = tmp_path / "seeds01.json", tmp_path / "seeds23.json"
+    seeds01.write_text(json.dumps({**header, "runs": [
+        run("supervised", 0, 0.20, 100.0), run("supervised", 1, 0.25, 200.0),
+        run("likelihood-k2", 0, 0.20, 110.0), run("likelihood-k2", 1, 0.20, 220.0)]}))
+    # Seeds 2 and 3 from a second call, whose file lists its agents in another order.
+    seeds23.write_text(json.dumps({**header, "runs": [
+        run("likelihood-k2", 2, 0.18, 130.0), run("likelihood-k2", 3, 0.20, 100.0),
+        run("supervised", 2, 0.20, 100.0), run("supervised", 3, 0.20, 100.0)]}))
+    assert _bench().main(["--table", str(seeds01), str(seeds23)]) == 0
+    out = capsys.readouterr().out
+    assert "mean of seeds 0, 1, 2, 3" in out
+    # Each ratio against its own seed's supervised run, then averaged: top-1 (1 + 0.8 + 0.9 + 1) / 4,
+    # perplexity (1.1 + 1.1 + 1.3 + 1.0) / 4; a ratio of the pooled means would give 0.918 and 1.120.
+    row = next(line for line in out.splitlines() if line.startswith("likelihood-k2"))
+    assert row.split()[2:6] == ["0.1950", "0.925", "140.0", "1.125"]
+    assert out.index("supervised                     seed 3") < out.index("likelihood-k2                  seed 0")
+
+    # Files of another benchmark, or two different runs under one name and seed, are refused.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**header, "weight_decay": 0.0, "runs": [run("supervised", 4, 0.2, 100.0)]}))
+    with pytest.raises(SystemExit):
+        _bench().main(["--table", str(seeds01), str(other)])
+    assert "differs from" in capsys.readouterr().err
+    clash = tmp_path / "clash.json"
+    clash.write_text(json.dumps({**header, "runs": [run("supervised", 1, 0.3, 90.0)]}))
+    with pytest.raises(SystemExit):
+        _bench().main(["--table", str(seeds01), str(clash)])
+    assert "both hold supervised seed 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _bench().main(["--table", str(seeds01), str(tmp_path / "missing.json")])
+    assert "not found" in capsys.readouterr().err
+
+
 def test_learning_curves_skip_reused_runs_whose_folder_is_gone(tmp_path: Path) -> None:
     kept = tmp_path / "kept"
     kept.mkdir()
