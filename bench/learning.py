@@ -475,6 +475,9 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
               f"{row['queries_per_token']:11.2f}")
     if lowest:
         print("(best: the checkpoint of the best validation top-1; pbest: of the lowest validation perplexity)")
+    for row in rows:
+        if row["seeds"] != seeds:  # pooled files where an agent was run with some of the seeds only
+            print(f"({row['name']}: mean of seeds {', '.join(map(str, row['seeds']))} only)")
     sup = next((row for row in rows if row["name"] == "supervised"), None)
     for name in PEERS:
         top1, ppl = peers[f"{name}_top1"], peers[f"{name}_perplexity"]

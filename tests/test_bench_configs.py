@@ -227,6 +227,13 @@ def test_table_pools_the_seeds_of_several_files(tmp_path: Path, capsys: pytest.C
     assert row.split()[2:6] == ["0.1950", "0.925", "140.0", "1.125"]
     assert out.index("supervised                     seed 3") < out.index("likelihood-k2                  seed 0")
 
+    # An agent that only one of the files holds is marked with its own seeds.
+    seeds01.write_text(json.dumps({**header, "runs": [*json.loads(seeds01.read_text())["runs"],
+                                                     run("likelihood-k8", 0, 0.22, 105.0)]}))
+    assert _bench().main(["--table", str(seeds01), str(seeds23)]) == 0
+    out = capsys.readouterr().out
+    assert "(likelihood-k8: mean of seeds 0 only)" in out and "likelihood-k2: mean of" not in out
+
     # Files of another benchmark, or two different runs under one name and seed, are refused.
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**header, "weight_decay": 0.0, "runs": [run("supervised", 4, 0.2, 100.0)]}))
