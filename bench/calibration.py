@@ -15,6 +15,8 @@ averaged over seeds:
   among the model's 8 most probable, and the probability mass those 8 hold (calibrated: equal);
 * the gap in mean negative log-likelihood to the same seed's supervised run, split by the rank
   supervised gives the true token (1, 2-8, 9-100, 101-1000, beyond): which tokens the gap is in;
+* the same gap split by how often the true word occurs in the train split (under 30, 30-299,
+  300-2999, 3000 and more times): which words the queries leave unlearnt;
 * how often training would have told the agent the true token of a test context, split the
   same way: for a group agent the chance that its own candidates (drawn as in training, from
   this checkpoint) hold it, for supervised training its label fraction;
@@ -55,6 +57,8 @@ STREAMS = 64
 CHUNK = 128
 #: Candidate draws per test token when estimating how often a group agent is told the target.
 DRAWS = 8
+#: Buckets of how often the true word occurs in the train split (inclusive bounds).
+COUNTS = ((0, 29), (30, 299), (300, 2999), (3000, None))
 
 
 def told_rule(run_args: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
@@ -84,7 +88,8 @@ def told_rule(run_args: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor]
 
 
 def token_scores(checkpoint_path: Path, temperatures: tuple[float, ...] = ()) -> dict[str, torch.Tensor]:
-    """Per test token: negative log-likelihood, rank of the true token, top-8 mass, entropy and,
+    """Per test token: negative log-likelihood, rank of the true token, its count in the train
+    split, top-8 mass, entropy and,
     when the run's ``config.json`` (next to the checkpoint) names a rule, the chance that training
     feedback reveals the true token (see :func:`told_rule`). With ``temperatures``, also
     ``scaled_nll`` (tokens, temperatures): the negative log-likelihood with the logits divided by each.
@@ -97,7 +102,9 @@ def token_scores(checkpoint_path: Path, temperatures: tuple[float, ...] = ()) ->
     told = told_rule(json.loads(config.read_text())["args"]) if config.is_file() else None
     checkpoint = load_model(checkpoint_path)
     model = checkpoint.model.eval()
-    text = checkpoint.load_corpus().split("test")
+    corpus = checkpoint.load_corpus()
+    text = corpus.split("test")
+    train_counts = torch.from_numpy(np.bincount(corpus.split("train"), minlength=len(corpus.vocab)))
     n = len(text) - 1
     length = math.ceil(n / STREAMS)
     grid = np.zeros((2, STREAMS * length), dtype=np.int64)
@@ -122,6 +129,7 @@ def token_scores(checkpoint_path: Path, temperatures: tuple[float, ...] = ()) ->
                     for temperature in temperatures
                 ], -1))
             parts["rank"].append((log_probs > true[..., None]).sum(-1) + 1)
+            parts["train_count"].append(train_counts[chunk_targets])
             parts["top_mass"].append(log_probs.topk(TOP, -1).values.exp().sum(-1))
             parts["entropy"].append(-(log_probs.exp() * log_probs).sum(-1))
     return {name: torch.cat(values, 1).flatten(0, 1)[:n] for name, values in parts.items()}
@@ -154,6 +162,17 @@ def seed_means(scores: dict[tuple[str, int], dict[str, torch.Tensor]], row: Row)
     return {name: [statistics.fmean(column) for column in zip(*values)] for name, values in rows.items()}
 
 
+def split_gap(name: str, own: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+              masks: list[torch.Tensor]) -> list[float]:
+    """The gap in NLL to supervised summed within each mask, per test token (they add up to the
+    mean gap when the masks split the tokens); for supervised itself, each mask's share of tokens.
+    """
+    if name == "supervised":
+        return [float(mask.float().mean()) for mask in masks]
+    gap = own["nll"] - reference["nll"]
+    return [float((gap * mask).sum()) / len(gap) for mask in masks]
+
+
 def gap_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str, list[float]]:
     """Per agent, the seed means of: perplexity, entropy, top-8 hit rate, top-8 mass and the gap
     per rank bucket (the supervised row holds each bucket's share of the tokens instead).
@@ -163,16 +182,28 @@ def gap_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str
     """
     def row(name: str, own: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
             buckets: list[torch.Tensor]) -> list[float]:
-        gap = own["nll"] - reference["nll"]
-        tail = ([float(mask.float().mean()) for mask in buckets] if name == "supervised"
-                else [float((gap * mask).sum()) / len(gap) for mask in buckets])
         return [
             math.exp(float(own["nll"].mean())),
             float(own["entropy"].mean()),
             float((own["rank"] <= TOP).float().mean()),
             float(own["top_mass"].mean()),
-            *tail,
+            *split_gap(name, own, reference, buckets),
         ]
+
+    return seed_means(scores, row)
+
+
+def count_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str, list[float]]:
+    """Per agent, the seed means of the gap to supervised split by the true word's train count
+    (:data:`COUNTS`); the supervised row holds each bucket's share of the tokens.
+
+    The rank buckets of :func:`gap_rows` say where in supervised's ranking the gap is; these say
+    which words: a word the train split holds a few dozen times is one supervised training sees
+    each time, and a bandit agent only where it proposes it.
+    """
+    def row(name: str, own: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+            buckets: list[torch.Tensor]) -> list[float]:
+        return split_gap(name, own, reference, [bucket(own["train_count"], *bounds) for bounds in COUNTS])
 
     return seed_means(scores, row)
 
@@ -242,6 +273,12 @@ def main(argv: list[str] | None = None) -> None:
         "split by supervised's rank of the true token; share of tokens per bucket in supervised row",
         ["ppl", "entropy", f"in top-{TOP}", f"top-{TOP} mass", *(f"gap {rank}" for rank in ranks)],
         gap_rows(scores), [".1f"] + [".3f"] * (4 + len(RANKS)),
+    )
+    print_table(
+        "the same gap (mean NLL over supervised's, nats) split by how often the true word occurs in the "
+        "train split; share of tokens per bucket in supervised row",
+        [f"gap count {rank_label(*bounds)}" for bounds in COUNTS],
+        count_rows(scores), [".3f"] * len(COUNTS),
     )
     print_table(
         "how often training feedback reveals the true token (group agents: their own candidates, "

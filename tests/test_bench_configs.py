@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,6 +128,12 @@ def test_gap_columns_add_up_to_the_log_perplexity_ratio(tmp_path: Path) -> None:
     log_ratio = math.log(rows["half"][0] / rows["supervised"][0])
     assert sum(rows["half"][4:]) == pytest.approx(log_ratio, abs=1e-4)
     assert abs(log_ratio) > 1e-3  # the two models differ, so the check above is not 0 = 0
+    by_count = calibration.count_rows(scores)
+    assert sum(by_count["supervised"]) == pytest.approx(1.0)
+    assert sum(by_count["half"]) == pytest.approx(log_ratio, abs=1e-4)
+    corpus = checkpoint.load_corpus()
+    counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab))
+    assert scores[("half", 0)]["train_count"].tolist() == counts[corpus.split("test")[1:]].tolist()
 
     scaled = {key: calibration.token_scores(paths[key[0]], (1.0, 0.5)) for key in scores}
     assert torch.allclose(scaled[("half", 0)]["scaled_nll"][:, 0], scores[("half", 0)]["nll"])
