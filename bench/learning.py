@@ -200,6 +200,11 @@ for _k in (32, 16, 64):
     )
 # The calibration command's settings, the base of the probes below.
 _CALIBRATION = AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"][1]
+# The calibration command with the prior's target smoothed by a tenth of a count per word instead
+# of one: less of the target, and so of the model's mean prediction, on words the text hardly uses.
+AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07-smooth01"] = (
+    "group", {**_CALIBRATION, "marginal_smoothing": 0.1}, "bandit"
+)
 # The calibration agent with the prior at weight 1, 3 and 30: how much the weight tuned on Tiny
 # Shakespeare and pydocs matters on Vim's help files (text we never tuned on), where the agent is
 # furthest from supervised.

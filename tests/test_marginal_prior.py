@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,8 +113,22 @@ def test_the_unqueried_share_keeps_that_share_of_the_prior_off_the_queried_token
         ({"marginal_weight": 1.0, "marginal_unqueried": float("nan")}, "share between 0 and 1"),
         ({"marginal_unqueried": 0.5}, "set --marginal-weight above 0"),
         ({"marginal_weight": 1.0, "marginal_unqueried": 0.5, "replacement": True}, "drop --replacement"),
+        ({"marginal_weight": 1.0, "marginal_smoothing": 0.0}, "pseudo-count above 0"),
+        ({"marginal_weight": 1.0, "marginal_smoothing": float("inf")}, "pseudo-count above 0"),
+        ({"marginal_smoothing": 0.1}, "set --marginal-weight above 0"),
     ],
 )
 def test_a_bad_unqueried_share_is_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(IrlmError, match=message):
         group.Args(**options)
+
+
+def test_the_smoothing_sets_how_much_of_the_target_lies_on_unused_words(tmp_path: Path) -> None:
+    group.train(group.Args(**TINY, k=2, stop_at_hit=True, miss_weight=1.0, seed=0, total_tokens=300,
+                           marginal_weight=1.0, marginal_smoothing=0.1, run_dir=str(tmp_path / "run")))
+    corpus = load_model(tmp_path / "run" / "final.irlm").load_corpus()
+    counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab))
+    for pseudo_count in (1.0, 0.1):
+        frequencies = unigram_frequencies(corpus, pseudo_count)
+        np.testing.assert_allclose(frequencies, (counts + pseudo_count) / (counts + pseudo_count).sum())
+    assert unigram_frequencies(corpus, 0.1)[counts == 0].sum() < 0.2 * unigram_frequencies(corpus)[counts == 0].sum()

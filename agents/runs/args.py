@@ -162,15 +162,16 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     return model
 
 
-def unigram_frequencies(corpus: Corpus) -> np.ndarray:
-    """The train split's add-one-smoothed word frequencies, float64 (V,).
+def unigram_frequencies(corpus: Corpus, pseudo_count: float = 1.0) -> np.ndarray:
+    """The train split's word frequencies, each count raised by ``pseudo_count``, float64 (V,).
 
     The agents read the train split as their observations, so these counts are known without a
-    reward: the best context-free guess of the next word.
+    reward: the best context-free guess of the next word. The default adds one to every count,
+    so that no word's log frequency is minus infinity.
     """
     import numpy as np
 
-    counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab)).astype(np.float64) + 1.0
+    counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab)).astype(np.float64) + pseudo_count
     return counts / counts.sum()
 
 
