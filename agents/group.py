@@ -372,7 +372,8 @@ def train(args: Args) -> TrainResult:
     memory = AnswerMemory(rollout.num_envs, args.memory_context, setup.device) if args.memory_context else None
     unigram = None
     if args.marginal_weight:  # converted once to the probabilities' dtype, not at every update
-        unigram = torch.from_numpy(unigram_frequencies(setup.corpus, args.marginal_smoothing)).to(setup.device, model.decoder.weight.dtype)
+        frequencies = unigram_frequencies(setup.corpus, args.marginal_smoothing)
+        unigram = torch.from_numpy(frequencies).to(setup.device, model.decoder.weight.dtype)
 
     def candidates_now() -> int:
         return args.k_early if progress.tokens < args.early_tokens else args.k
