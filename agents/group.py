@@ -58,6 +58,10 @@ Options that spend queries better (for the 0/1 reward, where at most one candida
   answer first, one not yet answered never proposes a token rejected there before, and its
   miss term counts every token rejected there so far. Over several passes through a corpus the
   same contexts come back, so queries go to what the agent has not been told yet.
+- ``trust_memory``: where the memory knows a context's answer, train on it without asking the
+  reward again. The context then costs no query, and the budget spends the queries saved where
+  the answer is not known yet. The risk is the agent's own: where the same context is followed by
+  another word elsewhere, it trains on the remembered one and is never told otherwise.
 
 The update reuses the rollout's probabilities (see ``irlm_agents.native.gradients``), so a
 group costs K samples and K reward queries, not K forward passes; and it backpropagates only
@@ -144,6 +148,13 @@ class Args(NativeArgs):
         metadata={
             "help": "remember the answers per context of this many observed tokens: propose a known answer "
             "first, never a token rejected there before (0: off); needs stop_at_hit"
+        },
+    )
+    trust_memory: bool = field(
+        default=False,
+        metadata={
+            "help": "train a context with a known answer on it without asking the reward again (no query "
+            "spent there); needs memory_context"
         },
     )
     k_early: int = field(
@@ -233,6 +244,8 @@ class Args(NativeArgs):
                 "memory_context needs distinct candidates queried until the first hit: add --stop-at-hit "
                 "(or --query-budget) and drop --replacement"
             )
+        if self.trust_memory and not self.memory_context:
+            raise IrlmError("trust_memory trusts the answer memory's known answers: set --memory-context above 0")
 
 
 def known_rewards(rewards: torch.Tensor, allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,15 +290,16 @@ class QueryBudget:
     total_tokens: int
     threshold: float = 0.1
     gain: float = 0.5
+    floor: float = 1.0  # one query a token, or none where a trusted memory knows the answer
     tokens: int = 0
     queries: int = 0
 
     def affordable(self) -> float:
-        """Queries per token the rest of the run may spend (never below 1: a token costs one)."""
+        """Queries per token the rest of the run may spend (never below ``floor``, the least a token costs)."""
         left = self.total_tokens - self.tokens
         if left <= 0:
             return self.per_token
-        return max(1.0, (self.per_token * self.total_tokens - self.queries) / left)
+        return max(self.floor, (self.per_token * self.total_tokens - self.queries) / left)
 
     def update(self, tokens: int, queries: int) -> None:
         target = self.affordable()
@@ -316,6 +330,15 @@ def group_loss(
         allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
         rewards, queried = known_rewards(rewards, allowed)
         n_queries = int(queried.sum())
+        if memory is not None and args.trust_memory:
+            # The known answer is first (see Recall.known_first); its remembered reward stands in
+            # for the one the env would give, so the context costs no query, and the table is not read.
+            trusted = memory.known_rows()
+            rewards[trusted] = 0.0
+            rewards[trusted, 0] = 1.0
+            queried[trusted] = False
+            queried[trusted, 0] = True
+            n_queries = int(queried.sum()) - int(trusted.sum())
         if budget:
             tokens, queries = share.sum(rewards.shape[0], n_queries)
             budget.update(int(tokens), int(queries))
@@ -367,7 +390,10 @@ def train(args: Args) -> TrainResult:
     optimizer = make_optimizer(model.parameters(), args)
     scratch = Workspace(model.config.vocab_size, setup.device)
     # Aim a little under the budget, so the last segments' swings cannot push the mean over it.
-    budget = QueryBudget(0.98 * args.query_budget, args.total_tokens) if args.query_budget else None
+    budget = (
+        QueryBudget(0.98 * args.query_budget, args.total_tokens, floor=0.0 if args.trust_memory else 1.0)
+        if args.query_budget else None
+    )
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
     memory = AnswerMemory(rollout.num_envs, args.memory_context, setup.device) if args.memory_context else None
     unigram = None

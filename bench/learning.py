@@ -205,6 +205,12 @@ _CALIBRATION = AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07"
 AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07-smooth01"] = (
     "group", {**_CALIBRATION, "marginal_smoothing": 0.1}, "bandit"
 )
+# The calibration command trusting its answer memory (--trust-memory): a context whose answer it
+# was told before is trained on that answer without a query, and the budget spends the queries
+# saved where the answer is not known yet.
+AGENTS["likelihood-budget8-k32-t05-memory-marginal10-unqueried07-trust"] = (
+    "group", {**_CALIBRATION, "trust_memory": True}, "bandit"
+)
 # The calibration agent with the prior at weight 1, 3 and 30: how much the weight tuned on Tiny
 # Shakespeare and pydocs matters on Vim's help files (text we never tuned on), where the agent is
 # furthest from supervised.
@@ -221,6 +227,19 @@ AGENTS["likelihood-budget16-k64-t05-memory-marginal10-unqueried07"] = (
 # noise over 64 tokens rather than the whole vocabulary), for issue 11's speed target.
 AGENTS["likelihood-budget8-k32-t05-tr64-memory-marginal10-unqueried07"] = (
     "group", {**_CALIBRATION, "truncate": 64}, "bandit"
+)
+# The 1-query agent trusting its memory: one candidate a context, none asked where the answer is
+# known (fewer than one query per token); and with a budget of one query per token on average, up
+# to 2 or 4 candidates where the answer is not known, spending there what the known contexts save.
+_ONE = AGENTS["likelihood-k1-t05-memory-marginal"][1]
+AGENTS["likelihood-k1-t05-memory-marginal-trust"] = ("group", {**_ONE, "trust_memory": True}, "bandit")
+for _k in (2, 4):
+    AGENTS[f"likelihood-budget1-k{_k}-t05-memory-marginal-trust"] = (
+        "group", {**_ONE, "k": _k, "query_budget": 1.0, "trust_memory": True}, "bandit"
+    )
+# The 2-query agent likewise: a budget of 2 queries per token on average, up to 8 a context.
+AGENTS["likelihood-budget2-k8-t05-memory-marginal-trust"] = (
+    "group", {**AGENTS["likelihood-k2-t05-memory-marginal"][1], "k": 8, "query_budget": 2.0, "trust_memory": True}, "bandit"
 )
 # The recommended 8-, 2- and 1-query agents with the prior at weight 10 as well.
 for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k2-t05-memory-marginal", "likelihood-k1-t05-memory-marginal"):

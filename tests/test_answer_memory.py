@@ -97,7 +97,7 @@ def test_candidates_a_hit_left_unqueried_are_not_rejected() -> None:
     _feedback(memory, [[8, 9]], [[1.0, 0.0]])  # 9 was never asked about
     _context(memory, [3, 4])
     _feedback(memory, [[8, 9]], [[1.0, 0.0]])
-    assert memory.stats() == {"answered": 1.0, "rejected_only": 0.0, "unreliable": 0.0}
+    assert memory.stats() == {"answered": 1.0, "rejected_only": 0.0, "unreliable": 0.0, "known_share": 1.0}
 
 
 def test_a_segment_of_several_steps_and_streams_is_learnt_per_stream_and_step() -> None:
@@ -138,7 +138,7 @@ def test_a_token_rewarded_where_it_was_rejected_makes_the_context_unreliable() -
     _feedback(memory, [[9, 8]], [[0.0, 0.0]])
     _context(memory, [3, 4])
     _feedback(memory, [[9, 1]], [[1.0, 0.0]])
-    assert memory.stats() == {"answered": 0.0, "rejected_only": 0.0, "unreliable": 1.0}
+    assert memory.stats() == {"answered": 0.0, "rejected_only": 0.0, "unreliable": 1.0, "known_share": 0.0}
 
 
 def test_rejections_per_context_are_capped() -> None:
@@ -213,3 +213,88 @@ def test_memory_saves_queries_on_text_seen_again(tmp_path: Path) -> None:
         )
         spent[context] = group_module.train(args).metrics["queries_per_token"]
     assert spent[4] < spent[0] - 0.1, spent
+
+
+def test_trust_memory_needs_the_memory() -> None:
+    with pytest.raises(IrlmError, match="set --memory-context above 0"):
+        group_module.Args(k=2, stop_at_hit=True, trust_memory=True)
+    assert group_module.Args(k=2, stop_at_hit=True, memory_context=4, trust_memory=True).trust_memory
+
+
+def test_known_rows_follow_the_segments_stream_step_order() -> None:
+    memory = AnswerMemory(streams=2, context=1, device=CPU)
+    _step(memory, [3, 4], [True, True])
+    _feedback(memory, [[7], [8]], [[1.0], [0.0]])  # 7 answers context 3; 8 is rejected after 4
+    _step(memory, [4, 3], [False, False])  # the segment's first step: stream 1 is at the known context
+    _step(memory, [3, 5], [False, False])  # its second step: stream 0 is
+    assert memory.known_rows().tolist() == [False, True, True, False]  # (stream 0: t0, t1), (stream 1: t0, t1)
+
+
+def _trusted_loss(trust: bool, table_reward: float) -> tuple[int, list[list[float]], list[list[bool]]]:
+    """One stream and step at a context whose answer 7 is known; the table gives ``table_reward`` to it.
+
+    Returns the queries counted, and the rewards and queried mask of the two candidates that the
+    miss term saw.
+    """
+    memory = AnswerMemory(streams=1, context=1, device=CPU)
+    _context(memory, [3])
+    _feedback(memory, [[7]], [[1.0]])
+    _context(memory, [3])
+    seen: dict[str, torch.Tensor] = {}
+    real = group_module.miss_terms
+
+    def spy(probs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, queried: torch.Tensor) -> Any:
+        seen.update(rewards=rewards.clone(), queried=queried.clone())
+        return real(probs, actions, rewards, queried)
+
+    model = RNNLanguageModel(ModelConfig(vocab_size=10, embedding_dim=4, hidden_size=8))
+    args = group_module.Args(k=2, stop_at_hit=True, miss_weight=1.0, memory_context=1, trust_memory=trust)
+    segment = Segment(
+        tokens=torch.tensor([[3]]), targets=torch.tensor([[0]]), starts=torch.tensor([[False]]),
+        hidden=model.initial_hidden(1, CPU), actions=torch.tensor([[[7, 2]]]),
+        rewards=torch.tensor([[[table_reward, 1.0 - table_reward]]]), probs=torch.full((1, 1, 10), 0.1),
+    )
+    features = torch.zeros((1, 1, 8), requires_grad=True)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(group_module, "miss_terms", spy)
+    try:
+        _, queries = group_module.group_loss(
+            args, model, segment, features, None, Workspace(10, CPU), Share.single(1, CPU), memory
+        )
+    finally:
+        patch.undo()
+    return queries, seen["rewards"].tolist(), seen["queried"][:, :2].tolist()
+
+
+def test_a_trusted_known_answer_costs_no_query_and_is_not_read_from_the_table() -> None:
+    # Asked again, the known answer costs one query; trusted, none, with the same feedback.
+    assert _trusted_loss(False, 1.0) == (1, [[1.0, 0.0]], [[True, False]])
+    assert _trusted_loss(True, 1.0) == (0, [[1.0, 0.0]], [[True, False]])
+    # Where the table would now say 7 is wrong (the same context followed by another word), the
+    # asking agent goes on to the next candidate; the trusting one never looks and trains on 7.
+    assert _trusted_loss(False, 0.0) == (2, [[0.0, 1.0]], [[True, True]])
+    assert _trusted_loss(True, 0.0) == (0, [[1.0, 0.0]], [[True, False]])
+
+
+def test_the_budget_may_plan_under_a_query_a_token_only_when_tokens_can_cost_none() -> None:
+    for floor in (1.0, 0.0):
+        budget = group_module.QueryBudget(per_token=1.0, total_tokens=100, floor=floor)
+        budget.update(50, 80)  # 20 of the 100 queries left for 50 tokens
+        assert budget.affordable() == pytest.approx(max(floor, 0.4))
+
+
+def test_trusting_the_memory_spends_fewer_queries_on_text_seen_again(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(30)]
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(" ".join(rng.choice(words) for _ in range(20)) for _ in range(150)) + "\n")
+    spent = {}
+    for trust in (False, True):
+        args = group_module.Args(
+            corpus="text", corpus_options={"path": str(text)}, k=2, stop_at_hit=True, miss_weight=1.0,
+            memory_context=4, trust_memory=trust, total_tokens=20_000, hidden_size=64, embedding_dim=32,
+            episode_length=140, eval_every=10**9, eval_tokens=3000, progress=False, device="cpu",
+            learning_rate=1e-2, seed=0, run_dir=str(tmp_path / f"trust{trust}"),
+        )
+        spent[trust] = group_module.train(args).metrics["queries_per_token"]
+    assert spent[True] < spent[False] - 0.05, spent

@@ -7,8 +7,9 @@ observed (the env's observations: never the true next token), the token that was
 there, or else the tokens that were queried there and missed. The group agent then proposes a
 known answer first (so one query finds it), never proposes a rejected token again, and lets its
 miss term say that the target is none of the tokens rejected there so far. The memory holds
-nothing that the rewards of the agent's own proposals did not say, and it is used only to
-choose what to ask: the model is evaluated without it.
+nothing that the rewards of the agent's own proposals did not say, and it is used to choose what
+to ask (and, with ``trust_memory``, to stand in for the reward of a known answer): the model is
+evaluated without it.
 
 It assumes the 0/1 reward's shape, at most one rewarded token per context, as ``stop_at_hit``
 does. A context whose answers disagree (a rewarded token other than the known one, or a token
@@ -70,13 +71,16 @@ class AnswerMemory:
         self._rejected: dict[bytes, list[int]] = {}
         self._unreliable: set[bytes] = set()
         self._steps: list[Recall] = []  # the recalls of the segment being played
+        self._known_share = 0.0  # of the last segment's contexts, those with a known answer
 
     def stats(self) -> dict[str, float]:
-        """How many contexts have an answer, only rejections, or conflicting answers."""
+        """How many contexts have an answer, only rejections, or conflicting answers, and the share
+        of the last segment's steps that met a known answer (what ``trust_memory`` asks nothing about)."""
         return {
             "answered": float(len(self._answers)),
             "rejected_only": float(len(self._rejected)),
             "unreliable": float(len(self._unreliable)),
+            "known_share": self._known_share,
         }
 
     def recall(self, shown: np.ndarray, starts: np.ndarray) -> Recall:
@@ -130,6 +134,11 @@ class AnswerMemory:
             torch.from_numpy(mask.reshape(streams * steps, width)).to(self.device),
         )
 
+    def known_rows(self) -> torch.Tensor:
+        """Which contexts of the segment had a known answer when played: (N·T,) bool, (stream, step) order."""
+        known = np.stack([step.known for step in self._steps], 1) >= 0
+        return torch.from_numpy(known.reshape(-1)).to(self.device)
+
     def learn(self, actions: torch.Tensor, rewards: torch.Tensor, queried: torch.Tensor) -> None:
         """Record the segment's feedback: candidates (N, T, K), their rewards and the queried mask.
 
@@ -147,6 +156,7 @@ class AnswerMemory:
         ends = np.cumsum(counts)  # per (stream, step): where its queried entries end
         starts, ends = (ends - counts).tolist(), ends.tolist()
         steps = len(self._steps)
+        self._known_share = float(np.mean([step.known >= 0 for step in self._steps])) if steps else 0.0
         for t, step in enumerate(self._steps):
             for i, key in enumerate(step.keys):
                 if key is None or key in self._unreliable:
