@@ -283,18 +283,29 @@ def test_the_budget_may_plan_under_a_query_a_token_only_when_tokens_can_cost_non
         assert budget.affordable() == pytest.approx(max(floor, 0.4))
 
 
-def test_trusting_the_memory_spends_fewer_queries_on_text_seen_again(tmp_path: Path) -> None:
+def _spent(tmp_path: Path, name: str, **options: Any) -> float:
+    """Queries per token of a short run over a small text read several times."""
     rng = random.Random(0)
     words = [f"w{i}" for i in range(30)]
     text = tmp_path / "text.txt"
     text.write_text("\n".join(" ".join(rng.choice(words) for _ in range(20)) for _ in range(150)) + "\n")
-    spent = {}
-    for trust in (False, True):
-        args = group_module.Args(
-            corpus="text", corpus_options={"path": str(text)}, k=2, stop_at_hit=True, miss_weight=1.0,
-            memory_context=4, trust_memory=trust, total_tokens=20_000, hidden_size=64, embedding_dim=32,
-            episode_length=140, eval_every=10**9, eval_tokens=3000, progress=False, device="cpu",
-            learning_rate=1e-2, seed=0, run_dir=str(tmp_path / f"trust{trust}"),
-        )
-        spent[trust] = group_module.train(args).metrics["queries_per_token"]
-    assert spent[True] < spent[False] - 0.05, spent
+    args = group_module.Args(
+        corpus="text", corpus_options={"path": str(text)}, miss_weight=1.0, memory_context=4,
+        total_tokens=20_000, hidden_size=64, embedding_dim=32, episode_length=140, eval_every=10**9,
+        eval_tokens=3000, progress=False, device="cpu", learning_rate=1e-2, seed=0, run_dir=str(tmp_path / name),
+        **options,
+    )
+    return float(group_module.train(args).metrics["queries_per_token"])
+
+
+def test_trusting_the_memory_spends_fewer_queries_on_text_seen_again(tmp_path: Path) -> None:
+    asked = _spent(tmp_path, "asked", k=2, stop_at_hit=True)
+    trusted = _spent(tmp_path, "trusted", k=2, stop_at_hit=True, trust_memory=True)
+    assert trusted < asked - 0.05, (trusted, asked)
+
+
+def test_a_budget_of_one_query_a_token_holds_when_the_memory_is_trusted(tmp_path: Path) -> None:
+    """Known contexts cost nothing, so the budget spends their share on second candidates elsewhere
+    and still ends at one query a token or under (without trust it could not go under one)."""
+    spent = _spent(tmp_path, "budget", k=4, query_budget=1.0, trust_memory=True)
+    assert 0.9 <= spent <= 1.0, spent

@@ -38,6 +38,7 @@ def test_every_group_command_in_the_readme_parses_into_valid_settings() -> None:
         "likelihood-k8-t07-memory-marginal",
         "likelihood-k2-t05-memory-marginal",
         "likelihood-k1-t05-memory-marginal",
+        "likelihood-budget1-k4-t05-memory-marginal-trust",
         "likelihood-budget8-k32-t05-memory-marginal10-unqueried07",
     ],
 )
