@@ -228,15 +228,13 @@ AGENTS["likelihood-budget16-k64-t05-memory-marginal10-unqueried07"] = (
 AGENTS["likelihood-budget8-k32-t05-tr64-memory-marginal10-unqueried07"] = (
     "group", {**_CALIBRATION, "truncate": 64}, "bandit"
 )
-# The 1-query agent trusting its memory: one candidate a context, none asked where the answer is
-# known (fewer than one query per token); and with a budget of one query per token on average, up
-# to 2 or 4 candidates where the answer is not known, spending there what the known contexts save.
-_ONE = AGENTS["likelihood-k1-t05-memory-marginal"][1]
-AGENTS["likelihood-k1-t05-memory-marginal-trust"] = ("group", {**_ONE, "trust_memory": True}, "bandit")
-for _k in (2, 4):
-    AGENTS[f"likelihood-budget1-k{_k}-t05-memory-marginal-trust"] = (
-        "group", {**_ONE, "k": _k, "query_budget": 1.0, "trust_memory": True}, "bandit"
-    )
+# The 1-query agent trusting its memory with a budget of one query per token on average: none
+# asked where the answer is known, and up to 4 candidates where it is not, spending there what the
+# known contexts save.
+AGENTS["likelihood-budget1-k4-t05-memory-marginal-trust"] = (
+    "group", {**AGENTS["likelihood-k1-t05-memory-marginal"][1], "k": 4, "query_budget": 1.0, "trust_memory": True},
+    "bandit",
+)
 # The 2-query agent likewise: a budget of 2 queries per token on average, up to 8 a context.
 AGENTS["likelihood-budget2-k8-t05-memory-marginal-trust"] = (
     "group", {**AGENTS["likelihood-k2-t05-memory-marginal"][1], "k": 8, "query_budget": 2.0, "trust_memory": True}, "bandit"
