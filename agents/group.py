@@ -329,7 +329,7 @@ def group_loss(
     if args.stop_at_hit:
         allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
         rewards, queried = known_rewards(rewards, allowed)
-        n_queries = int(queried.sum())
+        free = 0  # queried entries that cost no query: trusted known answers
         if memory is not None and args.trust_memory:
             # The known answer is first (see Recall.known_first); its remembered reward stands in
             # for the one the env would give, so the context costs no query, and the table is not read.
@@ -338,7 +338,8 @@ def group_loss(
             rewards[trusted, 0] = 1.0
             queried[trusted] = False
             queried[trusted, 0] = True
-            n_queries = int(queried.sum()) - int(trusted.sum())
+            free = int(trusted.sum())
+        n_queries = int(queried.sum()) - free
         if budget:
             tokens, queries = share.sum(rewards.shape[0], n_queries)
             budget.update(int(tokens), int(queries))

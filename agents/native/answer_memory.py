@@ -134,10 +134,13 @@ class AnswerMemory:
             torch.from_numpy(mask.reshape(streams * steps, width)).to(self.device),
         )
 
+    def _known(self) -> np.ndarray:
+        """Which contexts of the segment had a known answer when played: (N, T) bool."""
+        return np.stack([step.known for step in self._steps], 1) >= 0
+
     def known_rows(self) -> torch.Tensor:
-        """Which contexts of the segment had a known answer when played: (N·T,) bool, (stream, step) order."""
-        known = np.stack([step.known for step in self._steps], 1) >= 0
-        return torch.from_numpy(known.reshape(-1)).to(self.device)
+        """:meth:`_known` as a tensor of (N·T,) rows, in the segment's (stream, step) order."""
+        return torch.from_numpy(self._known().reshape(-1)).to(self.device)
 
     def learn(self, actions: torch.Tensor, rewards: torch.Tensor, queried: torch.Tensor) -> None:
         """Record the segment's feedback: candidates (N, T, K), their rewards and the queried mask.
@@ -156,7 +159,7 @@ class AnswerMemory:
         ends = np.cumsum(counts)  # per (stream, step): where its queried entries end
         starts, ends = (ends - counts).tolist(), ends.tolist()
         steps = len(self._steps)
-        self._known_share = float(np.mean([step.known >= 0 for step in self._steps])) if steps else 0.0
+        self._known_share = float(self._known().mean()) if steps else 0.0
         for t, step in enumerate(self._steps):
             for i, key in enumerate(step.keys):
                 if key is None or key in self._unreliable:
