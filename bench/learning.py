@@ -228,17 +228,16 @@ AGENTS["likelihood-budget16-k64-t05-memory-marginal10-unqueried07"] = (
 AGENTS["likelihood-budget8-k32-t05-tr64-memory-marginal10-unqueried07"] = (
     "group", {**_CALIBRATION, "truncate": 64}, "bandit"
 )
-# The 1-query agent trusting its memory with a budget of one query per token on average: none
-# asked where the answer is known, and up to 4 candidates where it is not, spending there what the
-# known contexts save.
-AGENTS["likelihood-budget1-k4-t05-memory-marginal-trust"] = (
-    "group", {**AGENTS["likelihood-k1-t05-memory-marginal"][1], "k": 4, "query_budget": 1.0, "trust_memory": True},
-    "bandit",
-)
-# The 2-query agent likewise: a budget of 2 queries per token on average, up to 8 a context.
-AGENTS["likelihood-budget2-k8-t05-memory-marginal-trust"] = (
-    "group", {**AGENTS["likelihood-k2-t05-memory-marginal"][1], "k": 8, "query_budget": 2.0, "trust_memory": True}, "bandit"
-)
+# The 1- and 2-query agents trusting their memory with a budget of one and two queries per token
+# on average: none asked where the answer is known, and up to 4 and 8 candidates where it is not,
+# spending there what the known contexts save.
+for _budget, _k in ((1, 4), (2, 8)):
+    AGENTS[f"likelihood-budget{_budget}-k{_k}-t05-memory-marginal-trust"] = (
+        "group",
+        {**AGENTS[f"likelihood-k{_budget}-t05-memory-marginal"][1], "k": _k, "query_budget": float(_budget),
+         "trust_memory": True},
+        "bandit",
+    )
 # The recommended 8-, 2- and 1-query agents with the prior at weight 10 as well.
 for _name in ("likelihood-k8-t07-memory-marginal", "likelihood-k2-t05-memory-marginal", "likelihood-k1-t05-memory-marginal"):
     AGENTS[f"{_name}10"] = ("group", {**AGENTS[_name][1], "marginal_weight": 10.0}, "bandit")
