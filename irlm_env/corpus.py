@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from irlm_env.corpora.registry import corpus_registry, make_corpus_source
+from irlm_env.corpora.registry import corpus_entry, make_corpus_source
 from irlm_env.corpora.source import CorpusSource
 from irlm_env.corpus_cache import cache_key, read_cached, write_cached
 from irlm_env.corpus_encoding import SPLITS, encode_units, source_hash
@@ -128,7 +128,7 @@ def load_corpus(
         spec = name
     else:
         spec = CorpusSpec(name, source_options, tokenizer, lowercase, max_vocab, min_freq)
-    key = (spec, corpus_registry().get(spec.name).factory)  # a plugin re-registered: build again
+    key = (spec, corpus_entry(spec.name).factory)  # a plugin re-registered: build again
     corpus = _MEMO.get(key)
     if corpus is None:
         corpus = _build(spec, make_corpus_source(spec.name, spec.options))

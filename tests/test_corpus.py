@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import tracemalloc
 import warnings
@@ -229,6 +230,13 @@ def test_string_options_are_converted_to_the_factory_types() -> None:
 def test_unknown_corpus_suggests() -> None:
     with pytest.raises(IrlmError, match=r"unknown corpus 'gramar'.*did you mean 'grammar'"):
         load_corpus("gramar")
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "data/notes", "docs/*.md"])
+def test_a_file_path_given_as_the_corpus_name_points_to_the_text_corpus(name: str) -> None:
+    with pytest.raises(IrlmError, match=rf"unknown corpus {re.escape(repr(name))}.*looks like a file path.*'text' "
+                                        rf"corpus.*--corpus text --corpus-option path={re.escape(name)}"):
+        load_corpus(name)
 
 
 def test_unknown_tokenizer_suggests() -> None:

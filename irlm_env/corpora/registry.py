@@ -8,6 +8,7 @@ the vocabulary, splits, the cache) is the same for every corpus and lives in ``i
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from irlm_env.corpora import builtin
 from irlm_env.corpora.source import CorpusSource
 from irlm_env.errors import IrlmError
 from irlm_env.options import bind_options
-from irlm_env.plugins import PluginKind, Registry, declare_kind, registry
+from irlm_env.plugins import Entry, PluginKind, Registry, declare_kind, registry
 
 
 def prepare_corpus(factory: Callable[..., Any], where: str) -> Callable[..., Any]:
@@ -45,15 +46,36 @@ def corpus_registry() -> Registry:
     return registry(CORPORA)
 
 
+def _looks_like_path(name: str) -> bool:
+    return any(mark in name for mark in ("/", "\\", "*", "?")) or Path(name).suffix != "" or Path(name).exists()
+
+
+def corpus_entry(name: str) -> Entry:
+    """Corpus ``name``'s registration; an unknown name that is a file path gets the way to read a file.
+
+    Users who have a text file often pass its path where the corpus name goes, and "install a
+    plugin" would send them the wrong way.
+    """
+    registered = corpus_registry()
+    if name not in registered and _looks_like_path(name):
+        raise IrlmError(
+            f"unknown corpus {name!r}: corpus names a registered corpus (available: "
+            f"{', '.join(sorted(registered.names()))}), and this looks like a file path. A text file, "
+            f"directory or glob is read by the 'text' corpus: pass corpus 'text' with option "
+            f"path={name!r} (on the command line: --corpus text --corpus-option path={name})"
+        )
+    return registered.get(name)
+
+
 def bind_corpus_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Corpus ``name``'s options checked against its factory, strings converted to its types."""
-    entry = corpus_registry().get(name)
+    entry = corpus_entry(name)
     return bind_options(f"corpus {name!r} (plugin {entry.plugin_name!r})", entry.factory, options, kind="corpus")
 
 
 def make_corpus_source(name: str, options: Mapping[str, Any]) -> CorpusSource:
     """Run corpus ``name``'s factory with the user's options, checking options and result."""
-    entry = corpus_registry().get(name)
+    entry = corpus_entry(name)
     source = entry.factory(**bind_corpus_options(name, options))
     if not isinstance(source, CorpusSource):
         raise IrlmError(
