@@ -79,7 +79,7 @@ def _create_temporary(path: Path) -> tuple[Path, int]:
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temporary files of ``path`` left by writers that are gone; return them."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-([0-9a-f]{{8}})\.[0-9a-f]+\.tmp")
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(path.parent))
     except OSError:  # the save itself reports an unreadable folder

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 
-from irlm_agents.runs.args import TrainResult, build_model, load_corpus_for
-from irlm_agents.sb3.args import SB3Args
+from irlm_agents.runs.args import TrainArgs, TrainResult, build_model, load_corpus_for
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.runs.run_dir import RunDirectory
 from irlm_agents.sb3.callbacks import ValidationCallback
@@ -27,7 +27,7 @@ from irlm_env import ENV_ID
 from irlm_env.corpus import Corpus
 from irlm_agents.lm.devices import resolve_device
 from irlm_agents.lm.model import RNNLanguageModel
-from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_agents.sb3 import make_vec_env
 from irlm_env.errors import IrlmError
 from irlm_env.rewards import CheckedReward, make_reward
 

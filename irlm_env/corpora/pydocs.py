@@ -47,7 +47,7 @@ def stdlib_path() -> Path:
 
 def stdlib_files(root: Path) -> list[Path]:
     """The standard library's .py files in sorted order (a fixed order makes a fixed corpus)."""
-    found = []
+    found: list[Path] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(("config-", "."))]
         found.extend(Path(folder, f) for f in files if f.endswith(".py"))
