@@ -1,4 +1,5 @@
-"""The import graph: no module imports one that imports it back, and the env side stays light.
+"""The import graph: no module imports one that imports it back, the env side stays light, and
+every name an annotation uses is imported or defined.
 
 Every module of ``irlm_env`` and ``irlm_agents`` is parsed with ``ast`` and every import in it
 counts, at module level, inside functions and under ``TYPE_CHECKING`` alike: a cycle kept
@@ -11,6 +12,7 @@ would be a cycle with its own submodules.
 from __future__ import annotations
 
 import ast
+import builtins
 import subprocess
 import sys
 import textwrap
@@ -132,3 +134,58 @@ def test_making_envs_loads_no_torch_and_no_sb3() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"loaded: {result.stdout.strip()}"
+
+
+def unbound_annotation_names(source: str) -> set[str]:
+    """Names used in a module's annotations that the module never binds at its top level.
+
+    With ``from __future__ import annotations`` an annotation is never evaluated, so one naming a
+    class that was renamed or never imported runs fine and only misleads readers and type
+    checkers; this finds it without importing anything.
+    """
+    tree = ast.parse(source)
+    bound = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+    annotations: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args
+            every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                     *(a for a in (arguments.vararg, arguments.kwarg) if a is not None)]
+            annotations += [a.annotation for a in every if a.annotation is not None]
+            if node.returns is not None:
+                annotations.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+    used: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Subscript) and getattr(node.value, "id", getattr(node.value, "attr", "")) == "Literal":
+            return  # its strings are values, not quoted names
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a quoted annotation
+            node = ast.parse(node.value, mode="eval").body
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    for annotation in annotations:
+        visit(annotation)
+    return used - bound
+
+
+def test_the_annotation_check_can_fail() -> None:
+    source = "from a import B, Literal\ndef f(x: B, y: 'C', m: Literal['m']) -> list[D]:\n    z: E = 1\n"
+    assert unbound_annotation_names(source) == {"C", "D", "E"}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_name_in_an_annotation_is_defined_or_imported(name: str) -> None:
+    unbound = unbound_annotation_names(MODULES[name].read_text(encoding="utf-8"))
+    assert not unbound, f"{name} annotates with {', '.join(sorted(unbound))}, which it never defines or imports"
