@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import tracemalloc
 from typing import Any
 
@@ -224,6 +226,13 @@ def test_bad_vector_calls(grammar: Corpus) -> None:
         env.targets()
     with pytest.raises(IrlmError, match=r"3 seeds for 2 envs|2 seeds for 3 envs"):
         env.reset(seed=[1, 2])
+    for seed in (True, "3", 1.5):
+        with pytest.raises(IrlmError, match=rf"reset got seed={re.escape(repr(seed))}; pass an int"):
+            env.reset(seed=seed)  # type: ignore[arg-type]
+    with pytest.raises(IrlmError, match=r"seed 'a' in its list; each env's seed must be an int or None"):
+        env.reset(seed=[1, "a", None])  # type: ignore[list-item]
+    from_array = env.reset(seed=np.array([4, 5, 6]))[0]
+    assert np.array_equal(from_array, env.reset(seed=[4, 5, 6])[0])
     env.reset(seed=0)
     with pytest.raises(IrlmError, match=r"shape \(3,\), got int64 array of shape \(2,\)"):
         env.step(np.zeros(2, np.int64))

@@ -203,13 +203,21 @@ class NextWordVectorEnv(VectorEnv):
         elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             super().reset(seed=int(seed))
             seeds = [int(seed) + i for i in range(n)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != n:
+        elif isinstance(seed, (list, tuple, np.ndarray)):
+            if len(seed) != n:
                 raise IrlmError(
-                    f"reset got {len(seeds)} seeds for {n} envs; pass one seed per env, "
+                    f"reset got {len(seed)} seeds for {n} envs; pass one seed per env, "
                     "an int (env i gets seed + i) or None"
                 )
+            bad = [s for s in seed if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)))]
+            if bad:
+                raise IrlmError(f"reset got seed {bad[0]!r} in its list; each env's seed must be an int or None")
+            seeds = [None if s is None else int(s) for s in seed]
+        else:
+            raise IrlmError(
+                f"reset got seed={seed!r}; pass an int (env i gets seed + i), a list of {n} ints or "
+                "Nones (one per env), or None"
+            )
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         if options:
