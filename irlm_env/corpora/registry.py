@@ -8,8 +8,8 @@ the vocabulary, splits, the cache) is the same for every corpus and lives in ``i
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from irlm_env.corpora import builtin
