@@ -209,10 +209,8 @@ class NextWordVectorEnv(VectorEnv):
                     f"reset got {len(seed)} seeds for {n} envs; pass one seed per env, "
                     "an int (env i gets seed + i) or None"
                 )
-            bad = [s for s in seed if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)))]
-            if bad:
-                raise IrlmError(f"reset got seed {bad[0]!r} in its list; each env's seed must be an int or None")
-            seeds = [None if s is None else int(s) for s in seed]
+            seeds = [None if s is None else check_int(f"reset's seed for env {i}", s, minimum=0)
+                     for i, s in enumerate(seed)]
         else:
             raise IrlmError(
                 f"reset got seed={seed!r}; pass an int (env i gets seed + i), a list of {n} ints or "
