@@ -66,10 +66,10 @@ class Corpus:
         """The token ids of split ``name`` ("train", "validation" or "test"), read-only, in
         ``vocab.id_dtype`` (the smallest unsigned type that holds the vocabulary); convert with
         ``.astype(np.int64)`` where a consumer needs int64 (torch embeddings, say)."""
-        try:
-            return self.splits[name]
-        except KeyError:
-            raise IrlmError(f"unknown split {name!r}: {suggest(str(name), SPLITS)}") from None
+        split = self.splits.get(name) if isinstance(name, str) else None
+        if split is None:
+            raise IrlmError(f"unknown split {name!r}: {suggest(str(name), SPLITS)}")
+        return split
 
     def line_starts(self, name: str) -> np.ndarray:
         """Positions of the ``<eos>`` that begins each unit (every ``<eos>`` but the last).

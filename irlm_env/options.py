@@ -13,8 +13,10 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
+
+import numpy as np
 
 from irlm_env.errors import IrlmError, suggest
 
@@ -73,7 +75,10 @@ def bind_options(
     function = factory.__init__ if inspect.isclass(factory) else factory
     namespace = getattr(function, "__globals__", {})
     choices = {p.name: _choices(p.annotation, namespace) for p in named if p.annotation is not p.empty}
-    return {name: _coerce(label, name, value, choices.get(name, ())) for name, value in options.items()}
+    bound = {name: _coerce(label, name, value, choices.get(name, ())) for name, value in options.items()}
+    for name, value in bound.items():
+        _check_type(label, name, value, choices.get(name, ()))
+    return bound
 
 
 def _choices(annotation: Any, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -108,9 +113,9 @@ def _read(node: ast.expr, namespace: Mapping[str, Any]) -> tuple[Any, ...]:
             return _read(args[0], namespace) + (type(None),)
         if origin is typing.Union:
             return tuple(choice for arg in args for choice in _read(arg, namespace))
-        return ()
+        return (object,)  # list[int], Literal[...]: allows values this module does not check
     found = _lookup(node, namespace)
-    return () if found is None else (found,)
+    return (object,) if found is None else (found,)
 
 
 def _lookup(node: ast.expr, namespace: Mapping[str, Any]) -> Any:
@@ -122,6 +127,29 @@ def _lookup(node: ast.expr, namespace: Mapping[str, Any]) -> Any:
         if isinstance(module, types.ModuleType):
             return vars(module).get(node.attr)
     return None
+
+
+# The annotations whose values are checked; an annotation naming anything else allows anything.
+_CHECKED: dict[Any, Callable[[Any], bool]] = {
+    bool: lambda value: isinstance(value, (bool, np.bool_)),
+    int: lambda value: isinstance(value, Integral) and not isinstance(value, (bool, np.bool_)),
+    float: lambda value: isinstance(value, Real) and not isinstance(value, (bool, np.bool_)),
+    str: lambda value: isinstance(value, str),
+    type(None): lambda value: value is None,
+}
+
+
+def _check_type(label: str, option: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Refuse a value its plain annotation (``float``, ``int | None``) does not allow.
+
+    Said here, a wrong type names the user's option; passed on, it fails inside the plugin or is
+    blamed on it when the reward returns nonsense.
+    """
+    if not choices or not all(choice in _CHECKED for choice in choices):
+        return
+    if not any(_CHECKED[choice](value) for choice in choices):
+        allowed = " or ".join("None" if choice is type(None) else choice.__name__ for choice in choices)
+        raise IrlmError(f"{label} option {option}={value!r} must be of type {allowed}, got {type(value).__name__}.")
 
 
 def _coerce(label: str, option: str, value: Any, choices: tuple[Any, ...]) -> Any:

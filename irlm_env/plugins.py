@@ -185,6 +185,11 @@ def _register_plugin(loaded: _Loaded, plugin: object, info: PluginInfo) -> str |
     if unknown:
         manager.unregister(name=info.name)
         return f"implements unknown hook(s) {', '.join(unknown)}"
+    if not manager.get_hookcallers(plugin):
+        # A forgotten @irlm_env.hookimpl (or a marker of another project) registers nothing:
+        # say so now, not later as an "unknown reward".
+        manager.unregister(name=info.name)
+        return "implements no irlm_env hook (are its functions marked with @irlm_env.hookimpl?)"
     loaded.infos[info.name] = info
     return None
 
@@ -326,7 +331,9 @@ def register_plugin(plugin: object, name: str) -> None:
     """Register a plugin object or module at run time, e.g. a reward defined in a notebook.
 
     Unlike an entry point that fails to load, a broken plugin here raises at once and is not
-    kept: the caller is right there to fix it. Registries are rebuilt on next use.
+    kept: the caller is right there to fix it. That includes a plugin with no hook and one
+    registering a name a loaded plugin has, which kept would break every lookup of that kind.
+    Registries are rebuilt on next use.
     """
     loaded = _load()
     if name in loaded.infos:
@@ -337,12 +344,24 @@ def register_plugin(plugin: object, name: str) -> None:
     if problem is not None:
         raise IrlmError(f"plugin {name!r} {problem}. {_fix_hooks()}")
     try:
-        loaded.items[name] = _items_of(loaded.manager, info)
+        items = _items_of(loaded.manager, info)
+        _check_no_clash(loaded, items)
     except _Broken as broken:
         loaded.manager.unregister(name=name)
         del loaded.infos[name]
         raise IrlmError(f"plugin {info.label} {broken.problem}. {broken.fix}") from None
+    loaded.items[name] = items
     _registry.cache_clear()
+
+
+def _check_no_clash(loaded: _Loaded, items: dict[str, dict[str, Entry]]) -> None:
+    """Refuse a run-time plugin's name that a loaded plugin has: kept, it would break the whole kind."""
+    for kind, entries in items.items():
+        for name in entries:
+            owner = next((plugin for plugin, theirs in loaded.items.items() if name in theirs.get(kind, {})), None)
+            if owner is not None:
+                raise _Broken(f"registers {kind} {name!r}, which plugin {owner!r} already registers",
+                              "Choose another name.")
 
 
 def reset_plugins() -> None:

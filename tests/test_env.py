@@ -211,6 +211,7 @@ def test_no_memory_growth_over_many_episodes(grammar: Corpus) -> None:
         ({"episode_length": 0}, "episode_length must be a positive integer, got 0"),
         ({"mode": "sentence"}, "unknown episode mode 'sentence'.*available: line, window"),
         ({"split": "valid"}, "unknown split 'valid'.*did you mean 'validation'"),
+        ({"split": ["train"]}, r"unknown split \['train'\].*available: test, train, validation"),
         ({"reward": "exakt"}, "exakt.*did you mean 'exact'"),
         ({"corpus_options": {"seed": 1}}, "corpus_options only apply when corpus is a name"),
     ],

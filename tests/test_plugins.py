@@ -15,6 +15,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pluggy
 import pytest
 
 import irlm_env
@@ -282,6 +283,35 @@ def test_register_plugin_refuses_a_taken_name() -> None:
         plugins.register_plugin(object(), "irlm_env.rewards.exact")
 
 
+@pytest.mark.parametrize("plugin", [object(), None, "irlm_similarity"], ids=["object", "none", "string"])
+def test_register_plugin_refuses_a_plugin_with_no_hook(plugin: object) -> None:
+    with pytest.raises(IrlmError, match=r"plugin 'empty' implements no irlm_env hook.*@irlm_env.hookimpl"):
+        plugins.register_plugin(plugin, "empty")
+    assert "empty" not in {info.name for info in plugins.plugin_report()}
+
+
+def test_register_plugin_refuses_a_marker_of_another_project() -> None:
+    class Unmarked:
+        @pluggy.HookimplMarker("irlm")  # not irlm_env's marker: pluggy sees no hook
+        def irlm_register_rewards(self, register: Callable[..., None]) -> None:
+            register("nomark", _reward)
+
+    with pytest.raises(IrlmError, match="plugin 'unmarked' implements no irlm_env hook"):
+        plugins.register_plugin(Unmarked(), "unmarked")
+
+
+@pytest.mark.parametrize("name", ["exact", "half"])
+def test_register_plugin_refuses_a_name_another_plugin_registers(name: str, corpus: Corpus) -> None:
+    plugins.register_plugin(_plugin_registering("half", _reward), "first")
+    with pytest.raises(IrlmError, match=rf"plugin 'second' registers reward '{name}', which plugin '.*' already "
+                                        r"registers\. Choose another name"):
+        plugins.register_plugin(_plugin_registering(name, _reward), "second")
+    # Nothing of the refused plugin is kept, and every reward still resolves.
+    assert "second" not in {info.name for info in plugins.plugin_report()}
+    assert reward_registry().get("half").plugin_name == "first"
+    assert make_reward("exact", corpus)(3, 3, np.zeros(4, np.int64)) == 1.0
+
+
 def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
     class Needs:
         def __init__(self, corpus: Corpus, *, level: int, strict: bool = False) -> None:
@@ -300,6 +330,37 @@ def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
     reward = make_reward("needs", corpus, level="3", strict="yes")
     assert (reward.inner.level, reward.inner.strict) == (3, True)
     assert reward(0, 1, np.zeros(2, np.int64)) == 3.0
+
+
+def test_option_values_of_the_wrong_type_name_the_option(corpus: Corpus) -> None:
+    class Typed:
+        def __init__(self, corpus: Corpus, credit: float = 0.5, limit: int | None = None,
+                     tags: list[str] | None = None) -> None:
+            self.credit, self.limit, self.tags = credit, limit, tags
+
+        def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+            return self.credit
+
+    plugins.register_plugin(_plugin_registering("typed", Typed), "typed")
+    for option, value, allowed in [("credit", [1], "float"), ("credit", True, "float"), ("limit", 2.5, "int or None")]:
+        with pytest.raises(IrlmError, match=rf"reward 'typed' \(plugin 'typed'\) option {option}=.* must be of type "
+                                            rf"{allowed}, got"):
+            make_reward("typed", corpus, **{option: value})
+    # ints for floats, numpy scalars, None where allowed, and annotations it cannot check pass as given.
+    reward = make_reward("typed", corpus, credit=1, limit=np.int64(3), tags=["a"])
+    assert (reward.inner.credit, reward.inner.limit, reward.inner.tags) == (1, 3, ["a"])
+    assert make_reward("typed", corpus, credit=np.float32(0.25), limit=None).inner.credit == 0.25
+
+
+def test_make_reward_needs_a_corpus() -> None:
+    with pytest.raises(IrlmError, match=r"make_reward needs the Corpus .* got str 'grammar'.*load_corpus"):
+        make_reward("exact", "grammar")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("options", ["value=1", [1]])
+def test_reward_options_must_be_a_mapping(options: object) -> None:
+    with pytest.raises(IrlmError, match="reward_options must be a mapping of option names to values"):
+        gym.make("irlm/NextWord-v0", corpus="grammar", reward_options=options)
 
 
 def test_corpus_factory_must_return_a_corpus_source() -> None:

@@ -5,6 +5,7 @@ the text frame of ``render_mode="ansi"``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -171,6 +172,11 @@ def _reward_for(
     """The env's reward: built here from a name, or one that the caller built once with
     ``make_reward`` and shares between envs and evaluators."""
     if isinstance(reward, str):
+        if reward_options is not None and not isinstance(reward_options, Mapping):
+            raise IrlmError(
+                f"reward_options must be a mapping of option names to values, got {reward_options!r}; "
+                "pass e.g. reward_options={'option_name': value}"
+            )
         return make_reward(reward, corpus, **(reward_options or {}))
     if not isinstance(reward, CheckedReward):
         raise IrlmError(

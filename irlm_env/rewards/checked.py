@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from numbers import Integral
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from irlm_env.corpus import Corpus
 from irlm_env.errors import IrlmError
 from irlm_env.options import bind_options
 from irlm_env.plugins import Entry
@@ -20,15 +21,17 @@ from irlm_env.rewards.base import Reward
 from irlm_env.rewards.registry import factory_hint, reward_registry
 from irlm_env.vocabulary import Vocabulary
 
-if TYPE_CHECKING:
-    from irlm_env.corpus import Corpus
-
 _FLOAT64 = np.dtype(np.float64)
 
 
 def make_reward(name: str, corpus: Corpus, **options: Any) -> CheckedReward:
     """Build reward ``name`` for ``corpus``, wrapped so that every value it returns is checked."""
     entry = reward_registry().get(name)
+    if not isinstance(corpus, Corpus):
+        raise IrlmError(
+            f"make_reward needs the Corpus the reward will judge, got {type(corpus).__name__} {corpus!r}; "
+            "pass load_corpus(...)'s result, e.g. make_reward(name, load_corpus('pydocs'))"
+        )
     label = f"reward {name!r} (plugin {entry.plugin_name!r})"
     try:
         bound = bind_options(label, entry.factory, options, skip=1, kind="reward")
