@@ -129,3 +129,24 @@ def test_the_module_gives_logits_over_the_vocabulary_and_values() -> None:
     out = module.forward_train(batch)
     assert out[Columns.ACTION_DIST_INPUTS].shape == (5, 10)
     assert module.compute_values(batch, out[Columns.EMBEDDINGS]).shape == (5,)
+
+
+def test_the_module_warm_starts_only_against_the_env_vocabulary(tmp_path: Path) -> None:
+    import torch
+
+    from irlm_agents.lm.checkpoints import save_model
+    from irlm_agents.lm.model import ModelConfig
+    from irlm_env.corpus import load_corpus
+
+    corpus = load_corpus("grammar", n_sentences=1000)
+    other = load_corpus("grammar", n_sentences=1000, seed=1)
+    assert len(other.vocab) == len(corpus.vocab) and other.vocab != corpus.vocab
+    model = RNNLanguageModel(ModelConfig(vocab_size=len(corpus.vocab), embedding_dim=4, hidden_size=8))
+    path = save_model(model, tmp_path / "m.irlm", corpus.vocab, corpus.tokenizer.config())
+    spaces = {"observation_space": TokenIds(len(corpus.vocab), 4), "action_space": gym.spaces.Discrete(len(corpus.vocab))}
+    warm = LanguageModelRLModule(**spaces, model_config={"init_from": str(path), "vocab": corpus.vocab})
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), warm.language_model.state_dict().values()))
+    with pytest.raises(IrlmError, match=r"needs the env's vocabulary.*\"vocab\": load_corpus"):
+        LanguageModelRLModule(**spaces, model_config={"init_from": str(path)})
+    with pytest.raises(IrlmError, match="different vocabulary"):
+        LanguageModelRLModule(**spaces, model_config={"init_from": str(path), "vocab": other.vocab})

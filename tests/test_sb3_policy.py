@@ -136,16 +136,29 @@ def test_warm_start_from_checkpoint(tmp_path: Path) -> None:
     env = source.get_env()
     vocab = env.get_attr("vocab")[0]  # type: ignore[union-attr]
     path = save_model(source.policy.language_model, tmp_path / "m.irlm", vocab, {"name": "word"})
-    warm = PPO(RNNLanguagePolicy, make_vec_env(n_envs=4, **ENV), device="cpu", policy_kwargs={"init_from": str(path)})
+    warm_start = {"init_from": str(path), "vocab": vocab}
+    warm = PPO(RNNLanguagePolicy, make_vec_env(n_envs=4, **ENV), device="cpu", policy_kwargs=warm_start)
     a, b = source.policy.language_model.state_dict(), warm.policy.language_model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert warm.policy.language_model.config.cell == "lstm"
+    # a saved agent reloads without the checkpoint or the vocabulary
+    warm.save(tmp_path / "warm.zip")
+    assert PPO.load(tmp_path / "warm.zip", device="cpu").policy.language_model.config.cell == "lstm"
     with pytest.raises(IrlmError, match="hidden_size=32 \\(checkpoint has 8\\)"):
-        PPO(RNNLanguagePolicy, make_vec_env(n_envs=2, **ENV), policy_kwargs={"init_from": str(path), "hidden_size": 32})
-    # a checkpoint for another vocabulary size is refused
+        PPO(RNNLanguagePolicy, make_vec_env(n_envs=2, **ENV), policy_kwargs={**warm_start, "hidden_size": 32})
+    with pytest.raises(IrlmError, match=r"needs the env's vocabulary.*vocab=env.get_attr\('vocab'\)\[0\]"):
+        PPO(RNNLanguagePolicy, make_vec_env(n_envs=2, **ENV), policy_kwargs={"init_from": str(path)})
+    # a checkpoint for another vocabulary is refused, of another size or of the same size
     small = make_vec_env(n_envs=2, corpus="grammar", corpus_options={"n_sentences": 1000}, max_vocab=20)
-    with pytest.raises(IrlmError, match="vocabulary of"):
-        PPO(RNNLanguagePolicy, small, policy_kwargs={"init_from": str(path)})
+    with pytest.raises(IrlmError, match="vocab has 65 tokens but the env's action space has 20"):
+        PPO(RNNLanguagePolicy, small, policy_kwargs=warm_start)
+    with pytest.raises(IrlmError, match="different vocabulary"):
+        PPO(RNNLanguagePolicy, small, policy_kwargs={**warm_start, "vocab": small.get_attr("vocab")[0]})
+    same_size = make_vec_env(n_envs=2, **{**ENV, "corpus_options": {"n_sentences": 1000, "seed": 1}})
+    other = same_size.get_attr("vocab")[0]
+    assert len(other) == len(vocab) and other != vocab
+    with pytest.raises(IrlmError, match="different vocabulary"):
+        PPO(RNNLanguagePolicy, same_size, policy_kwargs={**warm_start, "vocab": other})
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,29 @@ def check_vocabulary(saved: Vocabulary, current: Vocabulary, path: str | Path | 
     )
 
 
+def load_warm_start(path: str | Path, vocab: Vocabulary | None, vocab_size: int, how_to_pass: str) -> RNNLanguageModel:
+    """The model of checkpoint ``path`` for a policy whose env has ``vocab`` and ``vocab_size`` actions.
+
+    A policy (SB3's, RLlib's) is built from spaces alone, and a size says nothing of which
+    tokens the ids stand for: two corpora capped at the same ``max_vocab`` would load each
+    other's weights and predict nonsense. So the env's vocabulary is required, not optional.
+    ``how_to_pass`` tells the user where to put it.
+    """
+    if vocab is None:
+        raise IrlmError(
+            f"init_from={str(path)!r} needs the env's vocabulary to check the checkpoint against (a model "
+            f"trained on another vocabulary of the same size would load and predict nonsense); {how_to_pass}"
+        )
+    if not isinstance(vocab, Vocabulary):
+        raise IrlmError(f"vocab must be the env corpus's Vocabulary, got {type(vocab).__name__}; {how_to_pass}")
+    if len(vocab) != vocab_size:
+        raise IrlmError(
+            f"vocab has {len(vocab)} tokens but the env's action space has {vocab_size}; pass the vocabulary "
+            f"of the env the policy acts in: {how_to_pass}"
+        )
+    return load_model(path, vocab=vocab).model
+
+
 def _weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):

@@ -8,7 +8,8 @@ distribution's inputs (RLlib's categorical over the vocabulary). The value head 
 layer on the same RNN output, so the RNN runs once for both.
 
 Sizes go through the module spec's ``model_config`` (``ModelConfig``'s fields, or
-``init_from`` to warm-start from a ``.irlm`` checkpoint)::
+``init_from`` to warm-start from a ``.irlm`` checkpoint, with ``vocab``, the env corpus's
+vocabulary, to check the checkpoint against)::
 
     RLModuleSpec(module_class=LanguageModelRLModule, model_config={"hidden_size": 128})
 """
@@ -27,9 +28,10 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.checkpoints import load_warm_start
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_env.errors import IrlmError
+from irlm_env.vocabulary import Vocabulary
 
 #: The language model's options a ``model_config`` may set (its vocabulary is the action space's).
 MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size")
@@ -44,14 +46,15 @@ class LanguageModelRLModule(TorchRLModule, ValueFunctionAPI):
         check_spaces(self.observation_space, self.action_space)
         given: dict[str, Any] = dict(self.model_config or {})
         init_from = given.pop("init_from", None)
+        vocab = given.pop("vocab", None)
         unknown = sorted(k for k in given if k not in MODEL_OPTIONS and k not in RLLIB_OPTIONS)
         if unknown:
             raise IrlmError(
                 f"LanguageModelRLModule got unknown model_config keys {unknown}; it takes "
-                f"{', '.join(MODEL_OPTIONS)} or init_from"
+                f"{', '.join(MODEL_OPTIONS)} or init_from and vocab"
             )
         options = {k: v for k, v in given.items() if k in MODEL_OPTIONS}
-        self.language_model = _language_model(int(self.action_space.n), options, init_from)
+        self.language_model = _language_model(int(self.action_space.n), options, init_from, vocab)
         self.value_head = nn.Linear(self.language_model.config.hidden_size, 1)
 
     def _features(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -83,15 +86,11 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> None:
         )
 
 
-def _language_model(vocab_size: int, options: dict[str, Any], init_from: str | None) -> RNNLanguageModel:
+def _language_model(vocab_size: int, options: dict[str, Any], init_from: str | None,
+                    vocab: Vocabulary | None) -> RNNLanguageModel:
     if init_from is None:
         return RNNLanguageModel(ModelConfig(vocab_size=vocab_size, **options))
     if options:
         raise IrlmError(f"model_config has both init_from and sizes {sorted(options)}; the checkpoint sets the sizes")
-    model = load_model(init_from).model
-    if model.config.vocab_size != vocab_size:
-        raise IrlmError(
-            f"checkpoint {init_from!r} has a vocabulary of {model.config.vocab_size} tokens but the env's action "
-            f"space has {vocab_size}; build the env with the corpus options the model was trained on"
-        )
-    return model
+    return load_warm_start(init_from, vocab, vocab_size,
+                           'add it to model_config: {"init_from": PATH, "vocab": load_corpus(...).vocab}')

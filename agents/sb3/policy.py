@@ -12,7 +12,8 @@ Sizes go through ``policy_kwargs``::
     PPO(RNNLanguagePolicy, env, policy_kwargs=dict(cell="lstm", embedding_dim=64, hidden_size=128))
 
 ``init_from="model.irlm"`` warm-starts from a checkpoint saved by ``irlm_agents.lm.checkpoints``; the
-model's sizes are then read from the checkpoint.
+model's sizes are then read from the checkpoint, and ``vocab`` (the env corpus's vocabulary) is
+required to check that the checkpoint was trained on it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.checkpoints import load_warm_start
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_agents.sb3.distributions import LogProbEntropy, TokenDistribution, draw_tokens, token_ids
 from irlm_env.errors import IrlmError
+from irlm_env.vocabulary import Vocabulary
 
 #: Model options accepted through ``policy_kwargs``; ``None`` means "the default, or the
 #: checkpoint's value when warm-starting".
@@ -78,7 +80,12 @@ def check_layout(policy: str, ortho_init: bool, net_arch: Any, share_features_ex
         raise IrlmError(f"{policy} builds its own features extractor; pass model sizes directly in policy_kwargs")
 
 
-def model_config(vocab_size: int, options: dict[str, Any], init_from: str | Path | None) -> tuple[ModelConfig, RNNLanguageModel | None]:
+#: Where a warm start's vocabulary goes, for the error that asks for it.
+PASS_VOCAB = "add it to policy_kwargs: dict(init_from=PATH, vocab=env.get_attr('vocab')[0])"
+
+
+def model_config(vocab_size: int, options: dict[str, Any], init_from: str | Path | None,
+                 vocab: Vocabulary | None) -> tuple[ModelConfig, RNNLanguageModel | None]:
     """Build the config from explicit options, or from the warm-start checkpoint.
 
     An option given explicitly that disagrees with the checkpoint is an error, not a silent
@@ -87,19 +94,13 @@ def model_config(vocab_size: int, options: dict[str, Any], init_from: str | Path
     given = {k: v for k, v in options.items() if v is not None}
     if init_from is None:
         return ModelConfig(vocab_size=vocab_size, **given), None
-    checkpoint = load_model(init_from)
-    saved = checkpoint.model.config
-    if saved.vocab_size != vocab_size:
-        raise IrlmError(
-            f"checkpoint {str(init_from)!r} has a vocabulary of {saved.vocab_size} tokens but the "
-            f"environment's action space has {vocab_size}; warm-start from a model trained on "
-            "this corpus and vocabulary settings"
-        )
+    model = load_warm_start(init_from, vocab, vocab_size, PASS_VOCAB)
+    saved = model.config
     clashes = {k: (v, getattr(saved, k)) for k, v in given.items() if getattr(saved, k) != v}
     if clashes:
         listed = ", ".join(f"{k}={v!r} (checkpoint has {s!r})" for k, (v, s) in clashes.items())
         raise IrlmError(f"policy_kwargs disagree with checkpoint {str(init_from)!r}: {listed}; drop them to use the checkpoint's sizes")
-    return saved, checkpoint.model
+    return saved, model
 
 
 class RNNLanguagePolicy(ActorCriticPolicy):
@@ -124,6 +125,7 @@ class RNNLanguagePolicy(ActorCriticPolicy):
         tie_weights: bool | None = None,
         pad_id: int | None = None,
         init_from: str | Path | None = None,
+        vocab: Vocabulary | None = None,
         ortho_init: bool = False,
         net_arch: list[int] | None = None,
         share_features_extractor: bool = True,
@@ -135,7 +137,7 @@ class RNNLanguagePolicy(ActorCriticPolicy):
             cell=cell, embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=num_layers,
             dropout=dropout, tie_weights=tie_weights, pad_id=pad_id,
         )
-        config, warm = model_config(int(action_space.n), options, init_from)
+        config, warm = model_config(int(action_space.n), options, init_from, vocab)
         self.model_config = config
         super().__init__(
             observation_space,
@@ -185,7 +187,7 @@ class RNNLanguagePolicy(ActorCriticPolicy):
         config = self.model_config
         data.update({name: getattr(config, name) for name in MODEL_OPTIONS})
         # Saved weights already hold the warm start; a reload must not need the original file.
-        data["init_from"] = None
+        data["init_from"] = data["vocab"] = None
         return data
 
     def extract_features(self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor | None = None) -> torch.Tensor:  # type: ignore[override]

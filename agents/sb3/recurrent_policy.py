@@ -40,6 +40,7 @@ from irlm_agents.lm.model import Hidden, RNNLanguageModel
 from irlm_agents.sb3.distributions import LogProbEntropy, TokenDistribution, draw_tokens, token_ids
 from irlm_agents.sb3.policy import MODEL_OPTIONS, check_layout, check_spaces, model_config
 from irlm_env.errors import IrlmError
+from irlm_env.vocabulary import Vocabulary
 
 try:
     from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
@@ -93,7 +94,7 @@ class RecurrentLanguagePolicy(RecurrentActorCriticPolicy):
 
     Model options go through ``policy_kwargs`` as for ``RNNLanguagePolicy`` (``cell``,
     ``embedding_dim``, ``hidden_size``, ``num_layers``, ``dropout``, ``tie_weights``,
-    ``init_from``); sb3-contrib's LSTM options (``lstm_hidden_size``, ...) are refused, since
+    ``init_from`` with ``vocab``); sb3-contrib's LSTM options (``lstm_hidden_size``, ...) are refused, since
     the model's RNN is the recurrent part.
     """
 
@@ -111,6 +112,7 @@ class RecurrentLanguagePolicy(RecurrentActorCriticPolicy):
         tie_weights: bool | None = None,
         pad_id: int | None = None,
         init_from: str | Path | None = None,
+        vocab: Vocabulary | None = None,
         ortho_init: bool = False,
         net_arch: list[int] | None = None,
         share_features_extractor: bool = True,
@@ -134,7 +136,7 @@ class RecurrentLanguagePolicy(RecurrentActorCriticPolicy):
             cell=cell, embedding_dim=embedding_dim, hidden_size=hidden_size, num_layers=num_layers,
             dropout=dropout, tie_weights=tie_weights, pad_id=pad_id,
         )
-        config, warm = model_config(int(action_space.n), options, init_from)
+        config, warm = model_config(int(action_space.n), options, init_from, vocab)
         self.model_config = config
         # Not RecurrentActorCriticPolicy.__init__: it would build two LSTMs and an MLP of its own.
         # What its methods read besides those (the predict() state shape) is set below.
@@ -178,7 +180,7 @@ class RecurrentLanguagePolicy(RecurrentActorCriticPolicy):
         for name in ("net_arch", "features_extractor_class", "features_extractor_kwargs", "ortho_init"):
             data.pop(name, None)
         data.update({name: getattr(self.model_config, name) for name in MODEL_OPTIONS})
-        data["init_from"] = None  # saved weights already hold the warm start
+        data["init_from"] = data["vocab"] = None  # saved weights already hold the warm start
         return data
 
     def _features(self, obs: torch.Tensor, states: States, episode_starts: torch.Tensor) -> tuple[torch.Tensor, States]:
