@@ -8,8 +8,10 @@ user mistake ends as one ``Error: ...`` line and a non-zero exit, for ``irlm`` a
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,6 +20,7 @@ import click
 
 from irlm_agents.train_command import CONTEXT_SETTINGS, AgentGroup, parse_pairs
 from irlm_env.errors import IrlmError
+from irlm_env.options import SEED_MAX
 
 
 # -- the command group -------------------------------------------------------------------------
@@ -71,7 +74,9 @@ def _checkpoint_path(target: str, which: str) -> Path:
 @click.option("--horizon", type=click.IntRange(min=1), default=16, show_default=True,
               help="block length of free_top1 (the model reads its own predictions inside each block)")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.option("--json", "as_json", is_flag=True,
+              help="print JSON instead of a table (a metric that is not finite, such as a diverged model's "
+                   "perplexity, is null)")
 def eval_command(
     target: str,
     split: str,
@@ -106,7 +111,9 @@ def eval_command(
                       context_length=checkpoint.eval_context_length, max_tokens=max_tokens, horizon=horizon)
     metrics = {**scores, "tokens": int(scores["tokens"])}
     if as_json:
-        click.echo(json.dumps({"checkpoint": str(path), "split": split, **metrics}, indent=2))
+        finite = {key: None if isinstance(value, float) and not math.isfinite(value) else value
+                  for key, value in metrics.items()}
+        click.echo(json.dumps({"checkpoint": str(path), "split": split, **finite}, indent=2, allow_nan=False))
         return
     rows = [{"metric": key, "value": f"{value:.4f}" if isinstance(value, float) else value}
             for key, value in metrics.items()]
@@ -122,7 +129,7 @@ def eval_command(
               help="sampling temperature; 0 picks the most likely token")
 @click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
               help="sample among the k most likely tokens only; 0 means all")
-@click.option("--seed", type=int, default=0, show_default=True, help="sampling seed")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True, help="sampling seed")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
 def generate(target: str, prompt: str, max_tokens: int, temperature: float, top_k: int, seed: int,
              device: str) -> None:
@@ -290,14 +297,28 @@ def corpus_stats(corpus: str, corpus_options: dict[str, Any], tokenizer: str, lo
     Console().print(table)
 
 
+#: What click (8.2 and later) raises for a group called without a command.
+_NO_ARGS_IS_HELP: type[Exception] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A warning as one ``Warning: ...`` line, like the errors, without Python's file and source line."""
+    click.echo(f"Warning: {message}", err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry: run the group, turning every user error into one line."""
+    warnings.showwarning = _show_warning
     try:
         # Without standalone mode click hands back --help/--version's exit code instead of exiting.
         code = cli.main(args=list(argv) if argv is not None else None, prog_name="irlm", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except click.ClickException as exc:
+        if isinstance(exc, _NO_ARGS_IS_HELP):  # bare `irlm` or `irlm train`: help, not an error
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f" (see '{exc.ctx.command_path} --help')"

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from irlm_agents.runs.args import TrainArgs, TrainResult, default
+from irlm_agents.sb3.args import check_algorithm_settings
 from irlm_agents.sb3.training import train_sb3
 
 
@@ -43,6 +44,10 @@ class Args(TrainArgs):
     )
     vf_coef: float = field(default=0.5, metadata={"help": "value loss coefficient"})
     max_grad_norm: float = field(default=0.5, metadata={"help": "gradient norm clip"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_algorithm_settings(self)
 
 
 def train(args: Args) -> TrainResult:

@@ -23,6 +23,8 @@ from irlm_env.errors import IrlmError, suggest
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 # The types a string option can be converted to, in the order they are tried.
 _CONVERTIBLE = (bool, int, float)
+#: The largest seed numpy's legacy seeding (``np.random.seed``) takes; every seed option keeps to it.
+SEED_MAX = 2**32 - 1
 
 
 def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:

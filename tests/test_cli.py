@@ -222,6 +222,70 @@ def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pyte
     check(["train", "ppo", *TINY, "--total-tokens", "512", "--run-dir", str(a_file / "run")],
           str(a_file / "run"), "cannot create run directory", "--run-dir")
     assert not list(run_dir.glob("*.tmp"))
+    # Out-of-range seeds, NaN options and SB3 settings the algorithm cannot use, before any run starts.
+    unused = tmp_path / "never"
+    for args, fragments in [
+        (["--seed", "-1"], ("seed must be an integer from 0 to 4294967295, got -1",)),
+        (["--seed", "4294967296"], ("seed must be an integer from 0 to 4294967295",)),
+        (["--ent-coef", "nan"], ("ent_coef must be a finite number, got nan",)),
+        (["--n-epochs", "0"], ("n_epochs must be a positive integer, got 0",)),
+        (["--batch-size", "1"], ("batch_size must be an integer >= 2, got 1",)),
+        (["--gamma", "2"], ("gamma must be in [0, 1], got 2.0",)),
+        (["--clip-range", "-1"], ("clip_range must be above 0",)),
+        (["--n-steps", "1", "--n-envs", "1"], ("n_steps x n_envs must be at least 2",)),
+        (["--run-dir", ""], ("run_dir is empty",)),
+    ]:
+        check(["train", "ppo", *TINY, "--run-dir", str(unused), *args], *fragments)
+    check(["train", "a2c", *TINY, "--run-dir", str(unused), "--n-steps", "0"], "n_steps must be a positive integer")
+    check(["train", "recurrent-ppo", "--corpus", "grammar", "--run-dir", str(unused), "--batch-size", "0"],
+          "batch_size must be an integer >= 2")
+    check(["train", "group", "--corpus", "grammar", "--run-dir", str(unused), "--miss-weight", "nan"],
+          "miss_weight must be a finite number")
+    assert not unused.exists()
+    check(["generate", str(run_dir), "--prompt", "the", "--temperature", "nan"], "temperature must be a finite number")
+    check(["generate", str(run_dir), "--prompt", "the", "--seed", "99999999999999999999"], "--seed")
+    garbled = tmp_path / "garbled"
+    garbled.mkdir()
+    (garbled / "metrics.csv").write_bytes(b"garbage\x00\xff\n1,2\n")
+    check(["plot", str(garbled), "-o", str(tmp_path / "g.png")], "malformed (UnicodeDecodeError", "not written by irlm")
+
+
+def test_bare_commands_print_their_help_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in ([], ["train"]):
+        _, out, err = run_main(capsys, *args)
+        assert (out + err).startswith(f"Usage: irlm {' '.join(args)}".rstrip() + " [OPTIONS]")
+        assert "Error" not in out + err
+
+
+def test_generate_takes_any_small_temperature_and_warns_of_unknown_words(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, greedy, _ = run_main(capsys, "generate", str(run_dir), "--prompt", "the", "--temperature", "0")
+    assert code == 0
+    for tiny in ("1e-40", "1e-300"):  # logits / 1e-40 overflowed to inf - inf = nan before
+        code, out, err = run_main(capsys, "generate", str(run_dir), "--prompt", "the", "--temperature", tiny)
+        assert (code, out, err) == (0, greedy, "")
+    code, out, err = run_main(capsys, "generate", str(run_dir), "--prompt", "the zzqx", "--temperature", "0")
+    assert code == 0 and out.startswith("the zzqx")
+    assert err == "Warning: prompt token(s) not in the model's vocabulary, read as <unk>: zzqx\n"
+
+
+def test_eval_explains_a_training_corpus_that_cannot_be_rebuilt(tmp_path: Path) -> None:
+    text = tmp_path / "work" / "c" / "notes.txt"
+    text.parent.mkdir(parents=True)
+    words = ["the", "cat", "dog", "sat", "ran", "on", "mat", "a"]
+    text.write_text("\n".join(" ".join(words[(i * 7 + j * 3) % 8] for j in range(8)) for i in range(400)) + "\n")
+    run = tmp_path / "work" / "run"
+    trained = irlm("train", "group", "--corpus", "text", "--corpus-option", "path=c/notes.txt", "--embedding-dim", "8",
+                   "--hidden-size", "8", "--n-envs", "4", "--total-tokens", "256", "--eval-every", "256",
+                   "--eval-tokens", "200", "--episode-mode", "line", "--no-progress", "--run-dir", "run",
+                   cwd=tmp_path / "work")
+    assert trained.returncode == 0, trained.stderr
+    assert_one_line_error(irlm("eval", str(run), cwd=tmp_path), "'path': 'c/notes.txt'", "cannot be rebuilt",
+                          "relative path is read from the current folder", "--corpus-option")
+    text.write_text(text.read_text().replace("cat", "tiger"))
+    assert_one_line_error(irlm("eval", str(run), cwd=tmp_path / "work"), "has another vocabulary",
+                          "its text has changed since training")
 
 
 #: Supervised settings as small as TINY; the native agents take no --context-length.

@@ -10,7 +10,7 @@ import torch
 
 from irlm_env.corpus import Corpus, load_corpus
 from irlm_env.errors import IrlmError
-from irlm_agents.lm.evaluation import evaluate
+from irlm_agents.lm.evaluation import evaluate, perplexity
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_env.rewards import Reward
 
@@ -141,3 +141,14 @@ def test_no_warning_about_read_only_arrays() -> None:
     )
     result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_diverged_model_scores_infinite_perplexity_instead_of_crashing() -> None:
+    assert perplexity(math.log(7.0)) == pytest.approx(7.0)
+    assert perplexity(800.0) == math.inf  # math.exp(800) overflows
+    assert math.isnan(perplexity(math.nan))
+    corpus = load_corpus("grammar", n_sentences=300)
+    model = RNNLanguageModel(ModelConfig(vocab_size=len(corpus.vocab), embedding_dim=4, hidden_size=8))
+    with torch.no_grad():
+        model.decoder.weight.mul_(1e6)  # logits in the millions: a mean loss far past 709 nats
+    assert evaluate(model, corpus, "validation", max_tokens=200)["perplexity"] == math.inf

@@ -122,15 +122,42 @@ class Checkpoint:
         Without ``name``, ``options`` update the training corpus's own. The result's vocabulary is
         checked against the model's: another corpus must give the same token list.
         """
-        if name is not None:
-            spec = dataclasses.replace(self.corpus_spec(), name=name, options=dict(options or {}))
+        saved = self.corpus_spec()
+        if name is None and not options:
+            corpus = self._rebuild_training_corpus(saved)
         else:
-            spec = self.corpus_spec()
-            if options:
-                spec = dataclasses.replace(spec, options={**spec.options, **options})
-        corpus = load_corpus(spec)
-        self.check_vocabulary(corpus.vocab)
+            if name is not None:
+                spec = dataclasses.replace(saved, name=name, options=dict(options or {}))
+            else:
+                spec = dataclasses.replace(saved, options={**saved.options, **(options or {})})
+            corpus = load_corpus(spec)
+            self.check_vocabulary(corpus.vocab)
         self.check_tokenizer(corpus.tokenizer)
+        return corpus
+
+    def _rebuild_training_corpus(self, spec: CorpusSpec) -> Corpus:
+        """The corpus from the settings saved at training time, with errors that say so.
+
+        Those settings are as typed then: a relative path is read from the current folder, and a
+        file may have changed since, which shows as another vocabulary.
+        """
+        where = f"the training corpus of checkpoint {str(self.path)!r}" if self.path else "the training corpus"
+        described = f"{where} ({spec.name!r}, options {dict(spec.options)})"
+        again = "or give the corpus again (irlm eval --corpus NAME --corpus-option KEY=VALUE)"
+        try:
+            corpus = load_corpus(spec)
+        except IrlmError as error:
+            raise IrlmError(
+                f"{described} cannot be rebuilt: {error}. A relative path is read from the current folder: run "
+                f"from the folder the model was trained in, {again}"
+            ) from None
+        if corpus.vocab != self.vocab:
+            raise IrlmError(
+                f"{described}, rebuilt with the settings saved in the checkpoint, has another vocabulary "
+                f"({len(corpus.vocab)} tokens, hash {corpus.vocab.content_hash[:12]}) than the model "
+                f"({len(self.vocab)} tokens, hash {self.vocab.content_hash[:12]}): its text has changed since "
+                f"training (an edited file, or another at the same path); restore that text, {again}"
+            )
         return corpus
 
     def make_reward(self, corpus: Corpus) -> CheckedReward:

@@ -215,6 +215,15 @@ def _window_free_hits(
     return _free_running_hits(model, starts, None, block_targets, block_valid, batch_size * CHUNK, device)
 
 
+def perplexity(mean_nll: float) -> float:
+    """``exp`` of the mean negative log-likelihood; ``inf`` for a diverged model, whose mean loss
+    can pass the 709 nats where ``math.exp`` overflows (a crash at validation would lose the run)."""
+    try:
+        return math.exp(mean_nll)
+    except OverflowError:
+        return math.inf
+
+
 def evaluate(
     model: RNNLanguageModel,
     corpus: Corpus,
@@ -288,7 +297,7 @@ def evaluate(
     return {
         "top1": scores.top1.item() / n,
         "top5": scores.top5.item() / n,
-        "perplexity": math.exp(scores.nll.item() / n),
+        "perplexity": perplexity(scores.nll.item() / n),
         "reward": float(rewards.mean()),
         "free_top1": free_hits.item() / n,
         "tokens": float(n),

@@ -11,13 +11,14 @@ need torch import it when called.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError
-from irlm_env.options import check_int
+from irlm_env.options import SEED_MAX, check_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,6 +91,15 @@ class TrainArgs:
     def __post_init__(self) -> None:
         for name in ("total_tokens", "n_envs", "eval_every", "eval_tokens"):
             check_int(name, getattr(self, name))
+        # numpy and torch take seeds in [0, 2**32): say so here, not in a traceback from np.random.seed.
+        check_int("seed", self.seed, minimum=0, maximum=SEED_MAX)
+        # Every agent's float options at once: a NaN passes each "x < 0" check and trains a ruined model.
+        for option in dataclasses.fields(self):
+            value = getattr(self, option.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise IrlmError(f"{option.name} must be a finite number, got {value!r}")
+        if self.run_dir is not None and not str(self.run_dir).strip():
+            raise IrlmError("run_dir is empty; name a folder, or leave --run-dir out for runs/<agent>-<UTC timestamp>")
         if not self.learning_rate > 0:
             raise IrlmError(f"learning_rate must be positive, got {self.learning_rate!r}")
 

@@ -34,14 +34,14 @@ def read_metrics(run_dir: str | Path) -> dict[str, list[float]]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise IrlmError(f"{run_dir}: no {METRICS_FILE} here; pass a run directory written by `irlm train`")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise IrlmError(f"{path}: no evaluations recorded yet; train longer or lower --eval-every")
     try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows:
+            raise IrlmError(f"{path}: no evaluations recorded yet; train longer or lower --eval-every")
         return {name: [float(row[name]) for row in rows] for name in rows[0]}
-    except (TypeError, ValueError) as exc:
-        raise IrlmError(f"{path}: malformed row ({exc}); the file was not written by irlm") from exc
+    except (TypeError, ValueError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
+        raise IrlmError(f"{path}: malformed ({type(exc).__name__}: {exc}); the file was not written by irlm") from None
 
 
 def _best_accuracy(run_dir: Path) -> float | None:
