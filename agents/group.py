@@ -225,8 +225,8 @@ class Args(NativeArgs):
                 )
             if self.truncate and self.truncate < self.k_early:
                 raise IrlmError(f"truncate must be >= k_early ({self.k_early}), got {self.truncate}")
-        if not math.isfinite(self.marginal_weight) or self.marginal_weight < 0:
-            raise IrlmError(f"marginal_weight must be a finite number >= 0, got {self.marginal_weight!r}")
+        if self.marginal_weight < 0:  # NaN and inf: refused with every float option by TrainArgs
+            raise IrlmError(f"marginal_weight must be >= 0, got {self.marginal_weight!r}")
         if not 0 <= self.marginal_unqueried <= 1:
             raise IrlmError(f"marginal_unqueried is a share between 0 and 1, got {self.marginal_unqueried!r}")
         if self.marginal_unqueried and (not self.marginal_weight or self.replacement):
@@ -234,7 +234,7 @@ class Args(NativeArgs):
                 "marginal_unqueried shares out the marginal term over distinct candidates: set --marginal-weight "
                 "above 0 and drop --replacement"
             )
-        if not math.isfinite(self.marginal_smoothing) or self.marginal_smoothing <= 0:
+        if self.marginal_smoothing <= 0:
             raise IrlmError(f"marginal_smoothing is a pseudo-count above 0, got {self.marginal_smoothing!r}")
         if self.marginal_smoothing != 1.0 and not self.marginal_weight:
             raise IrlmError("marginal_smoothing sets the marginal prior's target: set --marginal-weight above 0")

@@ -46,9 +46,10 @@ def test_the_term_vanishes_when_the_mean_prediction_is_the_unigram() -> None:
     torch.testing.assert_close(policy_gradient_logits(probs, *no_feedback, scores=scores), torch.zeros(2, 3))
 
 
-@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
-def test_a_bad_weight_is_refused(weight: float) -> None:
-    with pytest.raises(IrlmError, match="marginal_weight must be a finite number >= 0"):
+@pytest.mark.parametrize(("weight", "message"), [(-1.0, ">= 0, got -1.0"), (float("nan"), "a finite number, got nan"),
+                                               (float("inf"), "a finite number, got inf")])
+def test_a_bad_weight_is_refused(weight: float, message: str) -> None:
+    with pytest.raises(IrlmError, match=f"marginal_weight must be {message}"):
         group.Args(marginal_weight=weight)
 
 
@@ -110,11 +111,11 @@ def test_the_unqueried_share_keeps_that_share_of_the_prior_off_the_queried_token
     ("options", "message"),
     [
         ({"marginal_weight": 1.0, "marginal_unqueried": 1.5}, "share between 0 and 1"),
-        ({"marginal_weight": 1.0, "marginal_unqueried": float("nan")}, "share between 0 and 1"),
+        ({"marginal_weight": 1.0, "marginal_unqueried": float("nan")}, "marginal_unqueried must be a finite number"),
         ({"marginal_unqueried": 0.5}, "set --marginal-weight above 0"),
         ({"marginal_weight": 1.0, "marginal_unqueried": 0.5, "replacement": True}, "drop --replacement"),
         ({"marginal_weight": 1.0, "marginal_smoothing": 0.0}, "pseudo-count above 0"),
-        ({"marginal_weight": 1.0, "marginal_smoothing": float("inf")}, "pseudo-count above 0"),
+        ({"marginal_weight": 1.0, "marginal_smoothing": float("inf")}, "marginal_smoothing must be a finite number"),
         ({"marginal_smoothing": 0.1}, "set --marginal-weight above 0"),
     ],
 )
