@@ -16,7 +16,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 from irlm_agents import ppo, recurrent_ppo
-from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.checkpoints import load_model, save_model
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.runs.plotting import read_metrics
@@ -205,6 +205,18 @@ def test_zip_round_trip_in_fresh_process(tmp_path: Path) -> None:
     assert result["digest"] == pytest.approx(digest, rel=1e-12)
     assert result["type"] == "RecurrentLanguagePolicy"
     assert result["steps"] == agent.num_timesteps + 32
+
+
+def test_a_warm_start_needs_the_env_vocabulary(tmp_path: Path) -> None:
+    source = _agent()
+    env = source.get_env()
+    vocab = env.get_attr("vocab")[0]  # type: ignore[union-attr]
+    path = save_model(source.policy.language_model, tmp_path / "m.irlm", vocab, {"name": "word"})
+    with pytest.raises(IrlmError, match="needs the env's vocabulary"):
+        _agent(init_from=str(path), **{"embedding_dim": None, "hidden_size": None})
+    warm = _agent(init_from=str(path), vocab=vocab, **{"embedding_dim": None, "hidden_size": None})
+    a, b = source.policy.language_model.state_dict(), warm.policy.language_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_window_policy_under_recurrent_ppo_points_at_the_recurrent_one() -> None:
