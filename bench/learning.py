@@ -316,10 +316,12 @@ def add_run_options(parser: argparse.ArgumentParser, *, corpus: str, total_token
     parser.add_argument("--curve-points", type=int, default=curve_points, help="validation evaluations per run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--weight-decay", type=float, default=0.0,
-                        help="decoupled weight decay (AdamW) for every agent, supervised included; 0: plain Adam")
+                        help="decoupled weight decay (AdamW) for every native agent, supervised included (not the "
+                             "SB3 ones); 0: plain Adam")
     parser.add_argument("--ema-decay", type=float, default=0.0,
-                        help="score every agent, supervised included, by the moving average of its weights with "
-                             "this decay per update (see irlm train --ema-decay); 0: the weights themselves")
+                        help="score every native agent, supervised included (not the SB3 ones), by the moving "
+                             "average of its weights with this decay per update (see irlm train --ema-decay); "
+                             "0: the weights themselves")
     parser.add_argument("--out", default=out, help="folder for runs, results and figures")
 
 
