@@ -36,6 +36,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,10 @@ import torch
 from irlm_agents.lm.checkpoints import load_model
 from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.runs.run_dir import BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, FINAL_CHECKPOINT
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from learning import read_results  # noqa: E402
 
 #: ``--checkpoint``: which of a run's checkpoints is scored.
 CHECKPOINTS = {"best": BEST_CHECKPOINT, "best-perplexity": BEST_PERPLEXITY_CHECKPOINT, "final": FINAL_CHECKPOINT}
@@ -248,6 +253,8 @@ def print_table(title: str, columns: list[str], rows: dict[str, list[float]], fo
     print("|" + " --- |" * (len(columns) + 1))
     for name, means in sorted(rows.items(), key=lambda item: item[0] != "supervised"):
         print("| " + " | ".join([name, *(format(value, spec) for value, spec in zip(means, formats))]) + " |")
+    if any(math.isnan(value) for means in rows.values() for value in means):
+        print("(nan: no test token falls in that bucket; a small vocabulary has no ranks beyond its size)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,10 +267,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated temperatures: also print each run's test perplexity with its logits "
                              "divided by each (e.g. 0.9,0.95,1,1.05)")
     options = parser.parse_args(argv)
-    runs = json.loads(Path(options.results).read_text())["runs"]
+    runs = read_results(parser, Path(options.results), "results file")["runs"]
     if not any(run["name"] == "supervised" for run in runs):
         parser.error(f"{options.results} has no supervised run to compare with")
     checkpoint = CHECKPOINTS[options.checkpoint]
+    gone = [str(Path(run["run_dir"]) / checkpoint) for run in runs if not (Path(run["run_dir"]) / checkpoint).is_file()]
+    if gone:
+        parser.error(f"{len(gone)} of the {len(runs)} runs' checkpoints are gone ({gone[0]}, ...): this script scores "
+                     "each run's saved model, so pass a results file whose run folders (under its --out) still exist")
     torch.manual_seed(0)  # the candidate draws of the told rates, so a rerun prints the same table
     scores = {(run["name"], run["seed"]): token_scores(Path(run["run_dir"]) / checkpoint, options.temperatures)
               for run in runs}

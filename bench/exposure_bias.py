@@ -28,9 +28,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from irlm_env.fileio import atomic_write_bytes
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning import add_run_options, common_settings, native_options, plan_runs, run_agent, run_in_processes  # noqa: E402
+from learning import (  # noqa: E402
+    add_run_options, common_settings, native_options, plan_runs, preflight, read_results, run_agent, run_in_processes,
+)
 
 #: The benchmark's agents, configurations of bench/learning.py's AGENTS.
 CONFIGURATIONS = ("supervised", "likelihood-k8", "reinforce-critic")
@@ -90,17 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
     options = parser.parse_args(argv)
     if options.table:
-        if not Path(options.table).is_file():
-            parser.error(f"results file {options.table} not found; pass an exposure-*.json written by this script")
-        saved = json.loads(Path(options.table).read_text())
+        saved = read_results(parser, Path(options.table), "results file", ("runs", "total_tokens", "corpus"))
         print_table(saved["runs"], saved["total_tokens"], saved["corpus"])
         return 0
+    if not 0 < options.feed_probability <= 1:  # 0 would be teacher forcing twice
+        parser.error(f"--feed-probability must be in (0, 1], got {options.feed_probability}")
     native_options(parser, options)  # its configurations are all native agents; this checks the values
     seeds, corpus_label, stamp = plan_runs(parser, options)
     out = Path(options.out)
     run_root = out / f"runs-{corpus_label}-{stamp}"
     common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
                              options.device, options.weight_decay, options.ema_decay)
+    preflight(parser, options, common, CONFIGURATIONS, seeds[0])
     trainings = feeds(options.feed_probability)
     calls = {f"{name} ({training}) seed {seed}":
              (run_one, (name, training, trainings[training], seed, common, str(run_root), options.threads))
@@ -108,14 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     runs = run_in_processes(calls, options.jobs, lambda run: (
         f"test top1 {run['top1']:.4f}, free_top1 {run['free_top1']:.4f}, ppl {run['perplexity']:.1f}, "
         f"{run['tokens_per_second']:.0f} tok/s"))
+    if not runs:
+        print(f"every run failed (see above); nothing was written to {out}", file=sys.stderr)
+        return 1
     order = [(name, training) for name in CONFIGURATIONS for training in trainings]
     runs.sort(key=lambda run: (order.index((run["name"], run["training"])), run["seed"]))
     print_table(runs, options.total_tokens, corpus_label)
     out.mkdir(parents=True, exist_ok=True)
     results = out / f"exposure-{corpus_label}-{stamp}.json"
-    results.write_text(json.dumps({"runs": runs, "total_tokens": options.total_tokens, "corpus": corpus_label,
-                                   "feed_probability": options.feed_probability}, indent=2))
+    atomic_write_bytes(results, json.dumps({"runs": runs, "total_tokens": options.total_tokens, "corpus": corpus_label,
+                                            "feed_probability": options.feed_probability}, indent=2).encode())
     print(f"results: {results}")
+    if len(runs) < len(calls):
+        print(f"{len(calls) - len(runs)} of {len(calls)} runs failed (see above): the table and results file lack "
+              "them", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -40,13 +40,14 @@ import glob
 import json
 import math
 import multiprocessing
+import os
 import re
 import resource
 import statistics
 import sys
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -277,7 +278,8 @@ def corpus_settings(corpus: str) -> dict[str, Any]:
     if Path(corpus).exists():
         return {**base, "corpus": "text", "corpus_options": {"path": str(Path(corpus).resolve())}}
     if glob.has_magic(corpus):  # the text corpus reads the files it matches, in sorted order
-        return {**base, "corpus": "text", "corpus_options": {"path": corpus}}
+        # Absolute, so that bench/calibration.py finds the same files from any folder.
+        return {**base, "corpus": "text", "corpus_options": {"path": os.path.abspath(corpus)}}
     return {**base, "corpus": corpus, "corpus_options": {}}
 
 
@@ -342,8 +344,6 @@ def plan_runs(parser: argparse.ArgumentParser, options: argparse.Namespace) -> t
         parser.error(f"--seeds takes comma-separated integers, got {options.seeds!r}")
     if not seeds or options.jobs < 1 or options.total_tokens < 1 or options.curve_points < 1:
         parser.error("--seeds needs at least one seed; --jobs, --total-tokens and --curve-points must be positive")
-    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
-        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
     return seeds, corpus_label(options.corpus), time.strftime("%Y%m%d-%H%M%S")
 
 
@@ -482,14 +482,15 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
     print(f"\nlearning benchmark on {corpus}, {total_tokens:,} training tokens per agent, test split, "
           f"mean of seeds {', '.join(map(str, seeds))} (ratios: x supervised of the same seed)")
     lowest = any("ppl_best_perplexity" in run for run in runs)
-    header = (f"{'agent':30s} {'feedback':8s} {'top1':>7s} {'x sup':>6s} {'ppl':>8s} {'x sup':>6s} "
+    width = max(30, *(len(row["name"]) for row in rows))
+    header = (f"{'agent':{width}s} {'feedback':8s} {'top1':>7s} {'x sup':>6s} {'ppl':>8s} {'x sup':>6s} "
               f"{'best top1':>9s} {'x sup':>6s} {'best ppl':>8s} {'x sup':>6s} "
               + (f"{'pbest top1':>10s} {'x sup':>6s} {'pbest ppl':>9s} {'x sup':>6s} " if lowest else "")
               + f"{'tok/s':>7s} {'x sup':>6s} {'peak MB':>7s} {'queries/tok':>11s}")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['name']:30s} {row['feedback']:8s} {row['test_top1']:7.4f} {row['test_top1_ratio']:6.3f} "
+        print(f"{row['name']:{width}s} {row['feedback']:8s} {row['test_top1']:7.4f} {row['test_top1_ratio']:6.3f} "
               f"{row['test_perplexity']:8.1f} {row['test_perplexity_ratio']:6.3f} {row['best_top1']:9.4f} "
               f"{row['best_top1_ratio']:6.3f} {row['best_perplexity']:8.1f} {row['best_perplexity_ratio']:6.3f} "
               + (f"{row['ppl_best_top1']:10.4f} {row['ppl_best_top1_ratio']:6.3f} {row['ppl_best_perplexity']:9.1f} "
@@ -505,19 +506,23 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
     for name in PEERS:
         top1, ppl = peers[f"{name}_top1"], peers[f"{name}_perplexity"]
         ratio = (top1 / sup["test_top1"], ppl / sup["test_perplexity"]) if sup else (math.nan, math.nan)
-        print(f"{name + ' (n-gram)':30s} {'full':8s} {top1:7.4f} {ratio[0]:6.3f} {ppl:8.1f} {ratio[1]:6.3f}")
+        print(f"{name + ' (n-gram)':{width}s} {'full':8s} {top1:7.4f} {ratio[0]:6.3f} {ppl:8.1f} {ratio[1]:6.3f}")
     if len(seeds) > 1:
         print("\nper seed (end / best checkpoint" + (" / pbest checkpoint):" if lowest else "):"))
         for run in runs:
             top1 = f" / {run.get('ppl_best_top1', math.nan):.4f}" if lowest else ""
             ppl = f" / {run.get('ppl_best_perplexity', math.nan):.1f}" if lowest else ""
-            print(f"  {run['name']:30s} seed {run['seed']}: top1 {run['test_top1']:.4f} / {run['best_top1']:.4f}{top1}, "
+            print(f"  {run['name']:{width}s} seed {run['seed']}: top1 {run['test_top1']:.4f} / {run['best_top1']:.4f}{top1}, "
                   f"ppl {run['test_perplexity']:.1f} / {run['best_perplexity']:.1f}{ppl}, "
                   f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok")
 
 
 def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path, title: str) -> Path:
-    """Test top-1 and perplexity (best checkpoint) against reward queries per token."""
+    """Test top-1 and perplexity (best checkpoint) against reward queries per token.
+
+    Agents that ask no query (supervised, on all or part of the labels; the mixer) have no place
+    on a log axis: they are drawn as horizontal lines, as the n-gram peers are.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -539,6 +544,9 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
         for row in rows:
             if row["name"] == "supervised":
                 axis.axhline(row[key], color="black", label="supervised (full labels)")
+        unqueried = [row for row in rows if row["name"] != "supervised" and not row["queries_per_token"] > 0]
+        for index, row in enumerate(unqueried, start=len(agents)):
+            axis.axhline(row[key], color=f"C{index % 10}", linestyle=(0, (1, 1)), label=f"{row['name']} (no queries)")
         for name, style in zip(PEERS, (":", "--", "-.")):
             peer = peers[f"{name}_top1" if key == "best_top1" else f"{name}_perplexity"]
             axis.axhline(peer, color="grey", linestyle=style, label=f"{name} (n-gram)")
@@ -573,9 +581,7 @@ def pooled_results(parser: argparse.ArgumentParser, paths: list[str]) -> dict[st
     first = Path(paths[0])
     for name in paths:
         path = Path(name)
-        if not path.is_file():
-            parser.error(f"results file {path} not found; pass a results-*.json written by this script")
-        saved = json.loads(path.read_text())
+        saved = read_results(parser, path, "results file")
         saved.setdefault("weight_decay", 0.0)  # files written before these options were plain Adam
         saved.setdefault("ema_decay", 0.0)
         if not pooled:
@@ -608,18 +614,71 @@ def queries_title(corpus_label: str, total_tokens: int, seeds: str) -> str:
     return f"{corpus_label}, {total_tokens:,} tokens, seeds {seeds}"
 
 
+def read_results(parser: argparse.ArgumentParser, path: Path, what: str,
+                 keys: tuple[str, ...] = ("runs", "ngram")) -> dict[str, Any]:
+    """A saved results file holding ``keys``, or a parser error saying what ``path`` is instead."""
+    if not path.is_file():
+        parser.error(f"{what} {path} not found; pass a results file written by this script")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # not JSON, or not UTF-8 text
+        parser.error(f"{what} {path} is not a results file of this script ({type(error).__name__}: {error})")
+    if not isinstance(saved, dict) or any(key not in saved for key in keys):
+        parser.error(f"{what} {path} is not a results file of this script (it lacks {', '.join(keys)}); "
+                     "pass one it wrote")
+    return saved
+
+
+def preflight(parser: argparse.ArgumentParser, options: argparse.Namespace, common: dict[str, Any],
+              names: Iterable[str], seed: int) -> Corpus:
+    """Check, before any run starts, what would fail every run: threads, device, corpus, settings.
+
+    Each run trains in a process of its own, where a bad ``--corpus``, ``--device`` or setting
+    would fail every run one by one; here it is one parser error instead.
+    """
+    from irlm_agents.lm.devices import resolve_device
+    from irlm_env.corpus import load_corpus
+    from irlm_env.errors import IrlmError
+
+    if options.threads < 1:
+        parser.error(f"--threads must be a positive integer, got {options.threads}")
+    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
+        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
+    path = Path(options.corpus)
+    if not path.exists() and not glob.has_magic(options.corpus) and ("/" in options.corpus or path.suffix):
+        parser.error(f"--corpus {options.corpus}: no such file or folder; pass an existing text file, folder or "
+                     "glob, or a built-in corpus name (pydocs)")
+    try:
+        resolve_device(getattr(options, "device", "cpu"))  # the throughput bench measures the CPU only
+        for name in names:
+            agent_args(name, seed, common, Path(options.out) / "unused")
+    except IrlmError as error:
+        parser.error(str(error))
+    settings = corpus_settings(options.corpus)
+    try:  # memoized: the n-gram rows read it again at no cost
+        return load_corpus(settings["corpus"], tokenizer=settings["tokenizer"], max_vocab=settings["max_vocab"],
+                           **settings["corpus_options"])
+    except IrlmError as error:
+        parser.error(f"--corpus {options.corpus}: {error}")
+
+
 def reused_runs(parser: argparse.ArgumentParser, options: argparse.Namespace, corpus_label: str,
-                seeds: list[int], names: list[str]) -> list[dict[str, Any]]:
-    """The ``--reuse`` file's runs of agents not run again, or a parser error if it does not match."""
+                seeds: list[int], names: list[str], peers: dict[str, float]) -> list[dict[str, Any]]:
+    """The ``--reuse`` file's runs of agents not run again, or a parser error if it does not match.
+
+    Its n-gram rows must be the ones of ``--corpus``: two files of the same name in other folders
+    share a label, not a text, and their runs must not be compared.
+    """
     if not options.reuse:
         return []
     path = Path(options.reuse)
-    if not path.is_file():
-        parser.error(f"--reuse file {path} not found; pass a results-*.json written by this script")
-    saved = json.loads(path.read_text())
+    saved = read_results(parser, path, "--reuse file")
     if saved.get("corpus") != corpus_label or saved.get("total_tokens") != options.total_tokens:
         parser.error(f"--reuse file {path} is for corpus {saved.get('corpus')!r} at {saved.get('total_tokens')} "
                      f"tokens, not {corpus_label!r} at {options.total_tokens}; pass matching --corpus and --total-tokens")
+    if saved["ngram"] != peers:
+        parser.error(f"--reuse file {path} was run on another text than --corpus {options.corpus} (its n-gram rows "
+                     "differ, though the name is the same); reuse a file of this very text, or leave --reuse out")
     for flag in ("--weight-decay", "--ema-decay"):
         key = flag[2:].replace("-", "_")
         if saved.get(key, 0.0) != getattr(options, key):
@@ -670,27 +729,35 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--figure redraws the figure of a saved results file; pass it with --table RESULTS_JSON")
     names = checked_agents(parser, options.agents, native_options(parser, options))
     seeds, corpus_label, stamp = plan_runs(parser, options)
-    reused = reused_runs(parser, options, corpus_label, seeds, names)
+    common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
+                             options.device, options.weight_decay, options.ema_decay)
+    corpus = preflight(parser, options, common, names, seeds[0])
+    sizes = {split: len(corpus.split(split)) for split in ("train", "validation", "test")}
+    print(f"{corpus_label}: {sizes['train']:,} train, {sizes['validation']:,} validation and {sizes['test']:,} test "
+          f"tokens, vocabulary {len(corpus.vocab):,}" + (
+              "; a test split this small makes differences of a few percent noise" if sizes["test"] < 10_000 else ""))
+    peers = ngram_rows(corpus_settings(options.corpus))
+    reused = reused_runs(parser, options, corpus_label, seeds, names, peers)
     if "supervised" not in names and not any(run["name"] == "supervised" for run in reused):
         names.insert(0, "supervised")  # the reference every ratio needs
     order = list(dict.fromkeys([*(run["name"] for run in reused), *names]))
     out = Path(options.out)
     run_root = out / f"runs-{corpus_label}-{stamp}"
-    settings = corpus_settings(options.corpus)
-    common = common_settings(options.corpus, options.total_tokens, options.curve_points, options.eval_tokens,
-                             options.device, options.weight_decay, options.ema_decay)
     calls = {f"{name} seed {seed}": (run_agent, (name, seed, common, str(run_root), options.threads))
              for name in names for seed in seeds}  # supervised (the reference) first
-    runs = run_in_processes(calls, options.jobs, lambda run: (
+    fresh = run_in_processes(calls, options.jobs, lambda run: (
         f"test top1 {run['test_top1']:.4f} (best {run['best_top1']:.4f}), "
         f"ppl {run['test_perplexity']:.1f} (best {run['best_perplexity']:.1f}), "
         f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok"))
-    runs = reused + runs
+    failed = len(calls) - len(fresh)
+    if not fresh:
+        print(f"every run failed (see above); nothing was written to {out}", file=sys.stderr)
+        return 1
+    runs = reused + fresh
     runs.sort(key=lambda run: (order.index(run["name"]) if run["name"] != "supervised" else -1, run["seed"]))
     if reused:
         print(f"kept from {options.reuse}: {', '.join(dict.fromkeys(run['name'] for run in reused))} "
               f"(their tokens/s were measured in that run)")
-    peers = ngram_rows(settings)
     print_table(runs, peers, options.total_tokens, corpus_label)
     out.mkdir(parents=True, exist_ok=True)
     saved = {"runs": runs, "ngram": peers, "total_tokens": options.total_tokens, "corpus": corpus_label,
@@ -699,17 +766,20 @@ def main(argv: list[str] | None = None) -> int:
     from irlm_env.fileio import atomic_write_bytes
 
     atomic_write_bytes(out / f"results-{corpus_label}-{stamp}.json", json.dumps(saved, indent=2).encode())
-    if runs:
-        title = queries_title(corpus_label, options.total_tokens, options.seeds)
-        figure = plot_queries(runs, peers, out / f"queries-{corpus_label}-{stamp}.png", title)
-        print(f"queries figure: {figure}")
-        curve_runs = runs_with_curves(runs)
-        if len(curve_runs) < len(runs):
-            print(f"no curves for {len(runs) - len(curve_runs)} reused run(s) whose run directory is gone")
-        if curve_runs:
-            curves = plot_runs([run["run_dir"] for run in curve_runs], out / f"curves-{corpus_label}-{stamp}.png",
-                               labels=[f"{run['name']} s{run['seed']}" for run in curve_runs])
-            print(f"learning curves: {curves}")
+    title = queries_title(corpus_label, options.total_tokens, options.seeds)
+    figure = plot_queries(runs, peers, out / f"queries-{corpus_label}-{stamp}.png", title)
+    print(f"queries figure: {figure}")
+    curve_runs = runs_with_curves(runs)
+    if len(curve_runs) < len(runs):
+        print(f"no curves for {len(runs) - len(curve_runs)} reused run(s) whose run directory is gone")
+    if curve_runs:
+        curves = plot_runs([run["run_dir"] for run in curve_runs], out / f"curves-{corpus_label}-{stamp}.png",
+                           labels=[f"{run['name']} s{run['seed']}" for run in curve_runs])
+        print(f"learning curves: {curves}")
+    if failed:
+        print(f"{failed} of {len(calls)} runs failed (see above): the table and results file lack them",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -34,7 +34,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import TINY_SHAKESPEARE, agent_args, checked_agents, common_settings, native_options  # noqa: E402
+from learning import (  # noqa: E402
+    agent_args, checked_agents, common_settings, corpus_label, native_options, preflight, read_results,
+)
 
 from irlm_env.fileio import atomic_write_bytes  # noqa: E402
 
@@ -101,22 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
     options = parser.parse_args(argv)
     if options.table:
-        if not Path(options.table).is_file():
-            parser.error(f"results file {options.table} not found; pass a throughput-*.json written by this script")
-        print_table(json.loads(Path(options.table).read_text()))
+        print_table(read_results(parser, Path(options.table), "results file", ("rounds", "corpus", "total_tokens")))
         return 0
     agents = checked_agents(parser, options.agents, native_options(parser, options))
     names = ["supervised", *(name for name in agents if name != "supervised")]
     if options.rounds < 1 or options.total_tokens < 1:
         parser.error("--rounds and --total-tokens must be at least 1")
-    if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():
-        parser.error(f"{TINY_SHAKESPEARE} not found; pass --corpus pydocs or --corpus PATH")
-    torch.set_num_threads(options.threads)
     # One validation at the end of each run, on few tokens: only the training time is measured.
     common = common_settings(options.corpus, options.total_tokens, 1, 2_000, "cpu", options.weight_decay,
                              options.ema_decay)
-    corpus_label = Path(options.corpus).stem if Path(options.corpus).is_file() else options.corpus
-    result: dict[str, Any] = {"corpus": corpus_label, "total_tokens": options.total_tokens,
+    preflight(parser, options, common, names, options.seed)
+    torch.set_num_threads(options.threads)
+    result: dict[str, Any] = {"corpus": corpus_label(options.corpus), "total_tokens": options.total_tokens,
                               "threads": options.threads, "seed": options.seed, "weight_decay": options.weight_decay,
                               "ema_decay": options.ema_decay, "rounds": []}
     with tempfile.TemporaryDirectory() as scratch:
@@ -128,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             result["rounds"].append(rates)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"throughput-{corpus_label}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = out / f"throughput-{result['corpus']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_bytes(path, json.dumps(result, indent=1).encode())
     print_table(result)
     print(f"saved {path}")

@@ -47,17 +47,20 @@ def test_bench_configuration_builds_its_agent_args(name: str) -> None:
     module.Args(**options)
 
 
+PEERS = {"4gram_top1": 0.2291, "4gram_perplexity": 301.2}
+
+
 def _reuse(tmp_path: Path, names: list[str], seeds: list[int], total_tokens: int = 1000,
-           weight_decay: float = 0.0, ema_decay: float = 0.0) -> list[dict[str, Any]]:
+           weight_decay: float = 0.0, ema_decay: float = 0.0, peers: dict[str, float] = PEERS) -> list[dict[str, Any]]:
     """A saved file without ``weight_decay`` or ``ema_decay`` (as before those options existed)
     means plain Adam and the weights themselves."""
-    saved = {"corpus": "pydocs", "total_tokens": 1000, "ngram": {},
+    saved = {"corpus": "pydocs", "total_tokens": 1000, "ngram": PEERS,
              "runs": [{"name": name, "seed": seed} for name in ("supervised", "likelihood-k8") for seed in (0, 1)]}
     path = tmp_path / "results.json"
     path.write_text(json.dumps(saved))
     options = argparse.Namespace(reuse=str(path), total_tokens=total_tokens, weight_decay=weight_decay,
-                                 ema_decay=ema_decay)
-    return _bench().reused_runs(argparse.ArgumentParser(), options, "pydocs", seeds, names)
+                                 ema_decay=ema_decay, corpus="pydocs")
+    return _bench().reused_runs(argparse.ArgumentParser(), options, "pydocs", seeds, names, peers)
 
 
 def test_reuse_keeps_the_saved_runs_of_agents_not_run_again(tmp_path: Path) -> None:
@@ -66,17 +69,60 @@ def test_reuse_keeps_the_saved_runs_of_agents_not_run_again(tmp_path: Path) -> N
     assert len(_reuse(tmp_path, ["likelihood-k1"], [0, 1])) == 4
 
 
-@pytest.mark.parametrize(("seeds", "total_tokens", "weight_decay", "ema_decay", "problem"), [
-    ([0, 2], 1000, 0.0, 0.0, "lacks"), ([0], 2000, 0.0, 0.0, "is for corpus"),
-    ([0], 1000, 0.3, 0.0, "--weight-decay 0.0"), ([0], 1000, 0.0, 0.995, "--ema-decay 0.0"),
+@pytest.mark.parametrize(("seeds", "total_tokens", "weight_decay", "ema_decay", "peers", "problem"), [
+    ([0, 2], 1000, 0.0, 0.0, PEERS, "lacks"), ([0], 2000, 0.0, 0.0, PEERS, "is for corpus"),
+    ([0], 1000, 0.3, 0.0, PEERS, "--weight-decay 0.0"), ([0], 1000, 0.0, 0.995, PEERS, "--ema-decay 0.0"),
+    # another text under the same name (two data.txt in other folders): its n-gram rows differ
+    ([0], 1000, 0.0, 0.0, {**PEERS, "4gram_top1": 0.25}, "was run on another text than --corpus pydocs"),
 ])
 def test_reuse_refuses_a_file_that_does_not_match(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], seeds: list[int], total_tokens: int, weight_decay: float,
-    ema_decay: float, problem: str,
+    ema_decay: float, peers: dict[str, float], problem: str,
 ) -> None:
     with pytest.raises(SystemExit):
-        _reuse(tmp_path, ["likelihood-k1"], seeds, total_tokens, weight_decay, ema_decay)
+        _reuse(tmp_path, ["likelihood-k1"], seeds, total_tokens, weight_decay, ema_decay, peers)
     assert problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("{}", "it lacks runs, ngram"), ("not json", "JSONDecodeError"), (None, "not found"),
+])
+@pytest.mark.parametrize("script", ["learning", "calibration"])
+def test_a_file_that_is_not_a_results_file_is_one_parser_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str, text: str | None, problem: str
+) -> None:
+    path = tmp_path / "results.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit):
+        _bench(script).main(["--table", str(path)] if script == "learning" else [str(path)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and problem in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("options", "problem"), [
+    (["--corpus", "no/such.txt"], "--corpus no/such.txt: no such file or folder"),
+    (["--corpus", "pydocs", "--threads", "0"], "--threads must be a positive integer"),
+    (["--corpus", "pydocs", "--eval-tokens", "0"], "eval_tokens must be a positive integer"),
+    (["--corpus", "pydocs", "--device", "tpu"], "tpu"),
+])
+def test_what_would_fail_every_run_is_refused_before_any_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], problem: str
+) -> None:
+    with pytest.raises(SystemExit):
+        _bench().main([*options, "--out", str(tmp_path / "out")])
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_when_every_run_fails_nothing_is_written_and_the_exit_code_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "few.txt"  # too short for the 700-token window episodes of the native agents
+    text.write_text("a b c\nd e f\ng h i\n")
+    assert _bench().main(["--corpus", str(text), "--total-tokens", "100", "--out", str(tmp_path / "out")]) == 1
+    assert "every run failed" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_weight_and_ema_decay_reach_exactly_the_native_agents() -> None:
