@@ -80,6 +80,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from irlm_agents.lm.model import RNNLanguageModel
@@ -92,6 +93,7 @@ from irlm_agents.native.marginal_prior import marginal_scores, unqueried_share_t
 from irlm_agents.native.rollout import Segment
 from irlm_agents.native.training import (
     NativeArgs,
+    Setup,
     Progress,
     build,
     finish_run,
@@ -186,8 +188,8 @@ class Args(NativeArgs):
         check_int("k", self.k)
         if self.estimator not in ESTIMATORS:
             raise IrlmError(f"unknown estimator {self.estimator!r}; {suggest(self.estimator, ESTIMATORS)}")
-        if self.estimator == "rloo" and self.k < 2:
-            raise IrlmError("the rloo estimator needs k >= 2 (it compares each candidate with the others)")
+        if self.estimator in ("rloo", "grpo") and self.k < 2:  # with one candidate its weight is always 0
+            raise IrlmError(f"the {self.estimator} estimator needs k >= 2 (it compares each candidate with the others)")
         check_int("truncate", self.truncate, minimum=0)
         if self.truncate and (self.replacement or self.truncate < self.k):
             raise IrlmError("truncate needs distinct candidates (no --replacement) and truncate >= k")
@@ -203,9 +205,10 @@ class Args(NativeArgs):
             raise IrlmError(f"miss_weight must be >= 0, got {self.miss_weight!r}")
         if self.query_budget:
             if not 1 <= self.query_budget <= self.k:
+                fix = "raise it to at least 1" if self.query_budget < 1 else "raise --k or lower --query-budget"
                 raise IrlmError(
                     f"query_budget must be between 1 and k={self.k} (k caps the queries of one context), "
-                    f"got {self.query_budget!r}; raise --k or lower --query-budget"
+                    f"got {self.query_budget!r}; {fix}"
                 )
             if self.estimator != "logexp" or self.replacement:
                 raise IrlmError("query_budget needs the logexp estimator and distinct candidates (no --replacement)")
@@ -384,9 +387,44 @@ def group_loss(
     return -head_surrogate(model, features, direction), n_queries
 
 
+def check_against_corpus(args: Args, setup: Setup) -> None:
+    """Refuse, before the run starts, settings that only the corpus and its reward can rule out.
+
+    Distinct candidates cannot outnumber the vocabulary. And ``stop_at_hit`` (so the query
+    budget and the answer memory) and the miss term read each reward as a yes or no answer, with
+    at most one yes per context: a graded reward would stop at its first positive value and train
+    towards the model's own sample. The first step's contexts are scored, without stepping, with
+    the most frequent words as candidates; a value other than 0 and 1, or two 1s in one context,
+    is refused.
+    """
+    vocab = len(setup.corpus.vocab)
+    most = max(args.k, args.k_early)
+    if not args.replacement and most > vocab:
+        over = " and ".join(flag for flag, k in (("--k", args.k), ("--k-early", args.k_early)) if k > vocab)
+        raise IrlmError(f"k={most} distinct candidates cannot be drawn from a vocabulary of {vocab} tokens; "
+                        f"lower {over} to at most {vocab}")
+    yes_no = [flag for flag, on in (("--stop-at-hit (or --query-budget)", args.stop_at_hit),
+                                    ("--memory-context", args.memory_context), ("--miss-weight", args.miss_weight)) if on]
+    if not yes_no:
+        return
+    frequent = np.argsort(-unigram_frequencies(setup.corpus), kind="stable")[:min(64, vocab)]
+    env = setup.rollout.env
+    rewards = env.score(np.broadcast_to(frequent, (env.num_envs, len(frequent))))
+    graded = rewards[(rewards != 0) & (rewards != 1)]
+    several = int(((rewards == 1).sum(1) > 1).sum())
+    if graded.size or several:
+        found = f"a reward of {graded[0]:g}" if graded.size else f"1 to several candidates in {several} contexts"
+        raise IrlmError(
+            f"{' and '.join(yes_no)} read the reward as a yes or no answer about one right token, but reward "
+            f"{args.reward!r} gave {found} on the first step; leave them out for this reward (the logexp estimator "
+            "weighs all K candidates by their rewards), or use a reward that pays 1 for one token and 0 otherwise"
+        )
+
+
 def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
     setup = build(args)
+    check_against_corpus(args, setup)
     model, rollout = setup.model, setup.rollout
     optimizer = make_optimizer(model.parameters(), args)
     scratch = Workspace(model.config.vocab_size, setup.device)

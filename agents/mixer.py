@@ -40,6 +40,7 @@ from irlm_agents.native.training import (
     seed_everything,
 )
 from irlm_agents.runs.args import TrainResult
+from irlm_env.errors import IrlmError
 from irlm_env.options import check_int
 
 
@@ -58,6 +59,11 @@ class Args(NativeArgs):
         super().__post_init__()
         for name in ("xe_tokens", "anneal_tokens"):
             check_int(name, getattr(self, name), minimum=0)
+        if self.xe_tokens >= self.total_tokens:
+            raise IrlmError(
+                f"xe_tokens={self.xe_tokens} is not below total_tokens={self.total_tokens}: REINFORCE would never "
+                "start and the run would be supervised training; lower --xe-tokens or raise --total-tokens"
+            )
 
 
 def reinforce_steps(tokens: int, args: Args) -> int:

@@ -109,6 +109,10 @@ class Registry:
             message += f" Some plugins failed to load and may have provided it: {failed}."
         else:
             message += f" Install a plugin that registers a {self.kind} of that name."
+        selected = os.environ.get(LOAD_ENV)
+        if selected is not None:
+            message += (f" {LOAD_ENV}={selected!r} loads only the installed plugins it names: add the one that "
+                        f"provides it, or unset {LOAD_ENV}.")
         raise IrlmError(message)
 
     def names(self) -> list[str]:

@@ -397,3 +397,72 @@ def test_ema_decay_scores_and_saves_the_weights_average_without_changing_trainin
 def test_an_ema_decay_outside_zero_to_one_is_refused(decay: float) -> None:
     with pytest.raises(IrlmError, match=r"ema_decay must be in \[0, 1\)"):
         NativeArgs(corpus="grammar", ema_decay=decay)
+
+
+class _Graded:
+    """A reward that pays 0.5 for a near miss (the target's neighbour id) or several 1s (any id <= the target)."""
+
+    def __init__(self, corpus: object, several: bool = False) -> None:
+        self.several = several
+
+    def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+        if self.several:
+            return float(action <= target)
+        return 1.0 if action == target else 0.5 if abs(action - target) == 1 else 0.0
+
+
+@pytest.fixture
+def graded_reward() -> Any:
+    from irlm_env import hookimpl, plugins
+
+    class Plugin:
+        @hookimpl
+        def irlm_register_rewards(self, register: Any) -> None:
+            register("graded", _Graded)
+
+    plugins.register_plugin(Plugin(), "graded-test")
+    yield
+    plugins.reset_plugins()
+
+
+@pytest.mark.parametrize(("options", "problem"), [
+    ({"stop_at_hit": True}, r"--stop-at-hit \(or --query-budget\) read the reward as a yes or no.*gave a reward of 0.5"),
+    ({"miss_weight": 1.0}, r"--miss-weight read the reward as a yes or no.*gave a reward of 0.5"),
+    ({"stop_at_hit": True, "reward_options": {"several": True}}, "gave 1 to several candidates in"),
+])
+def test_group_refuses_yes_no_options_with_a_graded_reward_before_the_run(
+    graded_reward: None, tmp_path: Path, options: dict[str, Any], problem: str
+) -> None:
+    args = group_module.Args(**{**TINY, "run_dir": str(tmp_path / "run"), "k": 4, "reward": "graded", **options})
+    with pytest.raises(IrlmError, match=problem):
+        group_module.train(args)
+    assert not (tmp_path / "run").exists()
+    # the estimator alone weighs graded rewards, and runs
+    group_module.train(group_module.Args(**{**TINY, "run_dir": str(tmp_path / "ok"), "k": 4, "reward": "graded"}))
+
+
+def test_group_refuses_more_distinct_candidates_than_the_vocabulary(tmp_path: Path) -> None:
+    args = group_module.Args(**{**TINY, "run_dir": str(tmp_path / "run"), "k": 10_000})
+    with pytest.raises(IrlmError, match=r"k=10000 distinct candidates cannot be drawn from a vocabulary of \d+ tokens; "
+                                        r"lower --k to at most"):
+        group_module.train(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_grpo_and_mixer_settings_that_would_learn_nothing_are_refused() -> None:
+    with pytest.raises(IrlmError, match="the grpo estimator needs k >= 2"):
+        group_module.Args(estimator="grpo", k=1)
+    with pytest.raises(IrlmError, match="xe_tokens=50000 is not below total_tokens=2000: REINFORCE would never start"):
+        mixer.Args(total_tokens=2000)
+
+
+def test_a_warm_start_refuses_model_options_the_checkpoint_overrides(tmp_path: Path) -> None:
+    first = supervised.train(supervised.Args(**{**TINY, "run_dir": str(tmp_path / "first")}))
+    final = str(first.run_dir / "final.irlm")
+    hidden = first.model.config.hidden_size
+    with pytest.raises(IrlmError, match=rf"--hidden-size {hidden * 2} \(the checkpoint has {hidden}\).*--dropout 0.3"):
+        supervised.train(supervised.Args(**{**TINY, "hidden_size": hidden * 2, "dropout": 0.3, "init_from": final,
+                                            "run_dir": str(tmp_path / "second")}))
+    assert not (tmp_path / "second").exists()
+    # the checkpoint's own values, or the defaults, are fine
+    supervised.train(supervised.Args(**{**TINY, "init_from": final, "run_dir": str(tmp_path / "third")}))

@@ -462,3 +462,10 @@ def test_a_plugin_that_breaks_while_registering_is_fatal_when_strict(
     monkeypatch.setenv(plugins.STRICT_ENV, "1")
     with pytest.raises(IrlmError, match=rf"'broken' .*{PROBLEMS[shape]}.*IRLM_STRICT_PLUGINS=1 makes this fatal"):
         reward_registry()
+
+
+def test_an_unknown_name_under_a_plugin_selection_points_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(plugins.LOAD_ENV, "")
+    with pytest.raises(IrlmError, match=r"unknown reward 'similarity'.*IRLM_LOAD_PLUGINS='' loads only the installed "
+                                        r"plugins it names: add the one that provides it, or unset IRLM_LOAD_PLUGINS"):
+        reward_registry().get("similarity")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from irlm_env.corpus import Corpus
-    from irlm_agents.lm.model import RNNLanguageModel
+    from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 
 
 def _help(text: str) -> dict[str, str]:
@@ -73,7 +73,8 @@ class TrainArgs:
     )
     init_from: str | None = field(
         default=None,
-        metadata=_help("warm-start from this .irlm checkpoint (its model sizes replace the size options)"),
+        metadata=_help("warm-start from this .irlm checkpoint: its model (cell, sizes, dropout, output bias) "
+                       "replaces the model options, and one set otherwise is an error; --unigram-init is not applied"),
     )
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
     feed: str = field(
@@ -155,7 +156,9 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     if args.init_from is not None:
         from irlm_agents.lm.checkpoints import load_model
 
-        return load_model(args.init_from, vocab=corpus.vocab, tokenizer=corpus.tokenizer).model
+        model = load_model(args.init_from, vocab=corpus.vocab, tokenizer=corpus.tokenizer).model
+        check_warm_start(args, model.config)
+        return model
     config = ModelConfig(
         vocab_size=len(corpus.vocab),
         embedding_dim=args.embedding_dim,
@@ -170,6 +173,26 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
     if args.unigram_init:
         _unigram_bias(model, corpus)
     return model
+
+
+#: The model settings a warm start takes from its checkpoint.
+MODEL_SETTINGS = ("cell", "embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights")
+
+
+def check_warm_start(args: TrainArgs, saved: ModelConfig) -> None:
+    """Refuse a model setting changed from its default that the ``init_from`` checkpoint overrides.
+
+    The checkpoint's weights fix the model, so ``--hidden-size 64`` (or ``--dropout 0.3``) next
+    to a checkpoint of another size would be silently dropped; a setting left at its default is
+    taken from the checkpoint without a word.
+    """
+    fields = type(args).__dataclass_fields__
+    clashes = [f"--{name.replace('_', '-')} {getattr(args, name)!r} (the checkpoint has {getattr(saved, name)!r})"
+               for name in MODEL_SETTINGS
+               if getattr(args, name) != fields[name].default and getattr(args, name) != getattr(saved, name)]
+    if clashes:
+        raise IrlmError(f"--init-from {args.init_from}: {', '.join(clashes)}; a warm start keeps the checkpoint's "
+                        "model, so drop those options, or train from scratch without --init-from")
 
 
 def unigram_frequencies(corpus: Corpus, pseudo_count: float = 1.0) -> np.ndarray:
