@@ -93,8 +93,8 @@ from irlm_agents.native.marginal_prior import marginal_scores, unqueried_share_t
 from irlm_agents.native.rollout import Segment
 from irlm_agents.native.training import (
     NativeArgs,
-    Setup,
     Progress,
+    Setup,
     build,
     finish_run,
     log_update,

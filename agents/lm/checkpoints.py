@@ -41,7 +41,6 @@ from irlm_env.vocabulary import Vocabulary
 
 FORMAT = "irlm-checkpoint"
 FORMAT_VERSION = 1
-SUFFIX = ".irlm"
 #: The output layer of a tied model is the embedding; it is stored once and re-tied on load.
 TIED_KEY = "decoder.weight"
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
