@@ -148,7 +148,7 @@ def test_learns_the_grammar_and_writes_ordinary_checkpoints(tmp_path: Path) -> N
     assert (result.run_dir / "sb3" / "progress.csv").is_file()
     # every agent can start from it: the window PPO agent, and recurrent PPO again
     final = str(result.run_dir / "final.irlm")
-    window = ppo.train(ppo.Args(**{**AGENT, "hidden_size": 8}, context_length=4, total_tokens=256, eval_every=4096,
+    window = ppo.train(ppo.Args(**AGENT, context_length=4, total_tokens=256, eval_every=4096,
                                 init_from=final, run_dir=str(tmp_path / "ppo")))
     assert window.model.config == saved.model.config
     warm = recurrent_ppo.train(recurrent_ppo.Args(**AGENT, total_tokens=256, eval_every=4096, init_from=final,
