@@ -64,6 +64,19 @@ def _field_type(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+class OrNone(click.ParamType):
+    """``kind``, or ``none`` for a field that allows None (``--max-vocab none``: no limit)."""
+
+    def __init__(self, kind: Any) -> None:
+        self.inner = click.types.convert_type(kind)
+        self.name = f"{self.inner.name}|none"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+            return None
+        return self.inner.convert(value, param, ctx)
+
+
 def dataclass_options(cls: type) -> list[click.Option]:
     """One click option per dataclass field: ``foo_bar: int = 3`` becomes ``--foo-bar 3``.
 
@@ -101,10 +114,11 @@ def dataclass_options(cls: type) -> list[click.Option]:
             options.append(
                 click.Option(
                     [f"--{flag}", item.name],
-                    type=kind,
+                    type=OrNone(kind) if optional else kind,
                     default=default,
                     show_default=default is not None,
-                    help=help_text + (" (default: none)" if optional and default is None else ""),
+                    help=help_text + (" (default: none)" if optional and default is None
+                                      else " (or none)" if optional and "none" not in help_text else ""),
                 )
             )
     return options

@@ -25,7 +25,8 @@ from irlm_env.vocabulary import Vocabulary
 
 # Bumped whenever the cached layout or the encoding rules change, so old entries are ignored.
 # 2: ids in Vocabulary.id_dtype instead of int64; the trained tokenizer's config in the JSON.
-_FORMAT = 2
+# 3: the hash vouches for the split lengths and the tokenizer's config too, not the ids alone.
+_FORMAT = 3
 _FOLDER = "corpora"
 
 
@@ -36,8 +37,12 @@ def cache_key(digest: str, tokenizer: Tokenizer, max_vocab: int | None, min_freq
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _array_digest(ids: np.ndarray) -> str:
-    return hashlib.sha256(memoryview(np.ascontiguousarray(ids))).hexdigest()
+def _entry_digest(ids: np.ndarray, lengths: list[int], tokenizer_config: dict) -> str:
+    """What the JSON vouches for: the ids, where the splits fall in them and the tokenizer that cut
+    them (a ``bpe`` model's merges included), so a hand edit of any of them means rebuild."""
+    digest = hashlib.sha256(memoryview(np.ascontiguousarray(ids)))
+    digest.update(json.dumps([lengths, tokenizer_config], sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def write_cached(key: str, digest: str, encoded: Encoded) -> None:
@@ -46,8 +51,9 @@ def write_cached(key: str, digest: str, encoded: Encoded) -> None:
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(encoded.ids))
     # One copy of the array in the file's bytes (np.save into memory makes two).
     if write_cache_file(Path(_FOLDER, f"{key}.npy"), b"".join([header.getvalue(), memoryview(encoded.ids)])):
-        meta = {"format": _FORMAT, "source": digest, "tokenizer": encoded.tokenizer.config(),
-                "vocab": encoded.vocab.to_dict(), "lengths": encoded.lengths, "ids_sha256": _array_digest(encoded.ids)}
+        config = encoded.tokenizer.config()
+        meta = {"format": _FORMAT, "source": digest, "tokenizer": config, "vocab": encoded.vocab.to_dict(),
+                "lengths": encoded.lengths, "sha256": _entry_digest(encoded.ids, list(encoded.lengths), config)}
         write_cache_file(Path(_FOLDER, f"{key}.json"), json.dumps(meta, ensure_ascii=False).encode("utf-8"))
 
 
@@ -69,9 +75,10 @@ def read_cached(key: str, digest: str, tokenizer: Tokenizer) -> Encoded | None:
         lengths = [int(n) for n in meta["lengths"]]
         if ids.dtype != vocab.id_dtype or ids.ndim != 1 or len(ids) != sum(lengths) or len(lengths) != len(SPLITS):
             raise ValueError("the token array has the wrong shape or type")
-        if _array_digest(ids) != meta["ids_sha256"]:
-            raise ValueError("the token array does not match its hash")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        if _entry_digest(ids, meta["lengths"], meta["tokenizer"]) != meta["sha256"]:
+            raise ValueError("the token array, its split lengths or its tokenizer do not match their hash")
+    # EOFError: an empty .npy; MemoryError: a header claiming a huge array.
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, MemoryError) as exc:
         warnings.warn(f"rebuilding the corpus cache entry {str(meta_path)!r}: {exc}", RuntimeWarning, stacklevel=4)
         return None
     return Encoded(cut_by, vocab, ids, lengths)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # A word is a run of letters/digits/underscores, keeping inner apostrophes ("don't", "it's");
 # every other non-space character is a token of its own.
+#: Put before every unit the bpe tokenizer cuts, so that each starts a word as GPT-2's do.
+_PREFIX = " "
 _WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 # Detokenization: no space before closing punctuation, none after opening brackets.
 _SPACE_BEFORE_CLOSE = re.compile(r" ([.,;:!?%)\]}])")
@@ -130,6 +132,9 @@ class BpeTokenizer(Tokenizer):
     learns_from_text = True
     #: Tokens a byte-level model always holds: one per byte value.
     BYTES = 256
+    #: The largest vocabulary it trains: its trainer reserves memory for max_vocab tokens at once
+    #: (about 4 GB at 10**8), and 2**20 is far beyond what a corpus for this project yields.
+    MAXIMUM = 2**20
 
     def __init__(self, lowercase: bool = True, model: str | None = None) -> None:
         super().__init__(lowercase)
@@ -151,6 +156,11 @@ class BpeTokenizer(Tokenizer):
                 f"max_vocab={max_vocab} is too small for the bpe tokenizer: it needs at least {minimum} "
                 f"({len(SPECIALS)} special tokens + {cls.BYTES} byte tokens); use max_vocab >= {minimum}"
             )
+        if max_vocab > cls.MAXIMUM:  # the trainer reserves tables of this size before reading any text
+            raise IrlmError(
+                f"max_vocab={max_vocab} is too large for the bpe tokenizer, whose trainer allocates its tables "
+                f"up front; use max_vocab <= {cls.MAXIMUM:,}"
+            )
         return max_vocab
 
     def train(self, units: Iterable[str], *, vocab_size: int | None, min_freq: int,
@@ -168,7 +178,7 @@ class BpeTokenizer(Tokenizer):
             vocab_size=size - len(SPECIALS), min_frequency=min_freq, special_tokens=[],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress,
         )
-        hf.train_from_iterator(units, trainer=trainer)
+        hf.train_from_iterator((_PREFIX + unit for unit in units), trainer=trainer)
         return BpeTokenizer(self.lowercase, hf.to_str())
 
     def _trained(self) -> HfTokenizer:
@@ -180,11 +190,13 @@ class BpeTokenizer(Tokenizer):
         return self._hf
 
     def split(self, text: str) -> list[str]:
-        return self._trained().encode(text, add_special_tokens=False).tokens
+        # The space before each unit is added here, not left to ByteLevel's add_prefix_space,
+        # which skips a text that already starts with one: join could not tell which it was.
+        return self._trained().encode(_PREFIX + text, add_special_tokens=False).tokens
 
     def join(self, tokens: Sequence[str]) -> str:
         text = self._trained().decoder.decode(list(tokens))
-        return text[1:] if text.startswith(" ") else text  # the space added before each unit
+        return text.removeprefix(_PREFIX)
 
     def config(self) -> dict[str, object]:
         config = super().config()

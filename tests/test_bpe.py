@@ -64,6 +64,9 @@ def test_bpe_cuts_bytes_and_joins_back_to_the_text(proverbs: Path) -> None:
     first_line = corpus.vocab.decode(corpus.split("train")[1:12])
     assert tok.join(first_line[: first_line.index("<eos>")]) == "the quick brown fox jumps over the lazy dog."
     assert corpus.best_accuracy is None and corpus.split("train").dtype == corpus.vocab.id_dtype
+    # leading spaces and tabs come back too (ByteLevel's own prefix space skips a text that starts with one)
+    for text in ("  indented line", " x", "\ttabbed", "x", ""):  # lowercased: the default
+        assert tok.join(tok.split(text)) == text
 
 
 def test_bpe_is_trained_on_the_train_split_only(tmp_path: Path) -> None:
@@ -106,6 +109,8 @@ def test_bpe_is_deterministic_and_cached_with_the_corpus(proverbs: Path, tmp_pat
           r"byte tokens\); use max_vocab >= 259"),
     (258, r"max_vocab=258 is too small .* at least 259"),
     (None, r"the bpe tokenizer needs max_vocab, its vocabulary size \(at least 259\)"),
+    (10**9, r"max_vocab=1000000000 is too large for the bpe tokenizer, whose trainer allocates its tables up front; "
+            r"use max_vocab <= 1,048,576"),
 ])
 def test_a_bpe_vocabulary_below_the_specials_and_bytes_is_one_line(max_vocab: int | None, message: str) -> None:
     with pytest.raises(IrlmError, match=message) as caught:

@@ -177,7 +177,7 @@ def test_changed_text_is_never_served_from_the_cache(text_file: Path) -> None:
     assert "brand" in corpus.vocab and "cat" not in corpus.vocab
 
 
-@pytest.mark.parametrize("damage", ["npy", "vocab", "json", "list"])
+@pytest.mark.parametrize("damage", ["npy", "empty npy", "huge npy", "lengths", "vocab", "json", "list"])
 def test_a_corrupt_cache_entry_is_rebuilt(text_file: Path, cache: Path, damage: str) -> None:
     first = load_corpus("text", path=str(text_file))
     clear_memo()
@@ -187,6 +187,24 @@ def test_a_corrupt_cache_entry_is_rebuilt(text_file: Path, cache: Path, damage: 
         data = bytearray(npy.read_bytes())
         data[-8] ^= 0x7F
         npy.write_bytes(bytes(data))
+    elif damage == "empty npy":  # numpy raises EOFError
+        meta_path.with_suffix(".npy").write_bytes(b"")
+    elif damage == "huge npy":  # a header claiming an array no memory holds: numpy raises MemoryError
+        npy = meta_path.with_suffix(".npy")
+        data = npy.read_bytes()
+        start = data.index(b"'shape': (") + len(b"'shape': (")
+        end = data.index(b",)", start)
+        huge = b"9" * 15
+        padding = data.index(b"\n") - data.rindex(b"}", 0, data.index(b"\n")) - 1  # spaces before the newline
+        grow = len(huge) - (end - start)
+        assert padding > grow
+        header_end = data.index(b"\n")
+        npy.write_bytes(data[:start] + huge + data[end:header_end - grow] + data[header_end:])
+    elif damage == "lengths":  # split boundaries moved: the ids still match, the splits would not
+        meta = json.loads(meta_path.read_text())
+        meta["lengths"][0] -= 3
+        meta["lengths"][1] += 3
+        meta_path.write_text(json.dumps(meta))
     elif damage == "vocab":
         meta = json.loads(meta_path.read_text())
         meta["vocab"]["tokens"][3] = "tampered"

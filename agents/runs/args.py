@@ -47,7 +47,7 @@ class TrainArgs:
     tokenizer: str = field(default="word", metadata=_help("tokenizer: word, char or bpe (bpe: max_vocab is its size)"))
     lowercase: bool = field(default=True, metadata=_help("lowercase text before tokenizing"))
     max_vocab: int | None = field(
-        default=10000, metadata=_help("vocabulary size cap, specials included (rarer tokens become <unk>)")
+        default=10000, metadata=_help("vocabulary size cap, specials included (rarer tokens become <unk>); none: no cap")
     )
     min_freq: int = field(default=1, metadata=_help("drop tokens seen fewer times than this in train"))
     cell: str = field(default="gru", metadata=_help("RNN cell: rnn, gru or lstm"))
