@@ -229,3 +229,14 @@ def test_draw_tokens_matches_the_distribution() -> None:
     assert frequencies[2, 4] == 0
     sampled, sampled_log_prob = draw_tokens(logits, deterministic=False)
     assert torch.allclose(sampled_log_prob, reference.log_prob(sampled), atol=1e-6)
+
+
+def test_scaled_observations_are_refused_not_cast_to_a_few_ids() -> None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(make_vec_env(n_envs=4, **ENV))
+    agent = PPO(RNNLanguagePolicy, env, n_steps=8, batch_size=16, device="cpu", policy_kwargs=TINY)
+    with pytest.raises(IrlmError, match="not whole numbers, so not token ids.*VecNormalize with norm_obs=False"):
+        agent.learn(64)
+    PPO(RNNLanguagePolicy, VecNormalize(make_vec_env(n_envs=4, **ENV), norm_obs=False), n_steps=8, batch_size=16,
+        device="cpu", policy_kwargs=TINY).learn(64)

@@ -219,6 +219,12 @@ def test_a_warm_start_needs_the_env_vocabulary(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_recurrent_policy_under_ppo_points_at_recurrent_ppo() -> None:
+    env = make_vec_env(n_envs=4, **ENV)
+    with pytest.raises(IrlmError, match=r"only sb3-contrib's RecurrentPPO passes it; use RecurrentPPO"):
+        PPO(RecurrentLanguagePolicy, env, n_steps=8, batch_size=16, device="cpu", policy_kwargs=SMALL).learn(32)
+
+
 def test_window_policy_under_recurrent_ppo_points_at_the_recurrent_one() -> None:
     env = make_vec_env(n_envs=2, **{**ENV, "context_length": 4})
     with pytest.raises(IrlmError, match=r"RecurrentPPO\(RecurrentLanguagePolicy, env\)"):

@@ -25,6 +25,14 @@ def token_ids(observations: torch.Tensor, vocab_size: int) -> torch.Tensor:
     fail deep inside torch with ``IndexError: index out of range in self``.
     """
     ids = observations.long()
+    if observations.is_floating_point() and not torch.equal(ids.to(observations.dtype), observations):
+        # VecNormalize (norm_obs=True) and its like turn ids into scaled floats; cast, they would
+        # be a few small ids and train without an error.
+        raise IrlmError(
+            "the observation holds values that are not whole numbers, so not token ids: a wrapper scaled "
+            "the env's observations. Token ids must reach the policy unchanged: build VecNormalize with "
+            "norm_obs=False (normalising rewards is fine), or leave out the wrapper that changes them"
+        )
     if ids.numel():
         low, high = torch.aminmax(ids)
         if low < 0 or high >= vocab_size:

@@ -187,8 +187,15 @@ class RecurrentLanguagePolicy(RecurrentActorCriticPolicy):
         return self.features_extractor(obs, states, episode_starts)  # type: ignore[no-any-return]
 
     def forward(  # type: ignore[override]
-        self, obs: torch.Tensor, lstm_states: RNNStates, episode_starts: torch.Tensor, deterministic: bool = False
+        self, obs: torch.Tensor, lstm_states: RNNStates | None = None, episode_starts: torch.Tensor | None = None,
+        deterministic: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, RNNStates]:
+        if lstm_states is None or episode_starts is None:  # PPO or A2C calls policy(obs) with no state
+            raise IrlmError(
+                "RecurrentLanguagePolicy carries a hidden state that only sb3-contrib's RecurrentPPO passes it; "
+                "use RecurrentPPO(RecurrentLanguagePolicy, env), or PPO/A2C with RNNLanguagePolicy "
+                "(irlm_agents.sb3), which reads a context window"
+            )
         features, states = self._features(obs, lstm_states.pi, episode_starts)
         actions, log_prob = draw_tokens(self.language_model.head(features), deterministic)
         return actions, self.value_net(features), log_prob, RNNStates(states, states)
