@@ -74,7 +74,10 @@ def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
     setup = build(args)
     model, rollout = setup.model, setup.rollout
-    if not setup.reward.has_table:
+    # A reward may define table() and still answer None ("cannot be tabulated"): ask it once here,
+    # on the first step's contexts, rather than fail at the first update with the run half written.
+    contexts = rollout.env.reward_contexts()
+    if not setup.reward.has_table or setup.reward.table(np.zeros(len(contexts), np.int64), contexts) is None:
         raise IrlmError(
             f"reward {args.reward!r} provides no reward table, so the exact gradient is unavailable; "
             "use a reward with a table (e.g. exact) or a sampling agent (group, reinforce)"

@@ -59,10 +59,16 @@ class Args(NativeArgs):
         super().__post_init__()
         for name in ("xe_tokens", "anneal_tokens"):
             check_int(name, getattr(self, name), minimum=0)
-        if self.xe_tokens >= self.total_tokens:
+        # Training moves a segment (n_envs x rollout_steps tokens) at a time, and a segment's share
+        # of REINFORCE is set where it starts: the last one must start late enough to have some.
+        segment = self.n_envs * self.rollout_steps
+        last_start = (math.ceil(self.total_tokens / segment) - 1) * segment
+        if reinforce_steps(last_start, self) == 0:
             raise IrlmError(
-                f"xe_tokens={self.xe_tokens} is not below total_tokens={self.total_tokens}: REINFORCE would never "
-                "start and the run would be supervised training; lower --xe-tokens or raise --total-tokens"
+                f"with xe_tokens={self.xe_tokens} and anneal_tokens={self.anneal_tokens}, REINFORCE would never "
+                f"start: training moves in segments of n_envs x rollout_steps = {segment} tokens, and the last "
+                f"of total_tokens={self.total_tokens} starts at {last_start}, so the run would be supervised "
+                "training; lower --xe-tokens or raise --total-tokens"
             )
 
 

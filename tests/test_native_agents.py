@@ -452,8 +452,13 @@ def test_group_refuses_more_distinct_candidates_than_the_vocabulary(tmp_path: Pa
 def test_grpo_and_mixer_settings_that_would_learn_nothing_are_refused() -> None:
     with pytest.raises(IrlmError, match="the grpo estimator needs k >= 2"):
         group_module.Args(estimator="grpo", k=1)
-    with pytest.raises(IrlmError, match="xe_tokens=50000 is not below total_tokens=2000: REINFORCE would never start"):
+    with pytest.raises(IrlmError, match="with xe_tokens=50000 and anneal_tokens=100000, REINFORCE would never start"):
         mixer.Args(total_tokens=2000)
+    # Below the budget is not enough: the last segment (8 x 35 = 280 tokens) of 1000 starts at 840.
+    with pytest.raises(IrlmError, match="segments of n_envs x rollout_steps = 280 tokens, and the last of "
+                                        "total_tokens=1000 starts at 840"):
+        mixer.Args(total_tokens=1000, n_envs=8, xe_tokens=999, anneal_tokens=0)
+    mixer.Args(total_tokens=1000, n_envs=8, xe_tokens=840, anneal_tokens=0)  # its last segment is all REINFORCE
 
 
 def test_a_warm_start_refuses_model_options_the_checkpoint_overrides(tmp_path: Path) -> None:
@@ -466,3 +471,34 @@ def test_a_warm_start_refuses_model_options_the_checkpoint_overrides(tmp_path: P
     assert not (tmp_path / "second").exists()
     # the checkpoint's own values, or the defaults, are fine
     supervised.train(supervised.Args(**{**TINY, "init_from": final, "run_dir": str(tmp_path / "third")}))
+
+
+def test_expected_refuses_a_reward_whose_table_is_none_before_the_run(tmp_path: Path) -> None:
+    from irlm_env import Reward, hookimpl, plugins
+
+    class Untabulated(Reward):
+        """Defines table() but cannot tabulate, which the Reward base class allows."""
+
+        def __init__(self, corpus: object) -> None:
+            pass
+
+        def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+            return float(action == target)
+
+        def table(self, targets: np.ndarray, contexts: np.ndarray) -> None:
+            return None
+
+    class Plugin:
+        @hookimpl
+        def irlm_register_rewards(self, register: Any) -> None:
+            register("untabulated", Untabulated)
+
+    plugins.register_plugin(Plugin(), "untabulated-test")
+    try:
+        expected = importlib.import_module("irlm_agents.expected")
+        args = expected.Args(**{**TINY, "run_dir": str(tmp_path / "run"), "reward": "untabulated"})
+        with pytest.raises(IrlmError, match="reward 'untabulated' provides no reward table"):
+            expected.train(args)
+        assert not (tmp_path / "run").exists()
+    finally:
+        plugins.reset_plugins()

@@ -111,13 +111,16 @@ def test_ctrl_c_saves_the_model_and_says_where(tmp_path: Path) -> None:
     model = build_model(args, corpus)
     with pytest.raises(TrainingInterrupted) as caught:
         with RunDirectory("unit", args, corpus, model, eval_context_length=None) as run:
+            run.record(100, {"top1": 0.1, "top5": 0.2, "perplexity": 50.0, "reward": 0.1, "free_top1": 0.1})
             run.advance(150)
             raise KeyboardInterrupt
     assert caught.value.checkpoint == tmp_path / "run" / "final.irlm"
     assert caught.value.tokens == 150
     assert "150 tokens" in str(caught.value)
-    assert load_model(caught.value.checkpoint).extra["tokens"] == 150
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"
+    saved = load_model(caught.value.checkpoint).extra
+    assert (saved["tokens"], saved["metrics_tokens"]) == (150, 100)  # the metrics predate the saved model
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["status"], summary["tokens"], summary["final_at_tokens"]) == ("interrupted", 150, 100)
     assert not list((tmp_path / "run").glob("*.tmp")) and not list((tmp_path / "run").glob(".*"))
 
 

@@ -139,6 +139,7 @@ class RunDirectory:
         self.best_top1: float | None = None
         self.best_perplexity: float | None = None
         self.last_metrics: dict[str, float] = {}
+        self.metrics_tokens = 0  # when last_metrics were measured; an interrupt saves the model later
         self._csv_file: IO[str] | None = None
         self._csv: csv.DictWriter[str]
         self._writer: SummaryWriter | None = None
@@ -247,6 +248,7 @@ class RunDirectory:
             self._writer.flush()
         self.tokens = tokens
         self.last_metrics = metrics
+        self.metrics_tokens = tokens
         if self.best_top1 is None or metrics["top1"] > self.best_top1:
             self.best_top1 = metrics["top1"]
             self._save(BEST_CHECKPOINT)
@@ -317,6 +319,7 @@ class RunDirectory:
                 "reward": {"name": self.args.reward, "options": dict(self.args.reward_options)},
                 "train_args": self.args.to_dict(),
                 "metrics": self.last_metrics,
+                "metrics_tokens": self.metrics_tokens,
             },
             corpus_spec=self.corpus.spec,
         )
@@ -330,6 +333,8 @@ class RunDirectory:
                 "tokens": self.tokens,
                 "seconds": round(time.perf_counter() - self._start, 3),
                 "final": self.last_metrics,
+                # the tokens "final" was measured at: after an interrupt, before the model was saved
+                "final_at_tokens": self.metrics_tokens,
                 "best_top1": self.best_top1,
                 "best_perplexity": self.best_perplexity,
             },
