@@ -442,12 +442,9 @@ def checkpoint_scores(run_dir: str | Path, name: str, corpus: Corpus) -> dict[st
     return {"top1": float(scores["top1"]), "perplexity": float(scores["perplexity"])}
 
 
-def ngram_rows(settings: dict[str, Any]) -> dict[str, float]:
-    from irlm_env.corpus import load_corpus
+def ngram_rows(corpus: Corpus) -> dict[str, float]:
     from irlm_agents.lm.ngram import ngram_baselines
 
-    corpus = load_corpus(settings["corpus"], tokenizer=settings["tokenizer"], max_vocab=settings["max_vocab"],
-                         **settings["corpus_options"])
     return ngram_baselines(corpus, "test", orders=(1, 2, 4))
 
 
@@ -649,13 +646,13 @@ def preflight(parser: argparse.ArgumentParser, options: argparse.Namespace, comm
         parser.error(f"--corpus {options.corpus}: no such file or folder; pass an existing text file, folder or "
                      "glob, or a built-in corpus name (pydocs)")
     try:
-        resolve_device(getattr(options, "device", "cpu"))  # the throughput bench measures the CPU only
+        resolve_device(common["device"])
         for name in names:
             agent_args(name, seed, common, Path(options.out) / "unused")
     except IrlmError as error:
         parser.error(str(error))
     settings = corpus_settings(options.corpus)
-    try:  # memoized: the n-gram rows read it again at no cost
+    try:
         return load_corpus(settings["corpus"], tokenizer=settings["tokenizer"], max_vocab=settings["max_vocab"],
                            **settings["corpus_options"])
     except IrlmError as error:
@@ -736,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{corpus_label}: {sizes['train']:,} train, {sizes['validation']:,} validation and {sizes['test']:,} test "
           f"tokens, vocabulary {len(corpus.vocab):,}" + (
               "; a test split this small makes differences of a few percent noise" if sizes["test"] < 10_000 else ""))
-    peers = ngram_rows(corpus_settings(options.corpus))
+    peers = ngram_rows(corpus)
     reused = reused_runs(parser, options, corpus_label, seeds, names, peers)
     if "supervised" not in names and not any(run["name"] == "supervised" for run in reused):
         names.insert(0, "supervised")  # the reference every ratio needs
