@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tracemalloc
 import warnings
+from copy import deepcopy
 from pathlib import Path
 
 import gymnasium as gym
@@ -168,6 +169,18 @@ def test_pickled_env_behaves_like_the_original(grammar: Corpus) -> None:
         assert str(got) == str(want)
         if want[2] or want[3]:
             assert str(clone.reset()) == str(env.reset())
+
+
+def test_copied_env_reads_its_live_context(grammar: Corpus) -> None:
+    # The context a reward and render() read is a view; a copy must view the copy's buffers.
+    env = NextWordEnv(corpus=grammar, render_mode="ansi", context_length=4)
+    env.reset(seed=0)
+    for clone in (pickle.loads(pickle.dumps(env)), deepcopy(env)):
+        for action in range(1, 6):
+            clone.step(action)
+            env.step(action)
+            assert clone.render() == env.render()
+        env.reset(seed=0)
 
 
 def test_render_ansi_shows_context_prediction_and_truth(grammar: Corpus) -> None:

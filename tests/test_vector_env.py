@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 
 import tracemalloc
+from copy import deepcopy
 from typing import Any
 
 import gymnasium as gym
@@ -151,6 +153,23 @@ def test_targets_score_and_episode_starts(grammar: Corpus) -> None:
         env.score(np.zeros(5, np.int64))
     with pytest.raises(IrlmError, match="outside the action space"):
         env.score(np.full((5, 2), vocab))
+
+
+@pytest.mark.parametrize("clone", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("reset_first", [True, False])
+def test_copied_vector_env_pays_the_live_targets(grammar: Corpus, clone: str, reset_first: bool) -> None:
+    # AsyncVectorEnv, SubprocVecEnv and Ray ship envs pickled, before or after a reset.
+    env = NextWordVectorEnv(4, corpus=grammar, mode="line", context_length=4)
+    if reset_first:
+        env.reset(seed=0)
+        env.step(env.targets())
+    copy = pickle.loads(pickle.dumps(env)) if clone == "pickle" else deepcopy(env)
+    if not reset_first:
+        copy.reset(seed=0)
+    for _ in range(20):
+        live = ~copy.pending_reset
+        _, rewards, _, _, _ = copy.step(copy.targets())
+        assert np.all(rewards[live] == 1.0)
 
 
 def test_copy_false_returns_reused_buffers_and_copy_true_fresh_arrays(grammar: Corpus) -> None:

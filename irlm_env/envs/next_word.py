@@ -195,6 +195,11 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         self._done = True
         self._last: tuple[np.ndarray, int, int] | None = None  # context, action, target
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickle and deepcopy copy a view as an array of its own; rewards must see the live buffers.
+        self.__dict__.update(state)
+        self._views = tuple(read_only(buffer) for buffer in self._buffers)
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:

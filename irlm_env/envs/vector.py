@@ -191,6 +191,12 @@ class NextWordVectorEnv(VectorEnv):
         self._last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ----------------------------------------------------------------------------------
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickle and deepcopy copy a view as an array of its own; rewards must see the live buffers.
+        self.__dict__.update(state)
+        self._obs_view, self._obs_next_view = read_only(self._obs), read_only(self._obs_next)
+        self._target_view, self._target_next_view = read_only(self._target), read_only(self._target_next)
+
     def reset(
         self,
         *,
