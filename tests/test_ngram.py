@@ -88,3 +88,22 @@ def test_witten_bell_perplexity_is_finite_on_unseen_tokens() -> None:
     model = WittenBellModel(SEQ, 4, 10)
     unseen = np.array([9, 9, 3, 9], dtype=np.int64)  # tokens and contexts never counted
     assert 1.0 < model.perplexity(unseen) < float("inf")
+
+
+@pytest.mark.parametrize("offset", [0, 70_000])
+def test_witten_bell_does_not_depend_on_the_vocabulary_size(offset: int) -> None:
+    # The same text written with ids shifted beyond 55,108, where V**4 no longer fits in int64:
+    # the probabilities must be those of the small vocabulary, bar the add-one unigram's V.
+    text = np.random.default_rng(0).integers(0, 12, 3000)
+    small, large = WittenBellModel(text, 4, 12), WittenBellModel(text + offset, 4, 12 + offset)
+    positions = np.arange(2, 400)
+    ratio = small.probabilities(text, positions) / large.probabilities(text + offset, positions)
+    if offset == 0:
+        assert np.all(ratio == 1.0)
+    else:
+        # Only the unigram base differs: (c + 1) / (N + V) with another V. Interpolation keeps
+        # each level's own counts, so the ratio stays near 1, far from what wrapped keys give.
+        assert np.all(np.abs(ratio - 1.0) < 0.2)
+    rows = large.distributions(np.stack([text[p - 2:p + 1] + offset for p in positions[:50]]))
+    assert np.allclose(rows.sum(1), 1.0)
+    assert np.allclose(rows[np.arange(50), text[positions[:50] + 1] + offset], large.probabilities(text + offset, positions[:50]))

@@ -7,7 +7,9 @@ interpolation (a proper distribution over the whole vocabulary, finite on unseen
 model's calibration is judged against counting too. Everything is
 vectorised numpy: a context of ``n - 1`` token ids is packed into one int64 key (``V**3 < 2**63``
 for any vocabulary up to 2 million tokens at order 4), counts come from ``np.unique`` and
-look-ups from ``np.searchsorted``. No torch.
+look-ups from ``np.searchsorted``. A (context, token) pair is keyed by the context's rank among
+the distinct contexts, not by its packed key, so that ``rank * V + token`` stays below ``2**63``
+at every order and vocabulary. No torch.
 """
 
 from __future__ import annotations
@@ -93,14 +95,14 @@ class WittenBellModel:
         positions = np.arange(len(tokens) - 1)
         following = tokens[positions + 1].astype(np.int64)
         self._unigram = (np.bincount(following, minlength=vocab_size) + 1.0) / (len(following) + vocab_size)
-        # Per context length 1 .. order-1: sorted (context, token) keys and counts, sorted
-        # context keys with their total count and number of distinct continuations.
+        # Per context length 1 .. order-1: sorted context keys with their total count and number
+        # of distinct continuations, and sorted (context rank, token) keys with their counts.
         self._levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         for length in range(1, order):
             contexts = context_keys(tokens, positions, length, vocab_size)
-            pairs, pair_counts = np.unique(contexts * vocab_size + following, return_counts=True)
-            pair_contexts = pairs // vocab_size
-            keys, first = np.unique(pair_contexts, return_index=True)
+            keys, ranks = np.unique(contexts, return_inverse=True)
+            pairs, pair_counts = np.unique(ranks.astype(np.int64) * vocab_size + following, return_counts=True)
+            first = np.searchsorted(pairs // vocab_size, np.arange(len(keys)))
             totals = np.add.reduceat(pair_counts, first).astype(np.float64)
             distinct = np.diff(np.append(first, len(pairs))).astype(np.float64)
             self._levels.append((pairs, pair_counts.astype(np.float64), keys, totals, distinct))
@@ -113,7 +115,7 @@ class WittenBellModel:
             contexts = context_keys(tokens, positions, length, self.vocab_size)
             where = np.minimum(np.searchsorted(keys, contexts), len(keys) - 1)
             seen = keys[where] == contexts
-            pair = contexts * self.vocab_size + following
+            pair = where * self.vocab_size + following
             at = np.minimum(np.searchsorted(pairs, pair), len(pairs) - 1)
             count = np.where(pairs[at] == pair, pair_counts[at], 0.0)
             total, kinds = totals[where], distinct[where]
@@ -150,8 +152,8 @@ class WittenBellModel:
             # P unchanged where not; the counts are added sparsely.
             denominator = np.where(seen, totals[where] + distinct[where], 1.0)
             probs *= np.where(seen, distinct[where], 1.0)[:, None] / denominator[:, None]
-            low = np.searchsorted(pairs, row_keys * vocab)
-            sizes = np.where(seen, np.searchsorted(pairs, (row_keys + 1) * vocab) - low, 0)
+            low = np.searchsorted(pairs, where * vocab)
+            sizes = np.where(seen, np.searchsorted(pairs, (where + 1) * vocab) - low, 0)
             owner = np.repeat(np.arange(n), sizes)
             at = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes - low, sizes)
             probs[owner, pairs[at] % vocab] += pair_counts[at] / denominator[owner]
