@@ -355,8 +355,11 @@ def group_loss(
     coefficient = weights.sum(-1)
     if args.miss_weight:
         if earlier is not None:
-            # Rejected before, they were kept out of this segment's draws, so the set stays distinct.
+            # Rejected before, they were kept out of this segment's draws, so the set stays distinct,
+            # unless a small vocabulary left fewer than K tokens to draw: a token drawn again is
+            # counted once.
             tokens, known = earlier
+            known = known & ~(tokens[:, :, None] == actions[:, None, :]).any(-1)
             actions = torch.cat([actions, tokens], 1)
             queried = torch.cat([queried, known], 1)
             weights = torch.cat([weights, torch.zeros_like(tokens, dtype=weights.dtype)], 1)

@@ -196,6 +196,35 @@ def test_the_miss_term_counts_the_tokens_rejected_there_before(monkeypatch: pyte
     assert _context(memory, [3]).rejected == [[5, 6, 1, 2]]
 
 
+def test_a_rejected_token_drawn_again_counts_once_in_the_miss_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fewer than K tokens left to draw, the sampler proposes a rejected one again; π(S) must not count it twice."""
+    seen: dict[str, torch.Tensor] = {}
+    real = group_module.miss_terms
+
+    def spy(probs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, queried: torch.Tensor) -> Any:
+        seen.update(actions=actions.clone(), queried=queried.clone(), terms=real(probs, actions, rewards, queried)[1])
+        return real(probs, actions, rewards, queried)
+
+    monkeypatch.setattr(group_module, "miss_terms", spy)
+    memory = AnswerMemory(streams=1, context=1, device=CPU)
+    _context(memory, [3])
+    _feedback(memory, [[1, 2, 4]], [[0.0, 0.0, 0.0]])
+    _context(memory, [3])
+    model = RNNLanguageModel(ModelConfig(vocab_size=5, embedding_dim=4, hidden_size=8))
+    args = group_module.Args(k=3, stop_at_hit=True, miss_weight=1.0, memory_context=1)
+    segment = Segment(  # 0 and 3 were left to draw, so 1 was drawn again
+        tokens=torch.tensor([[3]]), targets=torch.tensor([[0]]), starts=torch.tensor([[False]]),
+        hidden=model.initial_hidden(1, CPU), actions=torch.tensor([[[0, 3, 1]]]), rewards=torch.zeros((1, 1, 3)),
+        probs=torch.tensor([[[0.1, 0.2, 0.3, 0.2, 0.2]]]),
+    )
+    features = torch.zeros((1, 1, 8), requires_grad=True)
+    group_module.group_loss(args, model, segment, features, None, Workspace(5, CPU), Share.single(1, CPU), memory)
+    assert seen["actions"].tolist() == [[0, 3, 1, 1, 2, 4]]
+    assert seen["queried"].tolist() == [[True, True, True, False, True, True]]
+    # S covers the whole vocabulary: no likelihood left to raise, so no miss term.
+    assert seen["terms"].tolist() == [0.0]
+
+
 def test_memory_saves_queries_on_text_seen_again(tmp_path: Path) -> None:
     """Several passes over a small text: remembered answers cost one query, and rejected tokens
     are not asked about again, so the run spends fewer queries per token than without memory."""

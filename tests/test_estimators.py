@@ -165,6 +165,15 @@ def test_miss_terms_are_gradient_of_log_one_minus_mass() -> None:
     torch.testing.assert_close(direction, target)
 
 
+def test_miss_terms_skip_a_set_that_covers_the_vocabulary() -> None:
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]])
+    actions = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    queried = torch.tensor([[True, True, True], [True, True, False]])
+    weights, coefficient = obj.miss_terms(probs, actions, torch.zeros(2, 3), queried)
+    assert weights[0].tolist() == [0.0, 0.0, 0.0] and coefficient[0] == 0.0
+    assert coefficient[1] == pytest.approx(-0.8 / 0.2)
+
+
 def test_entropy_bonus_is_entropy_gradient() -> None:
     torch.manual_seed(6)
     logits = torch.randn(3, 5, requires_grad=True)

@@ -77,13 +77,16 @@ def miss_terms(
     :func:`irlm_agents.native.gradients.policy_gradient_logits`. ``actions`` must be distinct
     per row (sampling without replacement) for π(S) to be the sum of the candidates'
     probabilities. ``queried`` (B, K) marks the candidates whose reward was asked for (default:
-    all); the others are not in S.
+    all); the others are not in S. A set that covers the whole vocabulary and still missed (a
+    context whose next word varies, in a small vocabulary) has no likelihood to raise: its row
+    gets no miss term.
     """
     cand = probs.gather(1, actions)
     if queried is not None:
         cand = cand * queried
+    size = actions.shape[1] if queried is None else queried.sum(-1)
     mass = cand.sum(-1).clamp(max=1.0 - 1e-6)
-    miss = (rewards.sum(-1) <= 0).to(probs.dtype)
+    miss = ((rewards.sum(-1) <= 0) & (size < probs.shape[-1])).to(probs.dtype)
     scale = miss / (1.0 - mass)
     return -cand * scale[:, None], -mass * scale
 
