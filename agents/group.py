@@ -11,13 +11,17 @@ proposed, never the target and never a reward table; it spends K reward queries 
 Estimators (per context, weights on ∇log π(a_k)):
 
 - ``rloo``: leave-one-out baseline, ``(R_k - mean_{j≠k} R_j) / K``; unbiased for ∇E[R] with
-  replacement.
+  replacement. Proposed at a temperature T other than 1, each weight is multiplied by
+  π(a)/π_T(a), so that it stays so (and the same for ``grpo``).
 - ``grpo``: group-normalised, ``(R_k - mean R) / (std R) / K``.
 - ``logexp``: the log-expected-reward objective E_context[log E_a R]:
   ``R_k / Σ_j R_j`` (zero when every R_k is 0). REINFORCE weights a context's target by π(y);
   this weights it by about min(1, K π(y)), so rare-but-right tokens are learnt as fast as common
   ones. With the 0/1 reward and distinct candidates that contain the target, the update on that
-  context is exactly ∇log π(y), the supervised gradient.
+  context is exactly ∇log π(y), the supervised gradient, at any proposal temperature. With a
+  graded reward it estimates ∇log E[R] only for candidates drawn with replacement at
+  temperature 1: distinct candidates pull towards π ∝ R instead (exactly so at K = V).
+  Negative rewards are refused: the weights would change sign with their sum.
 
 Options that spend queries better (for the 0/1 reward, where at most one candidate can hit):
 
@@ -87,7 +91,7 @@ from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.native.answer_memory import AnswerMemory
 from irlm_agents.native.distributed import Share
-from irlm_agents.native.estimators import ESTIMATORS, group_weights, miss_terms
+from irlm_agents.native.estimators import ESTIMATORS, group_weights, importance_ratios, miss_terms
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
 from irlm_agents.native.marginal_prior import marginal_scores, unqueried_share_terms
 from irlm_agents.native.rollout import Segment
@@ -328,6 +332,11 @@ def group_loss(
     k = segment.actions.shape[-1]  # args.k, or args.k_early early in a curriculum
     actions = segment.actions.reshape(-1, k)
     rewards = segment.rewards.reshape(-1, k)
+    if args.estimator == "logexp" and bool((rewards < 0).any()):
+        raise IrlmError(
+            f"the logexp estimator weighs candidates by R_k / sum_j R_j, which needs rewards >= 0, but reward "
+            f"{args.reward!r} paid {float(rewards.min()):g}; use --estimator rloo or grpo for signed rewards"
+        )
     queried = None
     if args.stop_at_hit:
         allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
@@ -352,6 +361,8 @@ def group_loss(
     if memory is not None:
         memory.learn(segment.actions, rewards.reshape(segment.rewards.shape), queried.reshape(segment.rewards.shape))
     weights = group_weights(args.estimator, rewards)
+    if args.estimator != "logexp" and args.temperature not in (0, 1):
+        weights = weights * importance_ratios(probs, actions, args.temperature)
     coefficient = weights.sum(-1)
     if args.miss_weight:
         if earlier is not None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from irlm_agents.lm.sampling import sample_candidates
-from irlm_agents.native.estimators import BASELINES, reinforce_weights
+from irlm_agents.native.estimators import BASELINES, importance_ratios, reinforce_weights
 from irlm_agents.native.distributed import Share
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
 from irlm_agents.native.training import (
@@ -124,10 +124,14 @@ def train(args: Args) -> TrainResult:
                 rewards = segment.rewards[..., 0]
                 b, critic_loss = baseline(features, rewards)
                 contexts = rewards.numel()
+                probs, actions = segment.probs.reshape(contexts, -1), segment.actions.reshape(contexts, 1)
+                weights = reinforce_weights(rewards, b).reshape(contexts, 1)
+                if args.temperature != 1:
+                    weights = weights * importance_ratios(probs, actions, args.temperature)
                 direction = policy_gradient_logits(
-                    segment.probs.reshape(contexts, -1),
-                    segment.actions.reshape(contexts, 1),
-                    reinforce_weights(rewards, b).reshape(contexts, 1),
+                    probs,
+                    actions,
+                    weights,
                     entropy_coef=args.entropy_coef,
                     scale=1 / contexts,
                     out=scratch.rows(contexts),

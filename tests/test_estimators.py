@@ -128,6 +128,25 @@ def test_rloo_average_converges_to_exact_gradient() -> None:
     assert torch.equal(torch.sign(mean)[exact.abs() > 1e-2], torch.sign(exact)[exact.abs() > 1e-2])
 
 
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+@pytest.mark.parametrize("baseline", [0.0, 0.7])
+def test_importance_ratios_keep_tempered_reinforce_unbiased(temperature: float, baseline: float) -> None:
+    # Exact expectation over the action drawn from π_T: Σ_a π_T(a) ratio(a) (R(a) - b) ∇_z log π(a).
+    logits = torch.tensor([[1.0, 0.2, -0.5, 0.3]], dtype=torch.float64, requires_grad=True)
+    reward = torch.tensor([0.0, 1.0, 0.3, 0.0], dtype=torch.float64)
+    probs = torch.softmax(logits, -1)
+    (true,) = torch.autograd.grad((probs * reward).sum(), logits)
+    tempered = torch.softmax(logits.detach() / temperature, -1)[0]
+    actions = torch.arange(4)[None, :]
+    ratios = obj.importance_ratios(probs.detach(), actions, temperature)[0]
+    assert torch.allclose(ratios * tempered, probs.detach()[0])
+    expected = sum(
+        tempered[a] * ratios[a] * (reward[a] - baseline) * (torch.eye(4, dtype=torch.float64)[a] - probs.detach()[0])
+        for a in range(4)
+    )
+    assert torch.allclose(expected, true[0])
+
+
 def test_logexp_with_distinct_candidates_containing_target_is_supervised_gradient() -> None:
     torch.manual_seed(4)
     probs = F.softmax(torch.randn(2, 8), -1)

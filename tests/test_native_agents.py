@@ -400,12 +400,15 @@ def test_an_ema_decay_outside_zero_to_one_is_refused(decay: float) -> None:
 
 
 class _Graded:
-    """A reward that pays 0.5 for a near miss (the target's neighbour id) or several 1s (any id <= the target)."""
+    """A reward that pays 0.5 for a near miss (the target's neighbour id), several 1s (any id <= the
+    target), or -1 for a miss."""
 
-    def __init__(self, corpus: object, several: bool = False) -> None:
-        self.several = several
+    def __init__(self, corpus: object, several: bool = False, signed: bool = False) -> None:
+        self.several, self.signed = several, signed
 
     def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+        if self.signed:
+            return 1.0 if action == target else -1.0
         if self.several:
             return float(action <= target)
         return 1.0 if action == target else 0.5 if abs(action - target) == 1 else 0.0
@@ -439,6 +442,35 @@ def test_group_refuses_yes_no_options_with_a_graded_reward_before_the_run(
     assert not (tmp_path / "run").exists()
     # the estimator alone weighs graded rewards, and runs
     group_module.train(group_module.Args(**{**TINY, "run_dir": str(tmp_path / "ok"), "k": 4, "reward": "graded"}))
+
+
+def test_logexp_refuses_a_negative_reward_and_rloo_takes_it(graded_reward: None, tmp_path: Path) -> None:
+    signed = {**TINY, "k": 4, "reward": "graded", "reward_options": {"signed": True}}
+    with pytest.raises(IrlmError, match=r"logexp estimator .* needs rewards >= 0, but reward 'graded' paid -1; "
+                                        "use --estimator rloo or grpo"):
+        group_module.train(group_module.Args(**{**signed, "run_dir": str(tmp_path / "run")}))
+    group_module.train(group_module.Args(**{**signed, "estimator": "rloo", "run_dir": str(tmp_path / "ok")}))
+
+
+@pytest.mark.parametrize(("agent", "options"), [
+    ("reinforce", {}), ("group", {"estimator": "rloo", "k": 2, "replacement": True}),
+])
+def test_tempered_proposals_are_importance_weighted(
+    agent: str, options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = importlib.import_module(f"irlm_agents.{agent}")
+    temperatures: list[float] = []
+    real = module.importance_ratios
+
+    def spy(probs: torch.Tensor, actions: torch.Tensor, temperature: float) -> torch.Tensor:
+        temperatures.append(temperature)
+        return real(probs, actions, temperature)
+
+    monkeypatch.setattr(module, "importance_ratios", spy)
+    module.train(module.Args(**{**TINY, **options, "run_dir": str(tmp_path / "one")}))
+    assert temperatures == []  # at temperature 1 the draws are the policy's own
+    module.train(module.Args(**{**TINY, **options, "temperature": 0.5, "run_dir": str(tmp_path / "half")}))
+    assert temperatures and set(temperatures) == {0.5}
 
 
 def test_group_refuses_more_distinct_candidates_than_the_vocabulary(tmp_path: Path) -> None:

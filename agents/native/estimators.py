@@ -25,7 +25,7 @@ def reinforce_weights(rewards: torch.Tensor, baseline: torch.Tensor | float = 0.
 
 
 def rloo_weights(rewards: torch.Tensor) -> torch.Tensor:
-    """Leave-one-out advantages ``R_k - mean_{j≠k} R_j`` divided by K (unbiased for ∇E[R])."""
+    """Leave-one-out advantages ``R_k - mean_{j≠k} R_j`` divided by K (unbiased for ∇E[R] with replacement)."""
     k = rewards.shape[-1]
     if k < 2:
         raise ValueError(f"RLOO needs at least 2 samples per context, got K={k}; use K >= 2")
@@ -53,6 +53,18 @@ def logexp_weights(rewards: torch.Tensor) -> torch.Tensor:
     """
     total = rewards.sum(-1, keepdim=True)
     return torch.where(total > 0, rewards / total.clamp_min(1e-12), torch.zeros_like(rewards))
+
+
+def importance_ratios(probs: torch.Tensor, actions: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``π(a) / π_T(a)`` for actions (B, K) drawn from ``π_T ∝ π^(1/T)``, π the rows of ``probs`` (B, V).
+
+    A policy gradient weighs ``∇log π(a)``; when the actions came from the tempered policy, each
+    weight times this ratio keeps the estimate of ``∇E_π[R]`` unbiased, and keeps a baseline a
+    pure variance reduction (``E_π_T[ratio · b ∇log π] = b E_π[∇log π] = 0``).
+    """
+    log_probs = probs.log().clamp_min_(-103.0)  # finite where π underflowed: no such token is drawn
+    log_norm = torch.logsumexp(log_probs / temperature, -1, keepdim=True)
+    return torch.exp((1.0 - 1.0 / temperature) * log_probs.gather(1, actions) + log_norm)
 
 
 def group_weights(estimator: str, rewards: torch.Tensor) -> torch.Tensor:
