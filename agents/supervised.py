@@ -73,7 +73,10 @@ def train(args: Args) -> TrainResult:
                 logits = model.head(rollout.features(segment))
                 keep = None
                 if args.label_fraction < 1:
-                    keep = torch.rand(segment.targets.shape, device=logits.device) < args.label_fraction
+                    # The global batch's draw, as for sampling: the labels kept do not depend on
+                    # the number of processes, and each process keeps its own streams' share.
+                    streams, steps = segment.targets.shape
+                    keep = setup.share.uniform(streams, steps, logits.device, torch.float32) < args.label_fraction
                 loss = cross_entropy_loss(logits, segment.targets, keep)
                 optimise(optimizer, loss, args.max_grad_norm, setup)
                 accuracy = float((logits.detach().argmax(-1) == segment.targets).float().mean())

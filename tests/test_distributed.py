@@ -52,6 +52,8 @@ BASE = {
 }
 CONFIGS = [
     {"name": "supervised", "agent": "supervised", "options": BASE},
+    # The labels kept are drawn for the global batch, as the sampled tokens are.
+    {"name": "supervised-labels", "agent": "supervised", "options": {**BASE, "label_fraction": 0.3}},
     {"name": "reinforce-mean", "agent": "reinforce", "options": {**BASE, "baseline": "mean"}},
     {"name": "reinforce-critic", "agent": "reinforce", "options": {**BASE, "baseline": "critic"}},
     {"name": "group-logexp", "agent": "group", "options": {**BASE, "estimator": "logexp"}},
@@ -67,7 +69,7 @@ CONFIGS = [
     # and there torchrun stops the others when the failing process exits.
     *([{"name": "error", "agent": "supervised", "options": BASE, "fault": ["error", 1, 3]}] if DEVICE == "cpu" else []),
 ]
-COMPARED = CONFIGS[:6]
+COMPARED = CONFIGS[:7]
 
 
 def _torchrun(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
