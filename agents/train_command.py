@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 #: Agent name -> module; the modules define ``Args`` (a TrainArgs dataclass) and ``train``.
 AGENTS: dict[str, str] = {
@@ -124,6 +125,21 @@ def dataclass_options(cls: type) -> list[click.Option]:
     return options
 
 
+def check_typed_model_settings(args: Any, ctx: click.Context) -> None:
+    """Refuse a model option typed next to ``--init-from`` that the checkpoint's model contradicts.
+
+    The agents can only tell a setting changed from its default; here the command line knows
+    which ones the user typed, so ``--hidden-size 256`` (the default) next to a checkpoint of 32
+    is refused too, rather than recorded in config.json for a model it did not describe.
+    """
+    from irlm_agents.lm.checkpoints import load_model
+    from irlm_agents.runs.args import MODEL_SETTINGS, check_warm_start
+
+    typed = [name for name in MODEL_SETTINGS if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+    if typed:
+        check_warm_start(args, load_model(args.init_from).model.config, typed)
+
+
 def agent_command(name: str) -> click.Command:
     """The ``irlm train NAME`` command for one agent module."""
     module = importlib.import_module(AGENTS[name])
@@ -134,7 +150,10 @@ def agent_command(name: str) -> click.Command:
     def run(**kwargs: Any) -> None:
         from irlm_agents.runs.report import training_report  # torch: only once training runs
 
-        result = train(args_cls(**kwargs))
+        args = args_cls(**kwargs)
+        if getattr(args, "init_from", None) is not None:
+            check_typed_model_settings(args, click.get_current_context())
+        result = train(args)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
             click.echo(training_report(name, result.metrics, Path(result.run_dir)))
 

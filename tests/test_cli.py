@@ -237,6 +237,9 @@ def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pyte
     ]:
         check(["train", "ppo", *TINY, "--run-dir", str(unused), *args], *fragments)
     check(["train", "a2c", *TINY, "--run-dir", str(unused), "--n-steps", "0"], "n_steps must be a positive integer")
+    # A model option typed next to --init-from is checked against the checkpoint, even at its default.
+    check(["train", "supervised", "--corpus", "grammar", "--init-from", str(run_dir / "final.irlm"),
+           "--hidden-size", "256", "--run-dir", str(unused)], "--hidden-size 256 (the checkpoint has 32)")
     check(["train", "recurrent-ppo", "--corpus", "grammar", "--run-dir", str(unused), "--batch-size", "0"],
           "batch_size must be an integer >= 2")
     check(["train", "group", "--corpus", "grammar", "--run-dir", str(unused), "--miss-weight", "nan"],

@@ -8,6 +8,7 @@ accuracy is known exactly, and require at least 80% of it on validation. Each ta
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -501,8 +502,13 @@ def test_a_warm_start_refuses_model_options_the_checkpoint_overrides(tmp_path: P
         supervised.train(supervised.Args(**{**TINY, "hidden_size": hidden * 2, "dropout": 0.3, "init_from": final,
                                             "run_dir": str(tmp_path / "second")}))
     assert not (tmp_path / "second").exists()
-    # the checkpoint's own values, or the defaults, are fine
-    supervised.train(supervised.Args(**{**TINY, "init_from": final, "run_dir": str(tmp_path / "third")}))
+    # the checkpoint's own values, or the defaults, are fine, and the run records the model it trained
+    sizes_left_out = {key: value for key, value in TINY.items() if key not in ("hidden_size", "embedding_dim")}
+    args = supervised.Args(**{**sizes_left_out, "init_from": final, "run_dir": str(tmp_path / "third")})
+    supervised.train(args)
+    assert args.hidden_size == hidden
+    recorded = json.loads((tmp_path / "third" / "config.json").read_text())["args"]
+    assert (recorded["hidden_size"], recorded["embedding_dim"]) == (hidden, first.model.config.embedding_dim)
 
 
 def test_expected_refuses_a_reward_whose_table_is_none_before_the_run(tmp_path: Path) -> None:

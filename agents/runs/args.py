@@ -21,6 +21,8 @@ from irlm_env.errors import IrlmError
 from irlm_env.options import SEED_MAX, check_int
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     import numpy as np
 
     from irlm_env.corpus import Corpus
@@ -158,6 +160,8 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
 
         model = load_model(args.init_from, vocab=corpus.vocab, tokenizer=corpus.tokenizer).model
         check_warm_start(args, model.config)
+        for name in MODEL_SETTINGS:  # config.json and the checkpoints record the model trained
+            setattr(args, name, getattr(model.config, name))
         return model
     config = ModelConfig(
         vocab_size=len(corpus.vocab),
@@ -179,17 +183,19 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
 MODEL_SETTINGS = ("cell", "embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights")
 
 
-def check_warm_start(args: TrainArgs, saved: ModelConfig) -> None:
-    """Refuse a model setting changed from its default that the ``init_from`` checkpoint overrides.
+def check_warm_start(args: TrainArgs, saved: ModelConfig, given: Collection[str] | None = None) -> None:
+    """Refuse a model setting the ``init_from`` checkpoint overrides.
 
     The checkpoint's weights fix the model, so ``--hidden-size 64`` (or ``--dropout 0.3``) next
-    to a checkpoint of another size would be silently dropped; a setting left at its default is
-    taken from the checkpoint without a word.
+    to a checkpoint of another size would be silently dropped. ``given`` names the settings the
+    user typed (the command line knows); without it, a setting changed from its default counts
+    as given, and one left at its default is taken from the checkpoint without a word.
     """
     fields = type(args).__dataclass_fields__
     clashes = [f"--{name.replace('_', '-')} {getattr(args, name)!r} (the checkpoint has {getattr(saved, name)!r})"
                for name in MODEL_SETTINGS
-               if getattr(args, name) != fields[name].default and getattr(args, name) != getattr(saved, name)]
+               if (name in given if given is not None else getattr(args, name) != fields[name].default)
+               and getattr(args, name) != getattr(saved, name)]
     if clashes:
         raise IrlmError(f"--init-from {args.init_from}: {', '.join(clashes)}; a warm start keeps the checkpoint's "
                         "model, so drop those options, or train from scratch without --init-from")
