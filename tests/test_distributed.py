@@ -153,6 +153,18 @@ def test_a_failing_process_stops_the_others_and_leaves_the_checkpoint_intact(dis
     assert load_model(run_dir / "best.irlm").extra["tokens"] == 0  # the untrained model's, complete
 
 
+def test_bad_input_the_first_process_finds_ends_every_process_with_its_error(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.txt"
+    result = _torchrun("-m", "irlm_agents.supervised", "--corpus", "text", "--corpus-option", f"path={missing}",
+                       "--n-envs", "8", "--no-progress", "--device", DEVICE, "--run-dir", str(tmp_path / "run"),
+                       timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert output.count(f"Error: text corpus path '{missing}' does not exist") == 2, output
+    assert "Connection closed" not in output  # the second process's lost connection to the first
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_share_steps_exactly_its_streams_of_the_single_process_env() -> None:
     """Stream i of process r is stream r·n/N + i of one process's env: same starts, same text."""
     corpus = load_corpus("grammar")

@@ -187,12 +187,26 @@ class Share:
 
     @contextmanager
     def main_first(self) -> Iterator[None]:
-        """Rank 0 runs the block before the others: it fills the corpus cache they then read."""
-        if self.distributed and not self.is_main:
-            dist.barrier()
-        yield
-        if self.distributed and self.is_main:
-            dist.barrier()
+        """Rank 0 runs the block before the others: it fills the corpus cache they then read.
+
+        Its verdict is broadcast, so that bad input it finds (a missing corpus file) ends every
+        process with the same one-line error rather than the others in a lost connection.
+        """
+        if not self.distributed:
+            yield
+            return
+        if not self.is_main:
+            error = self.broadcast(None)
+            if error is not None:
+                raise IrlmError(error)
+            yield
+            return
+        try:
+            yield
+        except IrlmError as exc:
+            self.broadcast(str(exc))
+            raise
+        self.broadcast(None)
 
 
 def join(device_name: str, n_envs: int) -> Share:
