@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from irlm_agents.train_command import CONTEXT_SETTINGS, AgentGroup, parse_pairs
 from irlm_env.errors import IrlmError
@@ -50,8 +51,13 @@ def train() -> None:
     """
 
 
-def _checkpoint_path(target: str, which: str) -> Path:
+def _checkpoint_path(target: str, which: str, chosen: bool = False) -> Path:
+    """``target`` itself, or its ``which`` checkpoint if it is a run directory; ``chosen``: the
+    user typed ``--checkpoint``, which a checkpoint file cannot honour."""
     path = Path(target)
+    if chosen and path.is_file():
+        raise IrlmError(f"{target} is a checkpoint file, and --checkpoint {which} picks a file inside a run directory; "
+                        f"pass the run directory ({path.parent}) or the file you want, without --checkpoint")
     if path.is_dir():
         path = path / f"{which}.irlm"
         if not path.is_file():
@@ -91,7 +97,9 @@ def eval_command(
     """Top-1/top-5 accuracy, perplexity, mean reward and free-running top-1 of a checkpoint on a split.
 
     The corpus, tokenizer, reward and context window are those the checkpoint was trained
-    with (stored in it); --corpus evaluates on another corpus with the same vocabulary.
+    with (stored in it); --corpus evaluates on another corpus with the same vocabulary. The
+    whole split is scored unless --max-tokens says otherwise: training validated on the first
+    --eval-tokens of it, so --max-tokens with that number gives the run's own figures.
 
     \b
     Examples:
@@ -104,7 +112,8 @@ def eval_command(
     from irlm_agents.lm.devices import resolve_device
     from irlm_agents.lm.evaluation import evaluate
 
-    path = _checkpoint_path(target, which)
+    chosen = click.get_current_context().get_parameter_source("which") is ParameterSource.COMMANDLINE
+    path = _checkpoint_path(target, which, chosen)
     checkpoint = load_model(path, device=resolve_device(device))
     loaded = checkpoint.load_corpus(corpus, corpus_options)
     scores = evaluate(checkpoint.model, loaded, split, reward=checkpoint.make_reward(loaded),

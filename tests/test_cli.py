@@ -207,6 +207,8 @@ def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pyte
     check(["train", "ppo", *TINY, "--device", "tpu"], "tpu")
     check(["eval", str(run_dir), "--device", "cuda:7"], "cuda:7")
     check(["eval", str(tmp_path / "missing.irlm")], "missing.irlm", "no such")
+    check(["eval", str(run_dir / "final.irlm"), "--checkpoint", "best"], "is a checkpoint file",
+          "--checkpoint best picks a file inside a run directory", f"pass the run directory ({run_dir})")
     check(["generate", str(tmp_path), "--prompt", "x"], "no final.irlm")
     check(["eval", str(run_dir), "--corpus-option", "seed=7", "--corpus-option", "n_sentences=300"],
           "different vocabulary")

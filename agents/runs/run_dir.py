@@ -112,8 +112,9 @@ class RunDirectory:
 
     ``eval_context_length`` is how the model is scored: the SB3 agents' policy sees a window of
     ``context_length`` tokens, so they pass it; the recurrent native agents pass ``None`` (hidden
-    state carried over the split). It is stored with the checkpoints so ``irlm eval`` reproduces
-    the numbers recorded here.
+    state carried over the split). It is stored with the checkpoints so that ``irlm eval
+    --max-tokens EVAL_TOKENS`` reproduces the numbers recorded here (without ``--max-tokens`` it
+    scores the whole split).
     """
 
     def __init__(
