@@ -210,6 +210,9 @@ def _set(path: tuple[str, ...], value: object) -> Callable[[dict[str, Any]], Non
         (_set(("weights_sha256",), 12), "not a SHA-256 hex digest"),
         (_set(("surprise",), 1), "unknown field"),
         (lambda header: header.pop("extra"), "missing field"),
+        (_set(("version",), 2), r"format version 2, where this irlm-env reads version 1; it was written by a newer "
+                                r"irlm-env: upgrade this one \(pip install -U irlm-env\)"),
+        (_set(("version",), "1"), "format version '1', where this irlm-env reads version 1; re-save the model"),
     ],
 )
 def test_crafted_header_is_refused_before_building_the_model(
@@ -220,6 +223,29 @@ def test_crafted_header_is_refused_before_building_the_model(
     with pytest.raises(IrlmError, match=rf"crafted\.irlm.*{message}"):
         load_model(path)
     assert time.perf_counter() - start < 2.0
+
+
+def test_weights_that_are_not_floating_point_are_refused(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = save_model(_model(), tmp_path / "model.irlm", VOCAB, TOKENIZER)
+    raw = path.read_bytes()
+    metadata = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+    tensors = load_file(path)
+    tensors["decoder.bias"] = tensors["decoder.bias"].to(torch.int64)
+    save_file(tensors, tmp_path / "ints.irlm", metadata=metadata)
+    with pytest.raises(IrlmError, match="tensor 'decoder.bias' holds 'I64' numbers, where weights are floating point"):
+        load_model(tmp_path / "ints.irlm")
+
+
+def test_a_stable_baselines3_zip_is_named_as_one(tmp_path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "ppo.zip", "w") as archive:  # the members SB3's save writes
+        for member in ("data", "pytorch_variables.pth", "policy.pth", "policy.optimizer.pth", "_stable_baselines3_version"):
+            archive.writestr(member, "x")
+    with pytest.raises(IrlmError, match="it is a Stable-Baselines3 zip .* pass the run directory's final.irlm"):
+        load_model(tmp_path / "ppo.zip")
 
 
 def test_crafted_header_costs_no_allocation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ FORMAT_VERSION = 1
 #: The output layer of a tied model is the embedding; it is stored once and re-tied on load.
 TIED_KEY = "decoder.weight"
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
+#: The safetensors dtypes a model's weights may be stored in.
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 #: safetensors' own limit on the JSON header; a larger claimed size is a corrupt or crafted file.
 MAX_HEADER_BYTES = 100 * 2**20
 REQUIRED_FIELDS = frozenset({"format", "version", "model", "vocabulary", "tokenizer", "extra", "weights_sha256"})
@@ -282,6 +285,13 @@ def _read_parts(path: Path) -> tuple[dict[str, Any], dict[str, Any], bytes]:
                 index = json.loads(head)
                 header = json.loads(index.pop("__metadata__")["irlm"])
             except (ValueError, KeyError, AttributeError, TypeError):
+                if prefix.startswith(b"PK\x03\x04") and _is_sb3_zip(path):
+                    raise _corrupt(
+                        path,
+                        "it is a Stable-Baselines3 zip (PPO.save or the like), not an .irlm checkpoint; pass "
+                        "the run directory's final.irlm, or save agent.policy.language_model with "
+                        "irlm_agents.lm.checkpoints.save_model",
+                    ) from None
                 if prefix.startswith(_PICKLE_MAGIC):
                     raise _corrupt(
                         path,
@@ -291,11 +301,24 @@ def _read_parts(path: Path) -> tuple[dict[str, Any], dict[str, Any], bytes]:
                 raise _corrupt(path, "no irlm header found (truncated, corrupt, or not an .irlm checkpoint)") from None
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 raise _corrupt(path, "not an .irlm checkpoint")
-            if header.get("version") != FORMAT_VERSION:
-                raise _corrupt(path, f"format version {header.get('version')!r}; this irlm reads version {FORMAT_VERSION}")
+            version = header.get("version")
+            if version != FORMAT_VERSION:
+                newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+                fix = ("it was written by a newer irlm-env: upgrade this one (pip install -U irlm-env)" if newer
+                       else "re-save the model with irlm_agents.lm.checkpoints.save_model")
+                raise _corrupt(path, f"format version {version!r}, where this irlm-env reads version {FORMAT_VERSION}; {fix}")
             return header, index, prefix + head + handle.read()
     except OSError as error:
         raise IrlmError(f"cannot read checkpoint {str(path)!r} ({error.strerror or error}); check the path and its permissions") from None
+
+
+def _is_sb3_zip(path: Path) -> bool:
+    """Whether ``path`` is a zip holding Stable-Baselines3's ``policy.pth`` (read as a listing only)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "policy.pth" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _object(path: Path, header: dict[str, Any], name: str) -> dict[str, Any]:
@@ -347,6 +370,9 @@ def _check_shapes(path: Path, config: ModelConfig, index: dict[str, Any]) -> Non
         shape = entry.get("shape") if isinstance(entry, dict) else None
         if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
             raise _corrupt(path, f"tensor {name!r} has no valid shape in the file's index")
+        if entry.get("dtype") not in FLOAT_DTYPES:
+            raise _corrupt(path, f"tensor {name!r} holds {entry.get('dtype')!r} numbers, where weights are "
+                                 f"floating point ({', '.join(FLOAT_DTYPES)})")
         found[name] = tuple(shape)
     if found != expected:
         wrong = sorted(set(found) ^ set(expected)) or sorted(n for n in found if found[n] != expected[n])
