@@ -470,6 +470,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                       for run in row["runs"] if run["seed"] in reference]
             row[f"{key}_ratio"] = statistics.fmean(ratios) if ratios else math.nan
         row["seeds"] = sorted(run["seed"] for run in row["runs"])
+        row["ratio_seeds"] = [seed for seed in row["seeds"] if seed in reference]
     return list(rows.values())
 
 
@@ -499,6 +500,10 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
     for row in rows:
         if row["seeds"] != seeds:  # pooled files where an agent was run with some of the seeds only
             print(f"({row['name']}: mean of seeds {', '.join(map(str, row['seeds']))} only)")
+        if row["ratio_seeds"] != row["seeds"]:  # its figures and its ratios are means over other seeds
+            alone = sorted(set(row["seeds"]) - set(row["ratio_seeds"]))
+            print(f"({row['name']}: its x sup ratios leave out seed(s) {', '.join(map(str, alone))}, which have no "
+                  "supervised run; its figures do not)")
     sup = next((row for row in rows if row["name"] == "supervised"), None)
     for name in PEERS:
         top1, ppl = peers[f"{name}_top1"], peers[f"{name}_perplexity"]

@@ -286,6 +286,14 @@ def test_table_pools_the_seeds_of_several_files(tmp_path: Path, capsys: pytest.C
     assert _bench().main(["--table", str(seeds01), str(seeds23)]) == 0
     out = capsys.readouterr().out
     assert "(likelihood-k8: mean of seeds 0 only)" in out and "likelihood-k2: mean of" not in out
+    assert "ratios leave out" not in out
+
+    # A seed with no supervised run to divide by is named: the ratios and figures cover other seeds.
+    lone = tmp_path / "lone.json"
+    lone.write_text(json.dumps({**header, "runs": [run("likelihood-k8", 4, 0.10, 300.0)]}))
+    assert _bench().main(["--table", str(seeds01), str(seeds23), str(lone)]) == 0
+    out = capsys.readouterr().out
+    assert "(likelihood-k8: its x sup ratios leave out seed(s) 4, which have no supervised run; its figures do not)" in out
 
     # Files of another benchmark, or two different runs under one name and seed, are refused.
     other = tmp_path / "other.json"
