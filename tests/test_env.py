@@ -171,6 +171,18 @@ def test_pickled_env_behaves_like_the_original(grammar: Corpus) -> None:
             assert str(clone.reset()) == str(env.reset())
 
 
+def test_setting_np_random_draws_the_next_episodes_from_it(grammar: Corpus) -> None:
+    envs = [NextWordEnv(corpus=grammar, feed="action", feed_probability=0.5) for _ in range(2)]
+    for seed, env in enumerate(envs):
+        env.reset(seed=seed)
+        env.np_random = np.random.default_rng(7)
+    for _ in range(5):
+        first, second = (env.reset()[0] for env in envs)
+        assert np.array_equal(first, second)
+        for _ in range(3):  # the feed draws from the new generator too
+            assert np.array_equal(envs[0].step(1)[0], envs[1].step(1)[0])
+
+
 def test_copied_env_reads_its_live_context(grammar: Corpus) -> None:
     # The context a reward and render() read is a view; a copy must view the copy's buffers.
     env = NextWordEnv(corpus=grammar, render_mode="ansi", context_length=4)

@@ -195,6 +195,17 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
         self._done = True
         self._last: tuple[np.ndarray, int, int] | None = None  # context, action, target
 
+    @property
+    def np_random(self) -> np.random.Generator:
+        return gym.Env.np_random.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    @np_random.setter
+    def np_random(self, value: np.random.Generator) -> None:
+        # Starts and feeds are drawn in blocks; a new generator must draw the next ones itself.
+        gym.Env.np_random.fset(self, value)  # type: ignore[attr-defined]
+        self._next_start = len(self._starts)
+        self._next_feed = FEED_BLOCK
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickle and deepcopy copy a view as an array of its own; rewards must see the live buffers.
         self.__dict__.update(state)
