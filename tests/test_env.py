@@ -183,6 +183,15 @@ def test_setting_np_random_draws_the_next_episodes_from_it(grammar: Corpus) -> N
             assert np.array_equal(envs[0].step(1)[0], envs[1].step(1)[0])
 
 
+def test_render_shows_a_pad_token_the_agent_fed_itself(grammar: Corpus) -> None:
+    env = NextWordEnv(corpus=grammar, render_mode="ansi", context_length=6, feed="action")
+    env.reset(seed=0)
+    pad = grammar.vocab.pad_id
+    for action in (pad, pad):
+        env.step(action)
+    assert env.render().startswith("context:    ") and env.render().count(grammar.vocab.token(pad)) == 2
+
+
 def test_copied_env_reads_its_live_context(grammar: Corpus) -> None:
     # The context a reward and render() read is a view; a copy must view the copy's buffers.
     env = NextWordEnv(corpus=grammar, render_mode="ansi", context_length=4)

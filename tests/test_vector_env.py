@@ -201,6 +201,27 @@ def test_render_gives_one_ansi_frame_per_stream(grammar: Corpus) -> None:
         assert f"truth:      {env.vocab.token(int(target))}" in frame and "(correct)" in frame
 
 
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep", "Disabled"])
+def test_render_around_resets_matches_a_sync_vector_env(mode: str) -> None:
+    # Sentences of different lengths: streams end, and restart, at different steps.
+    settings = {"corpus": "grammar", "mode": "line", "render_mode": "ansi"}
+    native = gym.make_vec("irlm/NextWord-v0", num_envs=3, autoreset_mode=mode, **settings)
+    sync = gym.make_vec("irlm/NextWord-v0", num_envs=3, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": mode}, **settings)
+    native.reset(seed=0)
+    sync.reset(seed=0)
+    for t in range(40):
+        ended = native.unwrapped.pending_reset.copy()
+        if mode == "Disabled" and ended.any():  # only those restart; the others keep their frames
+            native.reset(options={"reset_mask": ended.copy()})
+            sync.reset(options={"reset_mask": ended.copy()})
+        else:
+            actions = native.unwrapped.targets()
+            native.step(actions)
+            sync.step(actions)
+        assert native.render() == sync.render(), f"{mode} at call {t}"
+
+
 def test_no_memory_growth_over_many_episodes(grammar: Corpus) -> None:
     env = NextWordVectorEnv(64, corpus=grammar, mode="line", autoreset_mode="SameStep")
     env.reset(seed=0)

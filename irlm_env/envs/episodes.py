@@ -249,8 +249,10 @@ def render_text(
     vocab = corpus.vocab
 
     def text(ids: np.ndarray) -> str:
-        # The pad id never occurs in text, so dropping it removes exactly the left padding.
-        return corpus.tokenizer.join(vocab.decode(ids[ids != vocab.pad_id].tolist()))
+        # An episode's first token comes from the text, never the pad id, so the left padding is
+        # the pads before the first other id; a pad the agent fed itself later is shown.
+        shown = np.flatnonzero(ids != vocab.pad_id)
+        return corpus.tokenizer.join(vocab.decode(ids[shown[0]:].tolist() if shown.size else []))
 
     frame = f"context:    {text(context)}\n"
     if action is None or target is None:

@@ -250,7 +250,6 @@ class NextWordVectorEnv(VectorEnv):
         self._any_pending = bool(self.pending_reset.any())
         self.episode_starts[:] = False
         self.episode_starts[streams] = True
-        self._last = None
         return self._output(self._obs), {}
 
     def step(
@@ -375,7 +374,12 @@ class NextWordVectorEnv(VectorEnv):
         return self._obs.copy() if self._history is None else self._histories()
 
     def render(self) -> tuple[str, ...] | None:
-        """One ``ansi`` frame per stream, like a sync vector env of single envs."""
+        """One ``ansi`` frame per stream, like a sync vector env of single envs.
+
+        A stream that has just begun an episode (``episode_starts``: reset, or autoreset at this
+        step) shows its new context, as a single env does after ``reset()``; the others show
+        their last step's context, prediction and truth.
+        """
         if self.render_mode is None:
             return None
         self._require_started("render()")
@@ -383,8 +387,8 @@ class NextWordVectorEnv(VectorEnv):
             return tuple(render_text(self.corpus, row, None, None) for row in self._obs)
         contexts, actions, targets = self._last
         return tuple(
-            render_text(self.corpus, c, int(a), int(t))
-            for c, a, t in zip(contexts, actions, targets, strict=True)
+            render_text(self.corpus, obs, None, None) if start else render_text(self.corpus, c, int(a), int(t))
+            for obs, start, c, a, t in zip(self._obs, self.episode_starts, contexts, actions, targets, strict=True)
         )
 
     # ----------------------------------------------------------------------------------
