@@ -222,6 +222,17 @@ def test_render_around_resets_matches_a_sync_vector_env(mode: str) -> None:
         assert native.render() == sync.render(), f"{mode} at call {t}"
 
 
+def test_next_step_ignores_the_actions_of_streams_it_resets_as_gymnasium_does(grammar: Corpus) -> None:
+    env = NextWordVectorEnv(2, corpus=grammar, episode_length=1)
+    env.reset(seed=0)
+    env.step(env.targets())
+    assert env.pending_reset.all()
+    _, rewards, _, _, _ = env.step(np.array([-1, len(env.vocab)]))  # never looked at: both streams restart
+    assert np.array_equal(rewards, [0.0, 0.0]) and env.episode_starts.all()
+    with pytest.raises(IrlmError, match="outside the action space"):
+        env.step(np.array([-1, 0]))  # a live stream's action is checked
+
+
 def test_no_memory_growth_over_many_episodes(grammar: Corpus) -> None:
     env = NextWordVectorEnv(64, corpus=grammar, mode="line", autoreset_mode="SameStep")
     env.reset(seed=0)

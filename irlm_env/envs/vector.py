@@ -263,7 +263,8 @@ class NextWordVectorEnv(VectorEnv):
                 "autoreset_mode DISABLED call reset(options={'reset_mask': ...}) for them "
                 "before step()"
             )
-        actions = self._check_actions(actions, (self.num_envs,))
+        resetting = self.pending_reset if self._any_pending and self.autoreset_mode is AutoresetMode.NEXT_STEP else None
+        actions = self._check_actions(actions, (self.num_envs,), resetting)
         obs, target = self._obs, self._target
         candidates = actions[:, None]  # a fresh view: making it read-only leaves the caller's array be
         candidates.flags.writeable = False
@@ -451,13 +452,16 @@ class NextWordVectorEnv(VectorEnv):
         return {"target": self._output(target), "_target": mask.copy(),
                 "correct": self._output(correct), "_correct": mask.copy()}
 
-    def _check_actions(self, actions: Any, shape: tuple[int, ...]) -> np.ndarray:
+    def _check_actions(self, actions: Any, shape: tuple[int, ...], ignored: np.ndarray | None = None) -> np.ndarray:
+        """``actions`` as int64 token ids; those of the ``ignored`` streams (being reset) become 0 unchecked."""
         array = np.asarray(actions)
         if array.shape != shape or array.dtype.kind not in "iu":
             raise IrlmError(
                 f"actions must be integer token ids of shape {shape}, got "
                 f"{array.dtype} array of shape {array.shape}"
             )
+        if ignored is not None:  # as Gymnasium's vector envs, which never look at them
+            array = np.where(ignored, 0, array)
         given, array = array, array.astype(np.int64, copy=False)
         # As unsigned, negative ids become huge: one comparison checks both bounds.
         if array.size and array.view(np.uint64).max() >= len(self.vocab):
