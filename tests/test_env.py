@@ -294,7 +294,8 @@ def test_action_outside_the_space(grammar: Corpus, action: object) -> None:
     vocab = len(grammar.vocab)
     if isinstance(action, str) and action == "vocab":
         action = vocab
-    with pytest.raises(IrlmError, match=rf"action .* is outside the action space: use an integer "
+    named = "" if isinstance(action, int) and not isinstance(action, bool) else rf" \({type(action).__name__}, not an integer\)"
+    with pytest.raises(IrlmError, match=rf"action .*{named} is outside the action space: use an integer "
                        rf"token id in \[0, {vocab - 1}\]"):
         env.step(action)
     # Integer-valued numpy scalars and 0-d arrays are fine.

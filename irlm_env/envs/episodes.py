@@ -137,9 +137,10 @@ class EpisodeSetup:
         return rng.random(FEED_BLOCK) < self.feed_probability
 
     def action_error(self, action: object) -> IrlmError:
+        integer = isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_))
+        what = f"action {action!r}" if integer else f"action {action!r} ({type(action).__name__}, not an integer)"
         return IrlmError(
-            f"action {action!r} is outside the action space: use an integer token id in "
-            f"[0, {len(self.corpus.vocab) - 1}]"
+            f"{what} is outside the action space: use an integer token id in [0, {len(self.corpus.vocab) - 1}]"
         )
 
 

@@ -93,7 +93,8 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Starting State
 
-    ``mode="window"``: a uniformly random position of the split. ``mode="line"``: the
+    ``mode="window"``: a uniformly random position among those that leave ``episode_length``
+    predictions before the split's end. ``mode="line"``: the
     ``<eos>`` that opens a uniformly random line (unit) of the split. Starts come from
     ``self.np_random``, so ``reset(seed=...)`` makes episodes reproducible.
 
@@ -137,6 +138,16 @@ class NextWordEnv(gym.Env[np.ndarray, np.int64]):
     - ``feed_probability``: with ``feed="action"``, the probability that a step shows the
       action (default 1.0: always); drawn from ``self.np_random``. Not used with ``"truth"``.
     - ``render_mode``: ``None`` or ``"ansi"`` (context, prediction and truth as text).
+
+    ## Vectorized Environment
+
+    ``gym.make_vec("irlm/NextWord-v0", num_envs=N, ...)`` gives
+    :class:`irlm_env.envs.vector.NextWordVectorEnv`, which steps N streams with whole-array
+    numpy operations and returns exactly what ``vectorization_mode="sync"`` returns.
+
+    ## Version History
+
+    - v0: the first version.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}

@@ -61,6 +61,11 @@ class NextWordVectorEnv(VectorEnv):
     single env's: each action is scored against the reference text's token, given the
     observations or, for a reward with a ``history_length``, the true histories.
 
+    ## Starting State
+
+    As in the single env, each stream from its own generator: ``reset(seed=s)`` seeds stream
+    ``i`` with ``s + i``.
+
     ## Episode End
 
     As in the single env; ended streams are reset automatically according to
