@@ -189,3 +189,18 @@ def test_the_annotation_check_can_fail() -> None:
 def test_every_name_in_an_annotation_is_defined_or_imported(name: str) -> None:
     unbound = unbound_annotation_names(MODULES[name].read_text(encoding="utf-8"))
     assert not unbound, f"{name} annotates with {', '.join(sorted(unbound))}, which it never defines or imports"
+
+
+def test_the_rllib_package_without_ray_names_the_extra_to_install() -> None:
+    # Run in a fresh interpreter where ray cannot be found, whether or not this one has it.
+    code = textwrap.dedent("""
+        import importlib.util, sys
+        real = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, *a: None if name == "ray" else real(name, *a)
+        try:
+            import irlm_agents.rllib.env
+        except Exception as error:
+            print(type(error).__name__, error)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("IrlmError irlm_agents.rllib needs Ray RLlib; install it with pip install 'irlm-env[rllib]'")

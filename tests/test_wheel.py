@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What the wheel is built from; copied so the build leaves nothing (build/, egg-info) in the checkout.
-SOURCES = ("pyproject.toml", "README.md", "irlm_env", "agents")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "irlm_env", "agents")
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "irlm_agents/cli.py" in names and "irlm_agents/sb3/policy.py" in names
     assert not any(name.startswith(("tests/", "bench/", "plugins/", "agents/")) for name in names)
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)  # MIT: the notice travels
     target = work / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True, timeout=300)

@@ -5,3 +5,13 @@ and an RLModule hosting the project's language model (``pip install -e ".[rllib]
 - :mod:`irlm_agents.rllib.module`: ``LanguageModelRLModule`` (new API stack) and the check that
   turns RLlib's default model on token ids into a clear error.
 """
+
+from importlib.util import find_spec
+
+from irlm_env.errors import IrlmError
+
+if find_spec("ray") is None:
+    raise IrlmError(
+        "irlm_agents.rllib needs Ray RLlib; install it with pip install 'irlm-env[rllib]', in an environment "
+        "of its own (RLlib pins its own Gymnasium; see the README's Ray RLlib section)"
+    )
