@@ -60,7 +60,7 @@ def test_matches_brute_force(corpus: Corpus, context_length: int | None, cell: s
     model = _model(corpus, cell)
     text = corpus.split("validation")[:201]
     got = evaluate(model, corpus, "validation", context_length=context_length, max_tokens=200, batch_size=7)
-    want = _brute_force(model, text, context_length, 7, context_length or 8)
+    want = _brute_force(model, text, context_length, 7, context_length or 1)
     assert got["tokens"] == want["tokens"] == 200
     for key in ("top1", "top5", "reward"):
         assert got[key] == pytest.approx(want[key], abs=1e-12), key
@@ -97,7 +97,7 @@ class _ContextReward(Reward):
         return np.repeat(contexts[:, -1:].astype(np.float64), actions.shape[1], axis=1)
 
 
-@pytest.mark.parametrize("context_length, width", [(None, 8), (5, 5)])
+@pytest.mark.parametrize("context_length, width", [(None, 1), (5, 5)])
 def test_reward_sees_environment_context(corpus: Corpus, context_length: int | None, width: int) -> None:
     reward = _ContextReward()
     reward.expected_width = width  # type: ignore[attr-defined]

@@ -17,7 +17,9 @@ Two ways of reading the text, matching the two kinds of trainer:
   left-padded with the pad id at the start of the split.
 
 The reward is that of the greedy (argmax) action, scored with the reward plugin's batched form
-against the last ``context_length or 8`` tokens, the context the environment would show.
+against the context the training env showed: the last ``context_length`` tokens of a window
+model, the last token for a recurrent one (the native agents' env shows one token a step and the
+RNN carries the rest), or the true history of a reward that declares a ``history_length``.
 
 Free running (``free_top1``) measures exposure bias: a model trained only on true text may
 never have read its own mistakes. The text is cut into blocks of ``horizon`` tokens (in
@@ -45,8 +47,9 @@ from irlm_env.rewards import Reward, make_reward
 #: Time steps per forward pass in recurrent mode (and windows per stream in window mode). Keeps
 #: the (batch, chunk, vocabulary) logits small: 64 x 32 x 10,000 floats is 82 MB.
 CHUNK = 32
-#: Context shown to the reward when the model itself is recurrent (the environment's default).
-DEFAULT_REWARD_CONTEXT = 8
+#: Context shown to the reward when the model itself is recurrent: the one token the native
+#: agents' env shows at each step.
+DEFAULT_REWARD_CONTEXT = 1
 
 
 def _positive(name: str, value: int | None) -> None:
