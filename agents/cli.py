@@ -73,7 +73,8 @@ def _checkpoint_path(target: str, which: str, chosen: bool = False) -> Path:
 @click.option("--checkpoint", "which", type=click.Choice(["final", "best", "best-perplexity"]), default="final",
               show_default=True, help="which checkpoint of a run directory: the last, the best validation top-1, "
                                       "or the lowest validation perplexity")
-@click.option("--corpus", default=None, help="evaluate on this corpus instead of the training one")
+@click.option("--corpus", default=None, help="evaluate on this corpus instead of the training one (its vocabulary must be the checkpoint's, "
+                   "ids included)")
 @click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
               callback=parse_pairs, help="options for --corpus (repeatable)")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="score only this many tokens")
@@ -97,7 +98,9 @@ def eval_command(
     """Top-1/top-5 accuracy, perplexity, mean reward and free-running top-1 of a checkpoint on a split.
 
     The corpus, tokenizer, reward and context window are those the checkpoint was trained
-    with (stored in it); --corpus evaluates on another corpus with the same vocabulary. The
+    with (stored in it); --corpus evaluates on another corpus whose vocabulary is the
+    checkpoint's: the same tokens with the same ids, which a vocabulary built from another
+    text's word counts rarely has (the checkpoint's vocabulary hash is checked). The
     whole split is scored unless --max-tokens says otherwise: training validated on the first
     --eval-tokens of it, so --max-tokens with that number gives the run's own figures.
 

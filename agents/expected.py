@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from irlm_agents.native.estimators import expected_reward_loss
-from irlm_agents.native.rollout import Segment
+from irlm_agents.native.rollout import Segment, float32_rewards
 from irlm_agents.native.training import (
     NativeArgs,
     Progress,
@@ -67,7 +67,16 @@ def reward_table(reward: CheckedReward, segment: Segment) -> torch.Tensor:
         raise ValueError("reward_table needs a segment collected with keep_contexts=True")
     contexts = segment.reward_contexts.reshape(-1, segment.reward_contexts.shape[-1])
     table = reward.table(segment.targets.reshape(-1).cpu().numpy(), contexts)
-    return torch.from_numpy(np.asarray(table, dtype=np.float32)).to(segment.targets.device)
+    return torch.from_numpy(float32_rewards(table)).to(segment.targets.device)
+
+
+def check_log_table(args: Args, table: np.ndarray | torch.Tensor) -> None:
+    """Refuse a negative reward for ``log_er``: log E[R] is undefined where E[R] can be below 0."""
+    if args.objective == "log_er" and bool((table < 0).any()):
+        raise IrlmError(
+            f"the log_er objective needs rewards >= 0, but reward {args.reward!r} pays {float(table.min()):g}; "
+            "use --objective er for signed rewards"
+        )
 
 
 def train(args: Args) -> TrainResult:
@@ -77,11 +86,13 @@ def train(args: Args) -> TrainResult:
     # A reward may define table() and still answer None ("cannot be tabulated"): ask it once here,
     # on the first step's contexts, rather than fail at the first update with the run half written.
     contexts = rollout.env.reward_contexts()
-    if not setup.reward.has_table or setup.reward.table(np.zeros(len(contexts), np.int64), contexts) is None:
+    first = setup.reward.table(rollout.env.targets(), contexts) if setup.reward.has_table else None
+    if first is None:
         raise IrlmError(
             f"reward {args.reward!r} provides no reward table, so the exact gradient is unavailable; "
             "use a reward with a table (e.g. exact) or a sampling agent (group, reinforce)"
         )
+    check_log_table(args, np.asarray(first))
     optimizer = make_optimizer(model.parameters(), args)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
@@ -92,6 +103,7 @@ def train(args: Args) -> TrainResult:
             with progress.timed():
                 segment = rollout.collect(args.rollout_steps, sampler, keep_contexts=True)
                 table = reward_table(setup.reward, segment)
+                check_log_table(args, table)
                 logits = model.head(rollout.features(segment)).reshape(table.shape)
                 if args.objective == "log_er":
                     # The mean over contexts with a signal, whose count differs between processes.

@@ -511,6 +511,61 @@ def test_a_warm_start_refuses_model_options_the_checkpoint_overrides(tmp_path: P
     assert (recorded["hidden_size"], recorded["embedding_dim"]) == (hidden, first.model.config.embedding_dim)
 
 
+class _Scaled:
+    """Pays ``hit`` for the true token and ``miss`` otherwise, with a table."""
+
+    def __init__(self, corpus: object, hit: float = 1.0, miss: float = 0.0) -> None:
+        self.hit, self.miss = hit, miss
+
+    def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+        return self.hit if action == target else self.miss
+
+    def table(self, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        table = np.full((len(targets), 65), self.miss)
+        table[np.arange(len(targets)), targets] = self.hit
+        return table
+
+
+@pytest.fixture
+def scaled_reward() -> Any:
+    from irlm_env import hookimpl, plugins
+
+    class Plugin:
+        @hookimpl
+        def irlm_register_rewards(self, register: Any) -> None:
+            register("scaled", _Scaled)
+
+    plugins.register_plugin(Plugin(), "scaled-test")
+    yield
+    plugins.reset_plugins()
+
+
+def test_expected_log_er_refuses_a_signed_reward_before_the_run(scaled_reward: None, tmp_path: Path) -> None:
+    expected = importlib.import_module("irlm_agents.expected")
+    signed = {**TINY, "reward": "scaled", "reward_options": {"miss": -1.0}}
+    with pytest.raises(IrlmError, match="the log_er objective needs rewards >= 0, but reward 'scaled' pays -1; "
+                                        "use --objective er"):
+        expected.train(expected.Args(**{**signed, "objective": "log_er", "run_dir": str(tmp_path / "run")}))
+    assert not (tmp_path / "run").exists()
+    expected.train(expected.Args(**{**signed, "objective": "er", "total_tokens": 2000, "run_dir": str(tmp_path / "er")}))
+
+
+@pytest.mark.parametrize("agent", ["reinforce", "group", "expected"])
+def test_a_reward_beyond_float32_stops_the_run(scaled_reward: None, tmp_path: Path, agent: str) -> None:
+    module = importlib.import_module(f"irlm_agents.{agent}")
+    args = module.Args(**{**TINY, "reward": "scaled", "reward_options": {"hit": 1e39, "miss": 1e39},
+                          "run_dir": str(tmp_path / "run")})
+    with pytest.raises(IrlmError, match=r"a reward of 1e\+39 is beyond float32's range"):
+        module.train(args)
+
+
+def test_unscored_candidates_have_nan_rewards() -> None:
+    setup = build(NativeArgs(**{**TINY, "n_envs": 4}))
+    segment = setup.rollout.collect(3, lambda logits, probs: torch.topk(logits, 3, -1).indices)
+    assert segment.rewards is not None and segment.rewards.shape == (4, 3, 3)
+    assert torch.isnan(segment.rewards[..., 1:]).all() and not torch.isnan(segment.rewards[..., 0]).any()
+
+
 def test_expected_refuses_a_reward_whose_table_is_none_before_the_run(tmp_path: Path) -> None:
     from irlm_env import Reward, hookimpl, plugins
 

@@ -28,6 +28,7 @@ from gymnasium.vector import AutoresetMode
 
 from irlm_agents.lm.model import Hidden, RNNLanguageModel
 from irlm_env.envs.vector import NextWordVectorEnv
+from irlm_env.errors import IrlmError
 
 #: Picks the candidate tokens of each stream from the policy's logits (N, V) and their softmax
 #: (N, V), which the rollout has already computed: returns (N, K) int64, column 0 being the
@@ -44,7 +45,7 @@ class Segment:
     starts: torch.Tensor  # (N, T) bool: an episode begins at this step (hidden reset before it)
     hidden: Hidden  # hidden state before step 0 (detached), for the fused recomputation
     actions: torch.Tensor | None = None  # (N, T, K) candidates, column 0 the stepped action
-    rewards: torch.Tensor | None = None  # (N, T, K) their rewards
+    rewards: torch.Tensor | None = None  # (N, T, K) their rewards; NaN where not scored (collect(score=False))
     #: (N, T, V) π at each step, as computed during the rollout (with dropout, recomputed by
     #: :meth:`Rollout.features` under the update's dropout masks). A buffer the rollout reuses
     #: (allocating and first-touching it cost as much as a fifth of a rollout): it is valid
@@ -170,14 +171,16 @@ class Rollout:
                     k = candidates.shape[1]
                     actions = torch.empty((n, steps, k), dtype=torch.int64, device=self.device)
                     rewards = torch.empty((n, steps, k), device=self.device)
+                    if not score:
+                        rewards[..., 1:] = float("nan")  # only the stepped action is scored
                 actions[:, t] = candidates
                 cand = candidates.cpu().numpy()
                 step_actions = cand[:, 0]
                 if score:
-                    rewards[:, t] = torch.from_numpy(np.asarray(self.env.score(cand), dtype=np.float32))
+                    rewards[:, t] = torch.from_numpy(float32_rewards(self.env.score(cand)))
             obs, step_rewards, terminated, truncated, _ = self.env.step(step_actions)
             if sampler is not None and not score:
-                rewards[:, t, 0] = torch.from_numpy(np.asarray(step_rewards, dtype=np.float32))
+                rewards[:, t, 0] = torch.from_numpy(float32_rewards(step_rewards))
             self._obs = np.asarray(obs)[:, 0]
             self._starts = np.logical_or(terminated, truncated)
         self._pending = Segment(
@@ -227,3 +230,15 @@ class Rollout:
             with torch.no_grad():
                 segment.probs.copy_(torch.softmax(model.head(features), -1))
         return features
+
+
+def float32_rewards(values: np.ndarray) -> np.ndarray:
+    """The rewards in the model's float32; one that is finite in float64 but not here would turn
+    every parameter into NaN at the next update, so it stops the run instead."""
+    with np.errstate(over="ignore"):
+        rewards = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(rewards).all():
+        worst = np.asarray(values, dtype=np.float64).flat[int(np.argmin(np.isfinite(rewards)))]
+        raise IrlmError(f"a reward of {worst:g} is beyond float32's range (about 3.4e38), which the agents train in; "
+                        "scale the reward down")
+    return rewards
