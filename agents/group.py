@@ -26,8 +26,10 @@ Estimators (per context, weights on ∇log π(a_k)):
 Options that spend queries better (for the 0/1 reward, where at most one candidate can hit):
 
 - ``stop_at_hit``: query the candidates in order and stop at the first positive reward; the
-  remaining candidates are never scored (their rewards are unknown to the update), so the mean
-  queries per token drop to the expected position of the first hit.
+  remaining candidates' rewards are never used (the rollout scores all K in one batched
+  ``env.score`` call, cheaper for the built-in rewards than sequential ones, and the update
+  masks what a sequential querier would not have asked), so the mean queries per token drop to
+  the expected position of the first hit.
 - ``miss_weight``: on a context where every candidate missed, also maximise log(1 - π(S)) for the
   queried set S: the feedback says the target is none of them, so mass moves off them. Together
   with a hit's log π(y) this is the log-likelihood of the observed feedback; it needs distinct
@@ -344,7 +346,7 @@ def group_loss(
         free = 0  # queried entries that cost no query: trusted known answers
         if memory is not None and args.trust_memory:
             # The known answer is first (see Recall.known_first); its remembered reward stands in
-            # for the one the env would give, so the context costs no query, and the table is not read.
+            # for the one the env gave, so the context costs no query: that answer is not used.
             trusted = memory.known_rows()
             rewards[trusted] = 0.0
             rewards[trusted, 0] = 1.0
