@@ -43,8 +43,10 @@ import multiprocessing
 import os
 import re
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from collections.abc import Callable, Iterable
@@ -631,6 +633,23 @@ def read_results(parser: argparse.ArgumentParser, path: Path, what: str,
     return saved
 
 
+def writable_folder(parser: argparse.ArgumentParser, folder: Path) -> None:
+    """Check that ``--out`` can be made and written, so that hours of runs are not lost at the end.
+
+    The folders the probe makes are removed again: a run that fails writes nothing.
+    """
+    made = next((parent for parent in reversed([folder, *folder.absolute().parents]) if not parent.exists()), None)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        parser.error(f"--out {folder}: cannot write there ({error.strerror or error}); pass a folder you can write to")
+    finally:
+        if made is not None and made.is_dir():
+            shutil.rmtree(made)
+
+
 def preflight(parser: argparse.ArgumentParser, options: argparse.Namespace, common: dict[str, Any],
               names: Iterable[str], seed: int) -> Corpus:
     """Check, before any run starts, what would fail every run: threads, device, corpus, settings.
@@ -642,6 +661,7 @@ def preflight(parser: argparse.ArgumentParser, options: argparse.Namespace, comm
     from irlm_env.corpus import load_corpus
     from irlm_env.errors import IrlmError
 
+    writable_folder(parser, Path(options.out))
     if options.threads < 1:
         parser.error(f"--threads must be a positive integer, got {options.threads}")
     if options.corpus == "tinyshakespeare" and not TINY_SHAKESPEARE.is_file():

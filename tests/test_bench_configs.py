@@ -115,6 +115,21 @@ def test_what_would_fail_every_run_is_refused_before_any_starts(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("script", ["learning", "native_throughput"])
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        _bench(script).main(["--corpus", "pydocs", "--total-tokens", "100", "--out", str(blocker / "out")])
+    assert f"--out {blocker / 'out'}: cannot write there" in capsys.readouterr().err
+    fresh = tmp_path / "new" / "deeper"
+    with pytest.raises(SystemExit):  # a folder that can be made passes the probe, and is not left behind
+        _bench(script).main(["--corpus", "pydocs", "--threads", "0", "--out", str(fresh)])
+    assert not (tmp_path / "new").exists()
+
+
 def test_when_every_run_fails_nothing_is_written_and_the_exit_code_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
