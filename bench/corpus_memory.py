@@ -76,9 +76,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=float, default=200.0, help="size of the generated text")
     parser.add_argument("--path", type=Path, help="tokenize this file instead of generating one")
-    parser.add_argument("--tokenizer", default="word", help="word, char or bpe")
+    parser.add_argument("--tokenizer", default="word", choices=("word", "char", "bpe"), help="word, char or bpe")
     parser.add_argument("--max-vocab", type=int, default=10000, help="vocabulary size (0: no limit)")
     args = parser.parse_args()
+    if args.path is not None and not args.path.is_file():
+        parser.error(f"--path {args.path}: no such file; pass a text file")
+    if args.path is None and not args.size_mb > 0:
+        parser.error(f"--size-mb must be above 0, got {args.size_mb}")
+    if args.max_vocab < 0:
+        parser.error(f"--max-vocab must be 0 (no limit) or positive, got {args.max_vocab}")
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path
         if path is None:
@@ -90,7 +96,8 @@ def main() -> None:
         result = subprocess.run([sys.executable, "-c", CHILD, str(path), args.tokenizer, max_vocab],
                                 env=env, capture_output=True, text=True)
         if result.returncode:
-            sys.exit(f"tokenizing failed:\n{result.stderr}")
+            last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit status {result.returncode}"
+            sys.exit(f"tokenizing failed: {last}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     bound = 3 * text_mb + figures["array_mb"]
     print(f"text {text_mb:.1f} MB, {figures['tokens']:,} tokens ({figures['dtype']}, {figures['array_mb']:.1f} MB), "
@@ -98,6 +105,8 @@ def main() -> None:
     print(f"peak RSS {figures['peak_mb']:.0f} MB (interpreter and imports {figures['before_mb']:.0f} MB); "
           f"bound 3 x text + token array = {bound:.0f} MB; peak / text = {figures['peak_mb'] / text_mb:.2f}")
     print("PASS" if figures["peak_mb"] <= bound else "FAIL")
+    if figures["peak_mb"] > bound:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

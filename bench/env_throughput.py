@@ -2,7 +2,9 @@
 
 Every rate is printed as a ratio to a bare numpy loop run in the same process, which does only
 the work any next-word stepper must do (gather the targets, compare them with the actions,
-advance the cursors, gather the context windows), so the figures survive noisy machines.
+advance the cursors, gather the context windows), so the figures survive noisy machines. Every
+configuration is measured once per round, all of them in turn, and the ratios are the medians
+over rounds of the ratios within each round.
 
     python bench/env_throughput.py                       # tinyshakespeare, word tokens
     python bench/env_throughput.py --corpus grammar      # any registered corpus
@@ -13,6 +15,7 @@ Targets: native vector env at 4096 envs >= 30% of the bare loop and >= 50x the s
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,7 @@ import numpy as np
 
 import irlm_env
 from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.errors import IrlmError
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 
@@ -107,49 +111,63 @@ def vector_env(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default="text", help="registered corpus name")
+    parser.add_argument("--corpus", default="text", help="registered corpus name (text: the file of --path)")
     parser.add_argument("--path", default=str(SHAKESPEARE), help="file for the text corpus")
     parser.add_argument("--max-vocab", type=int, default=10000, help="vocabulary size")
     parser.add_argument("--context-length", type=int, default=8, help="tokens per observation")
     parser.add_argument("--seconds", type=float, default=1.0, help="timing per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times every configuration is measured, all of them in turn; medians are reported")
     args = parser.parse_args()
-
+    for name in ("max_vocab", "context_length", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if not args.seconds > 0:
+        parser.error(f"--seconds must be above 0, got {args.seconds}")
     options = {"path": args.path} if args.corpus == "text" else {}
-    corpus = load_corpus(args.corpus, max_vocab=args.max_vocab, **options)
+    try:
+        corpus = load_corpus(args.corpus, max_vocab=args.max_vocab, **options)
+    except IrlmError as error:
+        parser.error(f"--corpus {args.corpus}: {error}")
     tokens, context, seconds = corpus.split("train"), args.context_length, args.seconds
-    print(f"corpus {corpus!r}, context_length={context}")
+    print(f"corpus {corpus!r}, context_length={context}, {args.rounds} rounds of {seconds:g} s per measurement")
 
-    bare = {n: bare_loop(tokens, n, context, seconds) for n in (64, 1024, 4096)}
-    rows: list[tuple[str, float, int]] = [
-        ("single env (gym.make)", single_env(corpus, context, seconds), 4096),
-        ("sync vector env, 64 envs", vector_env(corpus, 64, context, seconds, "sync"), 4096),
+    # (name, streams, the bare loop of the same number of streams or None, measure)
+    configurations: list[tuple[str, int, str | None, Callable[[], float]]] = [
+        ("single env (gym.make)", 1, None, lambda: single_env(corpus, context, seconds)),
+        ("sync vector env, 64 envs", 64, "bare numpy loop, 64 streams",
+         lambda: vector_env(corpus, 64, context, seconds, "sync")),
+        *((f"native vector env, {n} envs", n, f"bare numpy loop, {n} streams",
+           lambda n=n: vector_env(corpus, n, context, seconds, "vector_entry_point")) for n in (64, 1024, 4096)),
+        ("native, 4096 envs, copy=False", 4096, "bare numpy loop, 4096 streams",
+         lambda: vector_env(corpus, 4096, context, seconds, "vector_entry_point", copy=False)),
+        ("native, 4096 envs, same-step", 4096, "bare numpy loop, 4096 streams",
+         lambda: vector_env(corpus, 4096, context, seconds, "vector_entry_point", autoreset_mode="SameStep")),
+        *((f"bare numpy loop, {n} streams", n, f"bare numpy loop, {n} streams",
+           lambda n=n: bare_loop(tokens, n, context, seconds)) for n in (64, 1024, 4096)),
+        ("bare loop sliding windows, 4096", 4096, "bare numpy loop, 4096 streams",
+         lambda: bare_loop(tokens, 4096, context, seconds, slide=True)),
     ]
-    for n in (64, 1024, 4096):
-        native = vector_env(corpus, n, context, seconds, "vector_entry_point")
-        rows.append((f"native vector env, {n} envs", native, n))
-    rows.append((
-        "native, 4096 envs, copy=False",
-        vector_env(corpus, 4096, context, seconds, "vector_entry_point", copy=False), 4096,
-    ))
-    rows.append((
-        "native, 4096 envs, same-step",
-        vector_env(corpus, 4096, context, seconds, "vector_entry_point",
-                   autoreset_mode="SameStep"), 4096,
-    ))
-    for n, value in bare.items():
-        rows.append((f"bare numpy loop, {n} streams", value, n))
-    sliding = bare_loop(tokens, 4096, context, seconds, slide=True)
-    rows.append(("bare loop sliding windows, 4096", sliding, 4096))
+    rounds: list[dict[str, float]] = []
+    for index in range(args.rounds):  # every configuration once per round: a drift hits them all
+        rounds.append({name: measure() for name, _, _, measure in configurations})
+        print(f"round {index + 1} of {args.rounds} done", flush=True)
 
+    def ratio(name: str, reference: str) -> float:
+        """The median over rounds of the ratio within each round."""
+        return statistics.median(r[name] / r[reference] for r in rounds)
+
+    bare = "bare numpy loop, 4096 streams"
     print(f"{'':34} {'env steps/s':>14} {'/ bare 4096':>12} {'/ bare same N':>14}")
-    for name, value, n in rows:
-        print(f"{name:34} {value:14,.0f} {value / bare[4096]:12.3f} {value / bare[n]:14.3f}")
-
-    native_4096 = rows[4][1]
-    sync_64 = rows[1][1]
-    print(f"\nnative 4096 / bare 4096 = {native_4096 / bare[4096]:.2f} (target >= 0.30)")
-    print(f"native 4096 / sliding bare loop 4096 = {native_4096 / sliding:.2f}")
-    print(f"native 4096 / sync 64   = {native_4096 / sync_64:.0f}x (target >= 50x)")
+    for name, _, same, _ in configurations:
+        steps = statistics.median(r[name] for r in rounds)
+        own = f"{ratio(name, same):14.3f}" if same else f"{'-':>14}"
+        print(f"{name:34} {steps:14,.0f} {ratio(name, bare):12.3f} {own}")
+    native = "native vector env, 4096 envs"
+    by_round = " ".join(f"{r[native] / r[bare]:.2f}" for r in rounds)
+    print(f"\nnative 4096 / bare 4096 = {ratio(native, bare):.2f} (rounds: {by_round}; target >= 0.30)")
+    print(f"native 4096 / sliding bare loop 4096 = {ratio(native, 'bare loop sliding windows, 4096'):.2f}")
+    print(f"native 4096 / sync 64   = {ratio(native, 'sync vector env, 64 envs'):.0f}x (target >= 50x)")
 
 
 if __name__ == "__main__":

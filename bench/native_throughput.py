@@ -73,8 +73,11 @@ def summarise(rounds: list[dict[str, dict[str, float]]]) -> list[dict[str, Any]]
 
 
 def print_table(result: dict[str, Any]) -> None:
+    settings = ", ".join(f"{label} {result[key]}" for key, label in
+                         (("seed", "seed"), ("weight_decay", "weight decay"), ("ema_decay", "EMA decay")) if key in result)
     print(f"native training throughput on {result['corpus']}, {result['total_tokens']:,} tokens per run, "
-          f"{len(result['rounds'])} rounds in one process, {result['threads']} thread(s)")
+          f"{len(result['rounds'])} rounds in one process, {result['threads']} thread(s)"
+          + (f"; {settings}" if settings else ""))
     rows = summarise(result["rounds"])
     width = max(len("configuration"), *(len(row["name"]) for row in rows))
     print(f"{'configuration':{width}s} {'tok/s':>7s} {'queries/tok':>11s} {'x sup (median)':>14s}  x sup by round")
