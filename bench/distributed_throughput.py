@@ -45,7 +45,8 @@ def worker(out: str, agent: str, options: dict[str, Any]) -> None:
         Path(out).write_text(json.dumps(result.metrics))
 
 
-def measure(agent: str, options: dict[str, Any], processes: int, threads: int, folder: Path, tag: str) -> float:
+def measure(agent: str, options: dict[str, Any], processes: int, threads: int, folder: Path, tag: str) -> float | None:
+    """The run's tokens/s, or None when it failed (reported on stderr, its last lines)."""
     out = folder / f"{tag}.json"
     run_options = {**options, "run_dir": str(folder / tag)}
     command = [str(SCRIPT), "--worker", str(out), agent, json.dumps(run_options)]
@@ -54,7 +55,8 @@ def measure(agent: str, options: dict[str, Any], processes: int, threads: int, f
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{agent} with {processes} process(es) failed:\n{done.stderr[-3000:]}")
+        print(f"{agent} with {processes} process(es) failed:\n{done.stderr[-1500:]}", file=sys.stderr)
+        return None
     return float(json.loads(out.read_text())["tokens_per_second"])
 
 
@@ -64,6 +66,29 @@ def parse_option(text: str) -> tuple[str, Any]:
         return key.replace("-", "_"), json.loads(value)
     except json.JSONDecodeError:
         return key.replace("-", "_"), value
+
+
+def preflight(parser: argparse.ArgumentParser, agents: list[str], base: dict[str, Any], rounds: int) -> None:
+    """What would fail every run, as one parser error before the first: agents, options, corpus."""
+    from irlm_agents.train_command import AGENTS
+    from irlm_env.corpus import load_corpus
+    from irlm_env.errors import IrlmError
+
+    if rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {rounds}")
+    native = ("supervised", "reinforce", "group", "expected", "mixer")
+    for agent in agents:
+        if agent not in native:
+            parser.error(f"--agent {agent}: not a native agent; choose from {', '.join(native)}")
+        module = importlib.import_module(AGENTS[agent])
+        try:
+            module.Args(**base)
+        except (IrlmError, TypeError) as error:
+            parser.error(f"--agent {agent} with these options: {error}")
+    try:
+        load_corpus(base["corpus"])
+    except IrlmError as error:
+        parser.error(f"--corpus {base['corpus']}: {error}")
 
 
 def main() -> None:
@@ -86,6 +111,8 @@ def main() -> None:
         "device": "cpu",
         **dict(parse_option(item) for item in options.option),
     }
+    preflight(parser, agents, base, options.rounds)
+    failed = False
     print(f"{options.corpus}, {options.n_envs} streams in all, {options.total_tokens:,} tokens per run, "
           f"{options.rounds} rounds; tokens/s (median) and ratio to 1 process, 1 thread")
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,11 +122,19 @@ def main() -> None:
             for round_ in range(options.rounds):
                 for label, processes, threads in SETUPS:
                     tag = f"{agent}-{processes}p{threads}t-{round_}"
-                    rates[label].append(measure(agent, base, processes, threads, folder, tag))
-            reference = statistics.median(rates[SETUPS[0][0]])
+                    rate = measure(agent, base, processes, threads, folder, tag)
+                    if rate is None:
+                        failed = True
+                    else:
+                        rates[label].append(rate)
+            reference = statistics.median(rates[SETUPS[0][0]]) if rates[SETUPS[0][0]] else float("nan")
             for label, values in rates.items():
+                if not values:  # every round of it failed (above); left out
+                    continue
                 rate = statistics.median(values)
                 print(f"  {agent:<11} {label:<22} {rate:>10,.0f} tok/s   x{rate / reference:.2f}")
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                   "(the whole-segment product gets a 35th of them)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     options = parser.parse_args(argv)
-    if options.rounds < 1 or options.calls < 35:
-        parser.error("--rounds must be at least 1 and --calls at least 35")
+    if options.rounds < 1 or options.calls < 35 or options.threads < 1:
+        parser.error("--rounds and --threads must be at least 1 and --calls at least 35")
     torch.set_num_threads(options.threads)
     torch.manual_seed(0)
     weight, bias = torch.randn(VOCAB, HIDDEN), torch.randn(VOCAB)

@@ -33,6 +33,7 @@ from irlm_agents.lm.checkpoints import save_model
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_env import load_corpus, plugins
 from irlm_env.corpus import Corpus
+from irlm_env.errors import IrlmError
 from irlm_env.rewards import CheckedReward, make_reward
 from irlm_env.rewards.registry import reward_registry
 
@@ -82,11 +83,21 @@ def main() -> None:
     )
     parser.add_argument("--checkpoint", type=Path, help="a trained .irlm judge (default: an untrained one of the default sizes)")
     args = parser.parse_args()
+    for name in ("n_envs", "k", "rounds", "top_k", "history"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if not args.seconds > 0 or (args.torch_threads is not None and args.torch_threads < 1):
+        parser.error("--seconds must be above 0 and --torch-threads at least 1")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        parser.error(f"--checkpoint {args.checkpoint}: no such file; pass a trained .irlm judge")
 
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
     ensure_judge()
-    corpus = load_corpus(args.corpus)
+    try:
+        corpus = load_corpus(args.corpus)
+    except IrlmError as error:
+        parser.error(f"--corpus {args.corpus}: {error}")
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = args.checkpoint
         if checkpoint is None:

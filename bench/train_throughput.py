@@ -39,6 +39,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import A2C, PPO
 
 from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
 from irlm_agents.sb3.recurrent_policy import RecurrentLanguagePolicy
@@ -177,9 +178,16 @@ def main() -> None:
                         help="torch CPU threads for every phase (1: steadiest on a shared 2-core machine)")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args()
+    if args.threads < 1 or args.rounds < 1 or not args.seconds > 0:
+        parser.error("--threads and --rounds must be at least 1 and --seconds above 0")
+    if not args.corpus_path.is_file():
+        parser.error(f"--corpus-path {args.corpus_path}: no such file; pass a text file")
     torch.set_num_threads(args.threads)
 
-    corpus = load(args.corpus_path)
+    try:
+        corpus = load(args.corpus_path)
+    except IrlmError as error:
+        parser.error(f"--corpus-path {args.corpus_path}: {error}")
     if args.phase:
         reset_peak_rss()
         unit = make_unit(args.phase, corpus, args.seed)
