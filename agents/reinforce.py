@@ -1,4 +1,4 @@
-"""REINFORCE, the seed's rule done right: θ += α (R - b) ∇log π(a) with a sampled action a.
+"""REINFORCE, the rule this project started from, done right: θ += α (R - b) ∇log π(a), a sampled.
 
 The policy is the recurrent language model: one token in per step, hidden state carried along
 the stream and reset at episode starts. Each round plays ``rollout_steps`` steps on ``n_envs``

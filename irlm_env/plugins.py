@@ -337,15 +337,27 @@ def register_plugin(plugin: object, name: str) -> None:
     Unlike an entry point that fails to load, a broken plugin here raises at once and is not
     kept: the caller is right there to fix it. That includes a plugin with no hook and one
     registering a name a loaded plugin has, which kept would break every lookup of that kind.
-    Registries are rebuilt on next use.
+    Registering again under the name of an earlier run-time plugin replaces it (a notebook cell
+    run again after an edit); the earlier one stays if the new one is refused. Registries are
+    rebuilt on next use.
     """
     loaded = _load()
-    if name in loaded.infos:
-        taken = loaded.infos[name].label
-        raise IrlmError(f"a plugin named {name!r} is already loaded ({taken}); choose another name.")
+    earlier = loaded.infos.get(name)
+    if earlier is not None and earlier.kind != "registered":
+        raise IrlmError(f"a plugin named {name!r} is already loaded ({earlier.label}); choose another name.")
+    replaced = None
+    if earlier is not None:
+        replaced = (loaded.manager.unregister(name=name), loaded.infos.pop(name), loaded.items.pop(name))
+
+    def restore() -> None:
+        if replaced is not None:
+            loaded.manager.register(replaced[0], name=name)
+            loaded.infos[name], loaded.items[name] = replaced[1], replaced[2]
+
     info = PluginInfo(name, "registered", None, None)
     problem = _register_plugin(loaded, plugin, info)
     if problem is not None:
+        restore()
         raise IrlmError(f"plugin {name!r} {problem}. {_fix_hooks()}")
     try:
         items = _items_of(loaded.manager, info)
@@ -353,6 +365,7 @@ def register_plugin(plugin: object, name: str) -> None:
     except _Broken as broken:
         loaded.manager.unregister(name=name)
         del loaded.infos[name]
+        restore()
         raise IrlmError(f"plugin {info.label} {broken.problem}. {broken.fix}") from None
     loaded.items[name] = items
     _registry.cache_clear()

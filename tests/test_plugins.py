@@ -278,6 +278,25 @@ def test_exception_in_a_registration_hook_names_the_plugin() -> None:
         plugins.register_plugin(Crashing(), "crashing")
 
 
+def test_registering_a_run_time_plugin_again_replaces_it_and_a_refused_one_keeps_the_old() -> None:
+    def version(value: float) -> object:
+        class Cell:  # a notebook cell, run again after an edit
+            @hookimpl
+            def irlm_register_rewards(self, register: Callable[..., None]) -> None:
+                register("cell-reward", lambda corpus: (lambda action, target, context: value))
+        return Cell()
+
+    corpus = load_corpus("grammar")
+    context = np.zeros(1, np.int64)
+    plugins.register_plugin(version(0.25), "cell")
+    assert make_reward("cell-reward", corpus)(0, 1, context) == 0.25
+    plugins.register_plugin(version(0.75), "cell")
+    assert make_reward("cell-reward", corpus)(0, 1, context) == 0.75
+    with pytest.raises(IrlmError, match="plugin 'cell' implements no irlm_env hook"):
+        plugins.register_plugin(object(), "cell")
+    assert make_reward("cell-reward", corpus)(0, 1, context) == 0.75
+
+
 def test_register_plugin_refuses_a_taken_name() -> None:
     with pytest.raises(IrlmError, match="'irlm_env.rewards.exact' is already loaded"):
         plugins.register_plugin(object(), "irlm_env.rewards.exact")
