@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import click
 from click.core import ParameterSource
 
-from irlm_agents.train_command import CONTEXT_SETTINGS, AgentGroup, parse_pairs
+from irlm_agents.train_command import CONTEXT_SETTINGS, AgentGroup, OrNone, parse_pairs
 from irlm_env.errors import IrlmError
 from irlm_env.options import SEED_MAX
 
@@ -264,14 +264,14 @@ def plugins(as_json: bool) -> None:
 @click.option("--tokenizer", default="word", show_default=True,
               help="word, char or bpe (byte-level BPE trained on the train split)")
 @click.option("--lowercase/--no-lowercase", default=True, show_default=True, help="lowercase text")
-@click.option("--max-vocab", type=int, default=10000, show_default=True,
-              help="vocabulary size cap (for bpe: its vocabulary size, at least 259)")
+@click.option("--max-vocab", type=OrNone(click.INT), default=10000, show_default=True,
+              help="vocabulary size cap, or none for every word (for bpe: its vocabulary size, at least 259)")
 @click.option("--min-freq", type=int, default=1, show_default=True, help="minimum train frequency")
 @click.option("--max-k", type=click.IntRange(1, 8), default=4, show_default=True,
               help="largest oracle context length")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def corpus_stats(corpus: str, corpus_options: dict[str, Any], tokenizer: str, lowercase: bool,
-                 max_vocab: int, min_freq: int, max_k: int, as_json: bool) -> None:
+                 max_vocab: int | None, min_freq: int, max_k: int, as_json: bool) -> None:
     """Token counts, vocabulary size, OOV rate and k-token oracle accuracy per split.
 
     The oracle for context length k predicts, for each run of k tokens, the continuation most

@@ -178,6 +178,10 @@ def test_corpus_stats(tmp_path: Path) -> None:
     table = irlm("corpus-stats", "text", "--corpus-option", f"path={text}", "--max-vocab", "20")
     assert table.returncode == 0, table.stderr
     assert "oracle@4" in table.stdout and "validation" in table.stdout
+    every_word = irlm("corpus-stats", "text", "--corpus-option", f"path={text}", "--max-vocab", "none", "--json")
+    assert every_word.returncode == 0, every_word.stderr
+    assert json.loads(every_word.stdout)["vocab_size"] > json.loads(irlm(
+        "corpus-stats", "text", "--corpus-option", f"path={text}", "--max-vocab", "5", "--json").stdout)["vocab_size"]
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:

@@ -86,6 +86,8 @@ def test_bad_arguments() -> None:
         make_vec_env("CartPole-v1", n_envs=2)
     with pytest.raises(IrlmError, match="autoreset_mode"):
         make_vec_env(n_envs=2, autoreset_mode="NextStep", **ENV)
+    with pytest.raises(IrlmError, match="takes the env's options as keywords, not SB3's env_kwargs"):
+        make_vec_env(n_envs=2, env_kwargs=ENV)
     from irlm_env.envs.vector import NextWordVectorEnv
 
     with pytest.raises(IrlmError, match="SameStep"):

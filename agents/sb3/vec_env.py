@@ -142,6 +142,11 @@ def make_vec_env(env_id: str = ENV_ID, n_envs: int = 8, seed: int | None = None,
             f"irlm_agents.sb3.make_vec_env builds {ENV_ID!r} only, got {env_id!r}; for other envs use "
             "stable_baselines3.common.env_util.make_vec_env"
         )
+    if "env_kwargs" in env_kwargs:
+        raise IrlmError(
+            "irlm_agents.sb3.make_vec_env takes the env's options as keywords, not SB3's env_kwargs dict: "
+            "make_vec_env(n_envs=4, corpus='grammar') rather than make_vec_env(..., env_kwargs=dict(corpus='grammar'))"
+        )
     for forbidden in ("autoreset_mode", "num_envs"):
         if forbidden in env_kwargs:
             raise IrlmError(f"make_vec_env sets {forbidden!r} itself; pass n_envs= for the number of streams")
