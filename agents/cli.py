@@ -77,6 +77,10 @@ def _checkpoint_path(target: str, which: str, chosen: bool = False) -> Path:
                    "ids included)")
 @click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
               callback=parse_pairs, help="options for --corpus (repeatable)")
+@click.option("--reward", "reward_name", default=None,
+              help="score the reward metric with this reward instead of the one the checkpoint was trained with")
+@click.option("--reward-option", "reward_options", multiple=True, metavar="KEY=VALUE",
+              callback=parse_pairs, help="options for --reward (repeatable)")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="score only this many tokens")
 @click.option("--horizon", type=click.IntRange(min=1), default=16, show_default=True,
               help="block length of free_top1 (the model reads its own predictions inside each block)")
@@ -90,6 +94,8 @@ def eval_command(
     which: str,
     corpus: str | None,
     corpus_options: dict[str, Any],
+    reward_name: str | None,
+    reward_options: dict[str, Any],
     max_tokens: int | None,
     horizon: int,
     device: str,
@@ -114,12 +120,27 @@ def eval_command(
     from irlm_agents.lm.checkpoints import load_model
     from irlm_agents.lm.devices import resolve_device
     from irlm_agents.lm.evaluation import evaluate
+    from irlm_env.rewards import make_reward
 
     chosen = click.get_current_context().get_parameter_source("which") is ParameterSource.COMMANDLINE
     path = _checkpoint_path(target, which, chosen)
     checkpoint = load_model(path, device=resolve_device(device))
     loaded = checkpoint.load_corpus(corpus, corpus_options)
-    scores = evaluate(checkpoint.model, loaded, split, reward=checkpoint.make_reward(loaded),
+    if reward_name is not None:
+        reward = make_reward(reward_name, loaded, **reward_options)
+    elif reward_options:
+        raise IrlmError("--reward-option needs --reward: name the reward its options are for")
+    else:
+        try:
+            reward = checkpoint.make_reward(loaded)
+        except IrlmError as error:
+            trained, options = checkpoint.reward
+            raise IrlmError(
+                f"{path} was trained with reward {trained!r} (options {options}), which cannot be rebuilt here: "
+                f"{error} Install its plugin or fix what it names, or pass --reward exact to score with another "
+                "reward (top-1 and perplexity do not depend on it)"
+            ) from None
+    scores = evaluate(checkpoint.model, loaded, split, reward=reward,
                       context_length=checkpoint.eval_context_length, max_tokens=max_tokens, horizon=horizon)
     metrics = {**scores, "tokens": int(scores["tokens"])}
     if as_json:

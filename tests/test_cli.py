@@ -16,7 +16,7 @@ import pytest
 
 from irlm_agents.cli import main
 from irlm_agents.train_command import AGENTS
-from irlm_agents.lm.checkpoints import load_model
+from irlm_agents.lm.checkpoints import load_model, save_model
 
 #: A model and budget small enough that a whole `irlm train` takes seconds.
 TINY = ["--corpus", "grammar", "--embedding-dim", "16", "--hidden-size", "32", "--context-length", "4",
@@ -182,6 +182,23 @@ def test_corpus_stats(tmp_path: Path) -> None:
     assert every_word.returncode == 0, every_word.stderr
     assert json.loads(every_word.stdout)["vocab_size"] > json.loads(irlm(
         "corpus-stats", "text", "--corpus-option", f"path={text}", "--max-vocab", "5", "--json").stdout)["vocab_size"]
+
+
+def test_eval_names_a_reward_it_cannot_rebuild_and_takes_another(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = load_model(run_dir / "final.irlm")
+    gone = tmp_path / "gone.irlm"
+    save_model(checkpoint.model, gone, checkpoint.vocab, checkpoint.tokenizer_config, corpus_spec=checkpoint.corpus_spec(),
+               extra={**checkpoint.extra, "reward": {"name": "uninstalled", "options": {"credit": 0.5}}})
+    code, _, err = run_main(capsys, "eval", str(gone), "--max-tokens", "200")
+    assert code == 1 and "was trained with reward 'uninstalled' (options {'credit': 0.5})" in err
+    assert "pass --reward exact" in err
+    code, out, err = run_main(capsys, "eval", str(gone), "--max-tokens", "200", "--reward", "exact", "--json")
+    assert code == 0, err
+    assert json.loads(out)["reward"] == json.loads(out)["top1"]
+    code, _, err = run_main(capsys, "eval", str(gone), "--reward-option", "credit=1")
+    assert code == 1 and "--reward-option needs --reward" in err
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
