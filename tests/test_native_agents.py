@@ -11,6 +11,7 @@ import importlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -415,18 +416,23 @@ class _Graded:
         return 1.0 if action == target else 0.5 if abs(action - target) == 1 else 0.0
 
 
-@pytest.fixture
-def graded_reward() -> Any:
+def _registered(name: str, reward: type) -> Iterator[None]:
+    """``reward`` registered as ``name`` by a run-time plugin for one test, then forgotten."""
     from irlm_env import hookimpl, plugins
 
     class Plugin:
         @hookimpl
         def irlm_register_rewards(self, register: Any) -> None:
-            register("graded", _Graded)
+            register(name, reward)
 
-    plugins.register_plugin(Plugin(), "graded-test")
+    plugins.register_plugin(Plugin(), f"{name}-test")
     yield
     plugins.reset_plugins()
+
+
+@pytest.fixture
+def graded_reward() -> Iterator[None]:
+    yield from _registered("graded", _Graded)
 
 
 @pytest.mark.parametrize(("options", "problem"), [
@@ -527,17 +533,8 @@ class _Scaled:
 
 
 @pytest.fixture
-def scaled_reward() -> Any:
-    from irlm_env import hookimpl, plugins
-
-    class Plugin:
-        @hookimpl
-        def irlm_register_rewards(self, register: Any) -> None:
-            register("scaled", _Scaled)
-
-    plugins.register_plugin(Plugin(), "scaled-test")
-    yield
-    plugins.reset_plugins()
+def scaled_reward() -> Iterator[None]:
+    yield from _registered("scaled", _Scaled)
 
 
 def test_expected_log_er_refuses_a_signed_reward_before_the_run(scaled_reward: None, tmp_path: Path) -> None:
