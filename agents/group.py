@@ -91,7 +91,7 @@ import torch
 
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.lm.sampling import sample_candidates
-from irlm_agents.native.answer_memory import AnswerMemory
+from irlm_agents.native.answer_memory import AnswerMemory, Recall
 from irlm_agents.native.distributed import Share
 from irlm_agents.native.estimators import ESTIMATORS, group_weights, importance_ratios, miss_terms
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
@@ -163,6 +163,13 @@ class Args(NativeArgs):
         metadata={
             "help": "train a context with a known answer on it without asking the reward again (no query "
             "spent there); needs memory_context"
+        },
+    )
+    ask_one_at_a_time: bool = field(
+        default=False,
+        metadata={
+            "help": "call the reward one candidate at a time, stopping at the first hit, so it is called once per "
+            "query rather than for all K (for a costly reward; slower with a cheap one); needs stop_at_hit"
         },
     )
     k_early: int = field(
@@ -255,6 +262,8 @@ class Args(NativeArgs):
             )
         if self.trust_memory and not self.memory_context:
             raise IrlmError("trust_memory trusts the answer memory's known answers: set --memory-context above 0")
+        if self.ask_one_at_a_time and not self.stop_at_hit:
+            raise IrlmError("ask_one_at_a_time asks until the first hit: add --stop-at-hit (or --query-budget)")
 
 
 def known_rewards(rewards: torch.Tensor, allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -459,18 +468,32 @@ def train(args: Args) -> TrainResult:
     def candidates_now() -> int:
         return args.k_early if progress.tokens < args.early_tokens else args.k
 
+    recalled: list[Recall | None] = [None]  # the memory's recall at the step being played
+
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         recall = memory.recall(rollout.shown, rollout.starting) if memory else None
+        recalled[0] = recall
         candidates = sample_candidates(
             logits, candidates_now(), replacement=args.replacement, temperature=args.temperature,
             truncate=args.truncate, probs=probs, uniform=setup.share.uniform, exclude=recall.exclude if recall else None,
         )
         return recall.known_first(candidates) if recall else candidates
 
+    def asker(candidates: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """What group_loss will count as queried, before the answers: the budget's prefix, and
+        nothing where a trusted memory knows the answer."""
+        allowed = (budget_mask(probs.gather(1, candidates), budget.threshold) if budget
+                   else torch.ones_like(candidates, dtype=torch.bool))
+        recall = recalled[0]
+        if args.trust_memory and recall is not None:
+            allowed[torch.from_numpy(recall.known >= 0).to(allowed.device)] = False
+        return allowed
+
     with open_run("group", args, setup) as run:
         while progress.tokens < args.total_tokens:
             with progress.timed():
-                segment = rollout.collect(args.rollout_steps, sampler, score=candidates_now() > 1)
+                segment = rollout.collect(args.rollout_steps, sampler, score=candidates_now() > 1,
+                                          ask=asker if args.ask_one_at_a_time else None)
                 features = rollout.features(segment)
                 loss, queries = group_loss(
                     args, model, segment, features, budget, scratch, setup.share, memory, unigram

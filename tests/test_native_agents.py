@@ -556,6 +556,63 @@ def test_a_reward_beyond_float32_stops_the_run(scaled_reward: None, tmp_path: Pa
         module.train(args)
 
 
+class _Counting:
+    """The exact reward, counting the candidates it judges."""
+
+    judged = 0
+
+    def __init__(self, corpus: object) -> None:
+        pass
+
+    def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+        return float(action == target)
+
+    def batch(self, actions: np.ndarray, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        _Counting.judged += actions.size
+        return (actions == targets[:, None]).astype(np.float64)
+
+
+@pytest.fixture
+def counting_reward() -> Iterator[None]:
+    _Counting.judged = 0
+    yield from _registered("counting", _Counting)
+
+
+def test_asking_one_at_a_time_calls_the_reward_once_per_query(counting_reward: None) -> None:
+    setup = build(NativeArgs(**{**TINY, "n_envs": 8, "reward": "counting"}))
+    env = setup.rollout.env
+
+    def draw(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """Six candidates, the right one among them at a position that varies with the stream."""
+        candidates = torch.topk(logits + 3 * torch.rand_like(logits), 6, -1).indices
+        candidates[torch.arange(8), torch.arange(8) % 6] = torch.from_numpy(env.targets())
+        return candidates
+
+    first_four = lambda candidates, probs: torch.arange(6).expand(len(candidates), 6) < 4  # noqa: E731
+    torch.manual_seed(0)
+    _Counting.judged = 0
+    segment = setup.rollout.collect(5, draw, ask=first_four)
+    # What a sequential querier asks: up to 4 candidates, up to the first hit; the played
+    # candidate (the first, always asked) is paid with its answer, not judged again.
+    _, queried = group_module.known_rewards(segment.rewards.reshape(-1, 6), first_four(torch.zeros(40, 6), None))
+    assert 40 <= _Counting.judged == int(queried.sum()) < 8 * 5 * 4
+    # In bulk, every candidate once.
+    _Counting.judged = 0
+    setup.rollout.collect(5, draw, score=True)
+    assert _Counting.judged == 8 * 5 * 6
+
+
+def test_asking_one_at_a_time_trains_the_same_model(tmp_path: Path) -> None:
+    options = {**TINY, "k": 8, "query_budget": 2.0, "miss_weight": 1.0, "memory_context": 4, "trust_memory": True,
+               "unigram_init": True, "temperature": 0.5, "total_tokens": 3000, "eval_every": 1500}
+    bulk = group_module.train(group_module.Args(**{**options, "run_dir": str(tmp_path / "bulk")}))
+    one = group_module.train(group_module.Args(**{**options, "ask_one_at_a_time": True, "run_dir": str(tmp_path / "one")}))
+    for key in ("top1", "perplexity", "queries_per_token"):
+        assert one.metrics[key] == bulk.metrics[key]
+    with pytest.raises(IrlmError, match="ask_one_at_a_time asks until the first hit: add --stop-at-hit"):
+        group_module.Args(k=4, ask_one_at_a_time=True)
+
+
 def test_unscored_candidates_have_nan_rewards() -> None:
     setup = build(NativeArgs(**{**TINY, "n_envs": 4}))
     segment = setup.rollout.collect(3, lambda logits, probs: torch.topk(logits, 3, -1).indices)

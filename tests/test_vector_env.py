@@ -172,6 +172,46 @@ def test_copied_vector_env_pays_the_live_targets(grammar: Corpus, clone: str, re
         assert np.all(rewards[live] == 1.0)
 
 
+def test_score_some_streams_and_a_step_pays_what_score_answered(grammar: Corpus) -> None:
+    judged: list[int] = []
+
+    def counting(action: int, target: int, context: np.ndarray) -> float:
+        judged.append(action)
+        return float(action == target)
+
+    class Plugin:
+        @irlm_env.hookimpl
+        def irlm_register_rewards(self, register: Any) -> None:
+            register("counting", lambda corpus: counting)
+
+    irlm_env.plugins.register_plugin(Plugin(), "counting-test")
+    try:
+        reward = irlm_env.make_reward("counting", grammar)
+    finally:
+        irlm_env.plugins.reset_plugins()
+    env = NextWordVectorEnv(4, corpus=grammar, mode="line", context_length=4, reward=reward)
+    reference = NextWordVectorEnv(4, corpus=grammar, mode="line", context_length=4)
+    env.reset(seed=1)
+    reference.reset(seed=1)
+    for _ in range(30):
+        targets = env.targets()
+        candidates = np.stack([targets, (targets + 1) % len(env.vocab)], axis=1)
+        some = np.array([2, 0])
+        judged.clear()
+        part = env.score(candidates[some], some)
+        assert np.array_equal(part, reference.score(candidates)[some]) and len(judged) == 4
+        played = np.where(np.arange(4) % 2 == 0, candidates[:, 1], candidates[:, 0])
+        judged.clear()
+        fresh = [i for i in (1, 3) if not env.pending_reset[i]]  # 0 and 2 were answered; a restart pays 0
+        got, want = env.step(played), reference.step(played)
+        assert all(np.array_equal(a, b) for a, b in zip(got[:4], want[:4]))
+        assert sorted(judged) == sorted(played[fresh].tolist())
+    with pytest.raises(IrlmError, match=r"streams must be distinct integer indices in \[0, 4\)"):
+        env.score(np.zeros((2, 1), np.int64), np.array([1, 1]))
+    with pytest.raises(IrlmError, match=r"shape \(num_envs, K\) = \(4, K\), or \(M, K\) for M streams"):
+        env.score(np.zeros((3, 1), np.int64), np.array([0, 1]))
+
+
 def test_copy_false_returns_reused_buffers_and_copy_true_fresh_arrays(grammar: Corpus) -> None:
     actions = np.zeros(3, np.int64)
     fast = NextWordVectorEnv(3, corpus=grammar, copy=False)

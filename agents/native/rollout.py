@@ -34,6 +34,8 @@ from irlm_env.errors import IrlmError
 #: (N, V), which the rollout has already computed: returns (N, K) int64, column 0 being the
 #: action the env is stepped with.
 Sampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: (candidates (N, K), π (N, V)) -> (N, K) bool: the candidates a sequential querier may ask.
+Asker = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -116,9 +118,17 @@ class Rollout:
         return self._starts
 
     def collect(
-        self, steps: int, sampler: Sampler | None = None, *, score: bool = False, keep_contexts: bool = False
+        self, steps: int, sampler: Sampler | None = None, *, score: bool = False, keep_contexts: bool = False,
+        ask: Asker | None = None,
     ) -> Segment:
         """Play ``steps`` steps on every stream; ``sampler`` picks the candidates (None: teacher forcing).
+
+        ``score`` asks the env for every candidate's reward, in one batched call a step. ``ask``
+        asks one candidate at a time instead, in order, and stops at a stream's first positive
+        reward: it maps the step's candidates and probabilities to the (N, K) mask of those that
+        may be asked (a prefix of each row), and the candidates not asked get reward 0. The env
+        pays the played candidate, once asked, with the answer it gave, so the reward is called
+        once per query (plus once for a played candidate that was not asked).
 
         ``keep_contexts`` records what the reward gets as ``context`` at each step
         (``env.reward_contexts()``), for agents that call the reward's table themselves: the
@@ -176,10 +186,13 @@ class Rollout:
                 actions[:, t] = candidates
                 cand = candidates.cpu().numpy()
                 step_actions = cand[:, 0]
-                if score:
+                if ask is not None:
+                    allowed = ask(candidates, step_probs).cpu().numpy()
+                    rewards[:, t] = torch.from_numpy(float32_rewards(self._ask_in_order(cand, allowed)))
+                elif score:
                     rewards[:, t] = torch.from_numpy(float32_rewards(self.env.score(cand)))
             obs, step_rewards, terminated, truncated, _ = self.env.step(step_actions)
-            if sampler is not None and not score:
+            if sampler is not None and not score and ask is None:
                 rewards[:, t, 0] = torch.from_numpy(float32_rewards(step_rewards))
             self._obs = np.asarray(obs)[:, 0]
             self._starts = np.logical_or(terminated, truncated)
@@ -194,6 +207,20 @@ class Rollout:
             reward_contexts=contexts,
         )
         return self._pending
+
+    def _ask_in_order(self, candidates: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """(N, K) rewards of the candidates a sequential querier asks: in order, up to each
+        stream's first positive reward, within ``allowed``; 0 for the others."""
+        rewards = np.zeros(candidates.shape, np.float64)
+        open_ = np.ones(len(candidates), np.bool_)
+        for j in range(candidates.shape[1]):
+            streams = np.flatnonzero(open_ & allowed[:, j])
+            if streams.size == 0:
+                continue
+            answers = self.env.score(candidates[streams, j : j + 1], streams)[:, 0]
+            rewards[streams, j] = answers
+            open_[streams[answers > 0]] = False
+        return rewards
 
     def features(self, segment: Segment) -> torch.Tensor:
         """RNN outputs (N, T, H) of the segment just collected, with gradient, in one fused pass.

@@ -194,6 +194,8 @@ class NextWordVectorEnv(VectorEnv):
         self._any_pending = False
         self._started = False
         self._last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # What score() was told at the current state: (streams, actions, rewards) per call.
+        self._answers: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     # ----------------------------------------------------------------------------------
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -255,6 +257,7 @@ class NextWordVectorEnv(VectorEnv):
         self._any_pending = bool(self.pending_reset.any())
         self.episode_starts[:] = False
         self.episode_starts[streams] = True
+        self._answers.clear()
         return self._output(self._obs), {}
 
     def step(
@@ -273,9 +276,12 @@ class NextWordVectorEnv(VectorEnv):
         obs, target = self._obs, self._target
         candidates = actions[:, None]  # a fresh view: making it read-only leaves the caller's array be
         candidates.flags.writeable = False
-        contexts = self._obs_view if self._history is None else self._histories()
-        rewards = self.reward_fn.batch(candidates, self._target_view, contexts)
-        np.copyto(self._rewards, rewards[:, 0])
+        if self._answers:
+            self._reward_played(actions, resetting)
+        else:
+            contexts = self._obs_view if self._history is None else self._histories()
+            np.copyto(self._rewards, self.reward_fn.batch(candidates, self._target_view, contexts)[:, 0])
+        self._answers.clear()  # the state moves on: what score() was told holds no longer
         np.equal(actions, target, out=self._correct)
         # Every context moves on by the shown token: the true one (teacher forcing) or the
         # action. One contiguous copy shifted by one element moves every row left; each row's
@@ -352,24 +358,63 @@ class NextWordVectorEnv(VectorEnv):
         self._require_started("targets()")
         return self._target.copy()
 
-    def score(self, actions: np.ndarray) -> np.ndarray:
+    def score(self, actions: np.ndarray, streams: np.ndarray | None = None) -> np.ndarray:
         """Rewards ``(num_envs, K)`` float64 that ``(num_envs, K)`` candidate actions would
         get at the current state, without stepping. Values for streams with
         ``pending_reset`` set are meaningless (their episode has ended). ``K = 0`` gives an
         empty ``(num_envs, 0)`` array, as numpy does for an empty axis, so a caller whose
-        number of candidates varies (an adaptive query budget) needs no special case."""
+        number of candidates varies (an adaptive query budget) needs no special case.
+
+        ``streams`` (M distinct stream indices) asks about those streams only, with actions of
+        shape ``(M, K)``: an agent that asks one candidate at a time, and stops where it is
+        told yes, calls the reward only for what it asks. The answers are kept until the next
+        ``step``, which pays a played action that was asked about with the answer given, without
+        calling the reward again."""
         self._require_started("score()")
         actions = np.asarray(actions)
-        if actions.ndim != 2 or actions.shape[0] != self.num_envs:
+        rows = self.num_envs if streams is None else len(np.asarray(streams).reshape(-1))
+        if actions.ndim != 2 or actions.shape[0] != rows:
             raise IrlmError(
-                f"score() takes candidate actions of shape (num_envs, K) = "
-                f"({self.num_envs}, K), got shape {actions.shape}"
+                f"score() takes candidate actions of shape (num_envs, K) = ({self.num_envs}, K), or (M, K) for "
+                f"M streams, got shape {actions.shape} for {rows} streams"
             )
         actions = self._check_actions(actions, actions.shape)
         if actions.shape[1] == 0:  # nothing to score, as numpy reduces an empty axis to empty
             return np.empty(actions.shape, np.float64)
         contexts = self._obs_view if self._history is None else self._histories()
-        return self.reward_fn.batch(read_only(actions), self._target_view, contexts)
+        if streams is None:
+            rewards = self.reward_fn.batch(read_only(actions), self._target_view, contexts)
+            self._answers.append((np.arange(self.num_envs), actions, rewards))
+            return rewards
+        chosen = self._check_streams(streams)
+        rewards = self.reward_fn.batch(read_only(actions), read_only(self._target[chosen]), read_only(contexts[chosen]))
+        self._answers.append((chosen, actions, rewards))
+        return rewards
+
+    def _check_streams(self, streams: Any) -> np.ndarray:
+        chosen = np.asarray(streams)
+        if chosen.ndim != 1 or chosen.dtype.kind not in "iu" or (
+            chosen.size and (chosen.min() < 0 or chosen.max() >= self.num_envs or len(np.unique(chosen)) < chosen.size)
+        ):
+            raise IrlmError(f"streams must be distinct integer indices in [0, {self.num_envs}), got {chosen!r}")
+        return chosen.astype(np.int64, copy=False)
+
+    def _reward_played(self, actions: np.ndarray, resetting: np.ndarray | None) -> None:
+        """The step's rewards into ``self._rewards``: the answers ``score()`` gave at this state
+        for the played actions, and the reward's own for the others, asked once (none for the
+        streams this step resets, which are paid 0)."""
+        known = np.zeros(self.num_envs, np.bool_) if resetting is None else resetting.copy()
+        for rows, asked, answers in self._answers:
+            match = asked == actions[rows, None]
+            found = match.any(1) & ~known[rows]
+            self._rewards[rows[found]] = answers[found, match[found].argmax(1)]
+            known[rows[found]] = True
+        rest = np.flatnonzero(~known)
+        if rest.size:
+            contexts = self._obs_view if self._history is None else self._histories()
+            self._rewards[rest] = self.reward_fn.batch(
+                read_only(actions[rest, None]), read_only(self._target[rest]), read_only(contexts[rest])
+            )[:, 0]
 
     def reward_contexts(self) -> np.ndarray:
         """What the reward gets as ``context`` at the coming step: the observations
