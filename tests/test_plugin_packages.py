@@ -180,9 +180,10 @@ def test_similarity_ignores_unk_and_words_beyond_max_words(similarity: Any, smal
     [
         ({"scale": 1.5}, "scale=1.5 must be a number between 0 and 1"),
         ({"scale": "high"}, "scale='high'"),
-        ({"window": 0}, "option window must be a positive integer, got 0"),
+        ({"window": 0}, "option window must be an integer from 1 to"),
         ({"dim": 2.5}, "option dim must be a positive integer, got 2.5"),
         ({"max_words": 1}, "option max_words must be an integer >= 2, got 1"),
+        ({"window": 10**7}, "option window must be an integer from 1 to"),
     ],
 )
 def test_similarity_rejects_bad_options(similarity: Any, small_corpus: Corpus, options: dict[str, Any], problem: str) -> None:
@@ -231,7 +232,8 @@ def test_arithmetic_best_accuracy_matches_an_empirical_optimal_predictor(arithme
     ("options", "problem"),
     [
         ({"max_operand": 101}, "option max_operand must be an integer from 1 to 100, got 101"),
-        ({"n_sentences": 0}, "option n_sentences must be an integer from 1 to 10000000, got 0"),
+        ({"n_sentences": 2}, "option n_sentences must be an integer from 3 to 10000000, got 2"),
+        ({"operations": "plus,plus,minus"}, "names an operation twice"),
         ({"seed": -1}, "option seed must be an integer from 0 to 9223372036854775807, got -1"),
         ({"operations": "plus,divide"}, "operations='plus,divide' must be a comma-separated list of plus, minus, times"),
         ({"operations": ""}, "operations=''"),
@@ -240,6 +242,12 @@ def test_arithmetic_best_accuracy_matches_an_empirical_optimal_predictor(arithme
 def test_arithmetic_rejects_bad_options(arithmetic: Any, options: dict[str, Any], problem: str) -> None:
     with pytest.raises(IrlmError, match=re.escape(problem)):
         arithmetic.arithmetic_corpus(**options)
+
+
+def test_similarity_takes_a_numpy_scale_and_a_dim_past_its_words(similarity: Any, small_corpus: Corpus) -> None:
+    assert similarity.SimilarityReward(small_corpus, scale=np.int64(1)).scale == 1.0
+    narrow, wide = (similarity.SimilarityReward(small_corpus, max_words=50, dim=d) for d in (50, 10**12))
+    assert np.array_equal(narrow.embeddings, wide.embeddings)  # no column past max_words is allocated
 
 
 def test_similarity_without_co_occurrences_gives_zero_vectors(similarity: Any) -> None:

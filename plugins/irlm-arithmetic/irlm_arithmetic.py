@@ -54,6 +54,11 @@ def _sentence(name: str, a: int, b: int) -> list[str]:
 def _parse_operations(operations: str) -> list[str]:
     names = [item.strip() for item in operations.split(",") if item.strip()]
     unknown = [name for name in names if name not in OPERATIONS]
+    if len(set(names)) < len(names):
+        raise IrlmError(
+            f"arithmetic corpus option operations={operations!r} names an operation twice, which would draw it "
+            "more often; name each once."
+        )
     if not names or unknown:
         raise IrlmError(
             f"arithmetic corpus option operations={operations!r} must be a comma-separated list of "
@@ -90,7 +95,8 @@ def arithmetic_corpus(
 ) -> CorpusSource:
     """``n_sentences`` sentences with operands drawn uniformly from 0..max_operand."""
     seed = check_int("arithmetic corpus option seed", seed, 0, 2**63 - 1)
-    n_sentences = check_int("arithmetic corpus option n_sentences", n_sentences, 1, 10_000_000)
+    # Three sentences at least: one for each split.
+    n_sentences = check_int("arithmetic corpus option n_sentences", n_sentences, 3, 10_000_000)
     max_operand = check_int("arithmetic corpus option max_operand", max_operand, 1, MAX_OPERAND)
     names = _parse_operations(operations)
     rng = np.random.default_rng(seed)

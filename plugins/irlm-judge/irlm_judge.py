@@ -35,6 +35,8 @@ MAX_ORDER = 4
 DEFAULT_ORDER = 4
 DEFAULT_TOP_K = 1
 DEFAULT_HISTORY = 32
+#: The longest history a checkpoint judge reads: every step gathers it for every stream.
+MAX_HISTORY = 4096
 #: Judge outputs per pass, (rows x vocabulary): bounds memory when a caller scores a whole
 #: split at once; a state of up to this many rows is judged in one pass and memoised.
 PASS_ELEMENTS = 2**24
@@ -208,7 +210,7 @@ def judge(
             f"{label} order={order!r} applies to the n-gram judge only; drop it (a checkpoint judge reads "
             "`history` tokens)"
         )
-    history = check_int(f"{label} history", DEFAULT_HISTORY if history is None else history)
+    history = check_int(f"{label} history", DEFAULT_HISTORY if history is None else history, 1, MAX_HISTORY)
     model_judge = checkpoint_judge(corpus, checkpoint, device or "cpu")
     return JudgeReward(model_judge, vocab_size, history, top_k)
 

@@ -10,6 +10,7 @@ counts and a truncated SVD), so the reward needs no downloads and never sees eva
 
 from __future__ import annotations
 
+import numbers
 import weakref
 from typing import TYPE_CHECKING
 
@@ -53,7 +54,8 @@ def cooccurrence_embeddings(
     top = np.argsort(-counts, kind="stable")[:max_words]
     top = top[counts[top] > 0]
     k = len(top)
-    embeddings = np.zeros((vocab_size, dim), dtype=np.float64)
+    # At most max_words columns can be non-zero: a larger dim would only add zeros.
+    embeddings = np.zeros((vocab_size, min(dim, max_words)), dtype=np.float64)
     if k < 2:
         return embeddings
     row = np.full(vocab_size, -1, dtype=np.int64)
@@ -152,16 +154,17 @@ class SimilarityReward(Reward):
     def __init__(
         self, corpus: Corpus, scale: float = 0.5, window: int = 2, dim: int = 64, max_words: int = 2000
     ) -> None:
-        number = isinstance(scale, (int, float, np.floating)) and not isinstance(scale, bool)
+        number = isinstance(scale, numbers.Real) and not isinstance(scale, (bool, np.bool_))
         if not number or not 0.0 <= scale <= 1.0:
             raise IrlmError(
                 f"similarity reward option scale={scale!r} must be a number between 0 and 1 "
                 "(partial credit stays below the 1.0 of an exact hit)."
             )
         self.scale = float(scale)
+        # A window past the train split adds nothing but time: refused, as a slip.
         self.embeddings = embeddings_for(
             corpus,
-            check_int("similarity reward option window", window),
+            check_int("similarity reward option window", window, maximum=max(1, len(corpus.split("train")) - 1)),
             check_int("similarity reward option dim", dim),
             check_int("similarity reward option max_words", max_words, minimum=2),
         )
