@@ -141,7 +141,8 @@ class Checkpoint:
         """The corpus from the settings saved at training time, with errors that say so.
 
         Those settings are as typed then: a relative path is read from the current folder, and a
-        file may have changed since, which shows as another vocabulary.
+        file may have changed since, which shows as another vocabulary or, for a checkpoint that
+        recorded it, another hash of the text.
         """
         where = f"the training corpus of checkpoint {str(self.path)!r}" if self.path else "the training corpus"
         described = f"{where} ({spec.name!r}, options {dict(spec.options)})"
@@ -159,6 +160,14 @@ class Checkpoint:
                 f"({len(corpus.vocab)} tokens, hash {corpus.vocab.content_hash[:12]}) than the model "
                 f"({len(self.vocab)} tokens, hash {self.vocab.content_hash[:12]}): its text has changed since "
                 f"training (an edited file, or another at the same path); restore that text, {again}"
+            )
+        trained = self.extra.get("corpus_source_hash")  # recorded by training runs since it was added
+        if isinstance(trained, str) and trained != corpus.source_hash:
+            raise IrlmError(
+                f"{described}, rebuilt with the settings saved in the checkpoint, holds other text than at "
+                f"training (source hash {corpus.source_hash[:12]} against {trained[:12]}), with the same vocabulary: "
+                f"its text has changed since training (an edited file, or another at the same path); restore that "
+                f"text, {again}"
             )
         return corpus
 

@@ -321,6 +321,7 @@ class RunDirectory:
                 "train_args": self.args.to_dict(),
                 "metrics": self.last_metrics,
                 "metrics_tokens": self.metrics_tokens,
+                "corpus_source_hash": self.corpus.source_hash,
             },
             corpus_spec=self.corpus.spec,
         )
