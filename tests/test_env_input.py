@@ -29,7 +29,8 @@ def test_score_of_no_candidates_is_an_empty_array(grammar: Corpus) -> None:
 def test_score_of_a_wrong_shape_is_still_an_error(grammar: Corpus) -> None:
     env = NextWordVectorEnv(3, corpus=grammar)
     env.reset(seed=0)
-    with pytest.raises(IrlmError, match=r"shape \(num_envs, K\) = \(3, K\), got shape \(0, 2\)"):
+    with pytest.raises(IrlmError, match=r"shape \(num_envs, K\) = \(3, K\), or \(M, K\) for M streams, got shape "
+                                        r"\(0, 2\) for 3 streams"):
         env.score(np.empty((0, 2), np.int64))
 
 
