@@ -384,11 +384,12 @@ class NextWordVectorEnv(VectorEnv):
         contexts = self._obs_view if self._history is None else self._histories()
         if streams is None:
             rewards = self.reward_fn.batch(read_only(actions), self._target_view, contexts)
-            self._answers.append((np.arange(self.num_envs), actions, rewards))
+            # Copies: the caller may reuse its arrays before the step these answers pay.
+            self._answers.append((np.arange(self.num_envs), actions.copy(), rewards.copy()))
             return rewards
         chosen = self._check_streams(streams)
         rewards = self.reward_fn.batch(read_only(actions), read_only(self._target[chosen]), read_only(contexts[chosen]))
-        self._answers.append((chosen, actions, rewards))
+        self._answers.append((chosen.copy(), actions.copy(), rewards.copy()))
         return rewards
 
     def _check_streams(self, streams: Any) -> np.ndarray:
