@@ -5,7 +5,9 @@ moving the boundary towards the start as training goes on. Here a "sequence" is 
 ``rollout_steps`` steps: for the first ``xe_tokens`` tokens every step is teacher-forced; after
 that the last Δ steps of each segment use REINFORCE with a learned critic baseline, Δ growing
 linearly from 0 to the whole segment over ``anneal_tokens`` tokens. After the anneal the agent
-is pure REINFORCE (bandit feedback); before it, it uses the true targets.
+is pure REINFORCE (bandit feedback); before it, it uses the true targets. Only the loss follows
+MIXER: with the default ``--feed truth`` the model still reads the true text at its REINFORCE
+steps, where MIXER reads its own samples; ``--feed action`` gives that input side too.
 
 Both kinds of step share one backward pass: a teacher-forced step contributes
 ``onehot(y) - π`` and a REINFORCE step ``(R - V) (onehot(a) - π)`` to the logit gradient, so the

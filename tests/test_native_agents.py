@@ -401,6 +401,15 @@ def test_an_ema_decay_outside_zero_to_one_is_refused(decay: float) -> None:
         NativeArgs(corpus="grammar", ema_decay=decay)
 
 
+@pytest.mark.parametrize(("agent", "name"), [("reinforce", "critic_coef"), ("mixer", "critic_coef"),
+                                              ("reinforce", "entropy_coef"), ("group", "entropy_coef"),
+                                              ("mixer", "entropy_coef")])
+def test_a_negative_loss_weight_is_refused(agent: str, name: str) -> None:
+    module = importlib.import_module(f"irlm_agents.{agent}")
+    with pytest.raises(IrlmError, match=rf"{name} must be >= 0 \(0 turns it off\), got -1.0"):
+        module.Args(corpus="grammar", **{name: -1.0})
+
+
 class _Graded:
     """A reward that pays 0.5 for a near miss (the target's neighbour id), several 1s (any id <= the
     target), or -1 for a miss."""

@@ -85,6 +85,10 @@ class NativeArgs(TrainArgs):
             raise IrlmError(f"weight_decay must be >= 0 (0 turns it off), got {self.weight_decay!r}")
         if not 0 <= self.ema_decay < 1:
             raise IrlmError(f"ema_decay must be in [0, 1) (0 turns the average off), got {self.ema_decay!r}")
+        # The agents that have them: a negative weight would penalise entropy or grow the critic's error.
+        for name in ("entropy_coef", "critic_coef"):
+            if getattr(self, name, 0.0) < 0:
+                raise IrlmError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)!r}")
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], args: NativeArgs) -> torch.optim.AdamW:
