@@ -9,8 +9,8 @@ true token after every step, ``feed="truth"``) and with scheduled sampling (``fe
 each step shows the agent's own stepped action with probability ``--feed-probability``, the
 true token otherwise). The agents are supervised (it then steps with a token sampled from its
 own distribution), the recommended likelihood agent (``likelihood-k8``: group, k=8,
-stop-at-hit, miss weight 1, unigram init) and REINFORCE with the critic baseline
-(``reinforce-critic``). Model, corpus settings, optimizer and rollout sizes are those of
+stop-at-hit, miss weight 1, unigram init) and REINFORCE with the critic baseline and an
+entropy bonus of 0.01 (``reinforce-critic``). Model, corpus settings, optimizer and rollout sizes are those of
 ``bench/learning.py``, whose configurations and run function this script reuses.
 
 Every final model is scored on the test split both ways: ``top1`` and ``perplexity`` reading
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", metavar="RESULTS_JSON", help="print the table of a saved results file and exit")
     options = parser.parse_args(argv)
     if options.table:
-        saved = read_results(parser, Path(options.table), "results file", ("runs", "total_tokens", "corpus"))
+        saved = read_results(parser, Path(options.table), "results file",
+                             ("runs", "total_tokens", "corpus", "feed_probability"))
         print_table(saved["runs"], saved["total_tokens"], saved["corpus"])
         return 0
     if not 0 < options.feed_probability <= 1:  # 0 would be teacher forcing twice

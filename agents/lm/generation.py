@@ -1,20 +1,23 @@
 """Continue a prompt by sampling from a saved model: what ``irlm generate`` runs.
 
 The checkpoint records its tokenizer and the context window it was scored with, so the prompt is
-cut into tokens and shown to the model exactly as during training.
+cut into tokens and shown to the model exactly as during training: each line after an
+end-of-line token, through the window of a window model, or with the state carried along for a
+recurrent one.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from numbers import Real
 from pathlib import Path
 
 import torch
 
 from irlm_agents.lm.checkpoints import load_model
 from irlm_agents.lm.devices import resolve_device
-from irlm_agents.lm.model import RNNLanguageModel
+from irlm_agents.lm.model import Hidden, RNNLanguageModel
 from irlm_env.errors import IrlmError
 from irlm_env.options import SEED_MAX, check_int
 from irlm_env.tokenizers import make_tokenizer
@@ -24,14 +27,36 @@ class GenerationWarning(UserWarning):
     """The prompt holds tokens the model never learnt; it continues from ``<unk>`` in their place."""
 
 
-def _next_logits(model: RNNLanguageModel, ids: list[int], window: int | None, pad_id: int,
-                 device: torch.device) -> torch.Tensor:
-    """Logits after ``ids``: over the last ``window`` tokens, left-padded as the env shows them,
-    or over the whole text for a recurrent model (``window=None``)."""
-    if window is not None:
-        ids = [pad_id] * max(0, window - len(ids)) + ids[-window:]
-    logits, _ = model(torch.tensor([ids], dtype=torch.long, device=device))
-    return logits[0, -1]
+class _Reader:
+    """Feeds the model the text so far and gives the logits of the next token.
+
+    A window model reads its last ``window`` tokens, left-padded as the env shows them; a
+    recurrent one (``window=None``) carries its state, so each new token costs one step.
+    """
+
+    def __init__(self, model: RNNLanguageModel, window: int | None, pad_id: int, device: torch.device) -> None:
+        self.model, self.window, self.pad_id, self.device = model, window, pad_id, device
+        self.ids: list[int] = []
+        self.hidden: Hidden | None = None
+        self.logits: torch.Tensor | None = None
+
+    def read(self, ids: list[int]) -> torch.Tensor:
+        """Append ``ids`` and return the logits after them."""
+        self.ids.extend(ids)
+        if self.window is not None:
+            shown = [self.pad_id] * max(0, self.window - len(self.ids)) + self.ids[-self.window:]
+            logits, _ = self.model(torch.tensor([shown], dtype=torch.long, device=self.device))
+        else:
+            logits, self.hidden = self.model(torch.tensor([ids], dtype=torch.long, device=self.device), self.hidden)
+        return logits[0, -1]
+
+
+def _prompt_lines(prompt: str) -> list[str]:
+    """The prompt's lines, as the text corpus cuts a text; a final line break opens an empty line."""
+    lines = prompt.splitlines()
+    if not lines or prompt.splitlines(keepends=True)[-1] != lines[-1]:
+        lines.append("")
+    return lines
 
 
 def generate_text(
@@ -47,29 +72,34 @@ def generate_text(
     """``prompt`` continued by sampling from the checkpoint's model until end of line.
 
     ``temperature=0`` takes the most likely token; ``top_k`` restricts sampling to the k most
-    likely. The padding token is never produced.
+    likely. The padding token is never produced. Each line of the prompt is shown as the corpus
+    shows a line, after an end-of-line token, and the last line is continued.
     """
-    if not (math.isfinite(temperature) and temperature >= 0) or top_k < 0 or max_tokens < 1:
-        raise IrlmError(f"temperature must be a finite number >= 0 (got {temperature!r}), top_k >= 0 "
-                        f"(got {top_k!r}) and max_tokens >= 1 (got {max_tokens!r})")
+    check_int("max_tokens", max_tokens)
+    check_int("top_k", top_k, minimum=0)
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not (
+        math.isfinite(temperature) and temperature >= 0
+    ):
+        raise IrlmError(f"temperature must be a finite number >= 0 (0: the most likely token), got {temperature!r}")
     check_int("seed", seed, minimum=0, maximum=SEED_MAX)
     target = resolve_device(device)
     checkpoint = load_model(path, device=target)
     model, vocab = checkpoint.model, checkpoint.vocab
     model.eval()
     tokenizer = make_tokenizer(**checkpoint.tokenizer_config)
-    words = tokenizer.split(prompt)
-    unknown = sorted({word for word in words if word not in vocab})
+    lines = [tokenizer.split(line) for line in _prompt_lines(prompt)]
+    unknown = sorted({tokenizer.join([word]) for words in lines for word in words if word not in vocab})
     if unknown:
         warnings.warn(f"prompt token(s) not in the model's vocabulary, read as {vocab.token(vocab.unk_id)}: "
                       f"{', '.join(unknown)}", GenerationWarning, stacklevel=2)
-    ids = [vocab.eos_id, *vocab.encode(words).tolist()]
-    window = checkpoint.eval_context_length
+    ids = [token for words in lines for token in (vocab.eos_id, *vocab.encode(words).tolist())]
+    reader = _Reader(model, checkpoint.eval_context_length, vocab.pad_id, target)
     generator = torch.Generator(device=target).manual_seed(seed)
     produced: list[str] = []
     with torch.inference_mode():
+        logits = reader.read(ids)
         for _ in range(max_tokens):
-            logits = _next_logits(model, ids, window, vocab.pad_id, target).float()
+            logits = logits.float()
             logits[vocab.pad_id] = float("-inf")
             if temperature == 0:
                 token = int(logits.argmax())
@@ -83,6 +113,7 @@ def generate_text(
                 token = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
             if token == vocab.eos_id:
                 break
-            ids.append(token)
             produced.append(vocab.token(token))
-    return tokenizer.join([*words, *produced])
+            logits = reader.read([token])
+    *before, last = lines
+    return "\n".join([*(tokenizer.join(words) for words in before), tokenizer.join([*last, *produced])])
