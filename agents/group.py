@@ -11,8 +11,9 @@ proposed, never the target and never a reward table; it spends K reward queries 
 Estimators (per context, weights on ∇log π(a_k)):
 
 - ``rloo``: leave-one-out baseline, ``(R_k - mean_{j≠k} R_j) / K``; unbiased for ∇E[R] with
-  replacement. Proposed at a temperature T other than 1, each weight is multiplied by
-  π(a)/π_T(a), so that it stays so (and the same for ``grpo``).
+  replacement. Proposed with replacement at a temperature T other than 1, each weight is
+  multiplied by π(a)/π_T(a), so that it stays so (and the same for ``grpo``); distinct
+  candidates get no such weight, and no estimate of ∇E[R] without bias.
 - ``grpo``: group-normalised, ``(R_k - mean R) / (std R) / K``.
 - ``logexp``: the log-expected-reward objective E_context[log E_a R]:
   ``R_k / Σ_j R_j`` (zero when every R_k is 0). REINFORCE weights a context's target by π(y);
@@ -329,7 +330,7 @@ class QueryBudget:
 def group_loss(
     args: Args, model: RNNLanguageModel, segment: Segment, features: torch.Tensor,
     budget: QueryBudget | None, scratch: Workspace, share: Share, memory: AnswerMemory | None = None,
-    unigram: torch.Tensor | None = None,
+    unigram: torch.Tensor | None = None, ratios: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The surrogate loss of one segment (its gradient is the estimator's) and the queries used.
 
@@ -350,7 +351,10 @@ def group_loss(
         )
     queried = None
     if args.stop_at_hit:
-        allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
+        if segment.allowed is not None:  # asked one at a time: what the rollout allowed itself to ask
+            allowed = segment.allowed.reshape(-1, k)
+        else:
+            allowed = budget_mask(probs.gather(1, actions), budget.threshold) if budget else None
         rewards, queried = known_rewards(rewards, allowed)
         free = 0  # queried entries that cost no query: trusted known answers
         if memory is not None and args.trust_memory:
@@ -372,8 +376,8 @@ def group_loss(
     if memory is not None:
         memory.learn(segment.actions, rewards.reshape(segment.rewards.shape), queried.reshape(segment.rewards.shape))
     weights = group_weights(args.estimator, rewards)
-    if args.estimator != "logexp" and args.temperature not in (0, 1):
-        weights = weights * importance_ratios(probs, actions, args.temperature)
+    if ratios is not None:
+        weights = weights * ratios.reshape(-1, k)
     coefficient = weights.sum(-1)
     if args.miss_weight:
         if earlier is not None:
@@ -381,7 +385,7 @@ def group_loss(
             # unless a small vocabulary left fewer than K tokens to draw: a token drawn again is
             # counted once.
             tokens, known = earlier
-            known = known & ~(tokens[:, :, None] == actions[:, None, :]).any(-1)
+            known = known & ~((tokens[:, :, None] == actions[:, None, :]) & queried[:, None, :]).any(-1)
             actions = torch.cat([actions, tokens], 1)
             queried = torch.cat([queried, known], 1)
             weights = torch.cat([weights, torch.zeros_like(tokens, dtype=weights.dtype)], 1)
@@ -470,6 +474,10 @@ def train(args: Args) -> TrainResult:
 
     recalled: list[Recall | None] = [None]  # the memory's recall at the step being played
 
+    # π(a)/π_T(a) of each step's candidates: rloo and grpo proposing with replacement at T != 1.
+    ratios: list[torch.Tensor] = []
+    tempered = args.estimator != "logexp" and args.replacement and args.temperature != 1
+
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         recall = memory.recall(rollout.shown, rollout.starting) if memory else None
         recalled[0] = recall
@@ -477,6 +485,8 @@ def train(args: Args) -> TrainResult:
             logits, candidates_now(), replacement=args.replacement, temperature=args.temperature,
             truncate=args.truncate, probs=probs, uniform=setup.share.uniform, exclude=recall.exclude if recall else None,
         )
+        if tempered:
+            ratios.append(importance_ratios(logits, candidates, args.temperature))
         return recall.known_first(candidates) if recall else candidates
 
     def asker(candidates: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -496,8 +506,10 @@ def train(args: Args) -> TrainResult:
                                           ask=asker if args.ask_one_at_a_time else None)
                 features = rollout.features(segment)
                 loss, queries = group_loss(
-                    args, model, segment, features, budget, scratch, setup.share, memory, unigram
+                    args, model, segment, features, budget, scratch, setup.share, memory, unigram,
+                    torch.stack(ratios, 1) if ratios else None,
                 )
+                ratios.clear()
                 optimise(optimizer, loss, args.max_grad_norm, setup)
             reward = float(segment.rewards[..., 0].mean())
             progress.add(segment.num_tokens, queries, reward=reward, accuracy=segment.accuracy)

@@ -111,10 +111,15 @@ def train(args: Args) -> TrainResult:
     scratch = Workspace(model.config.vocab_size, setup.device)
     progress = Progress(args.total_tokens, args.eval_every, setup.share)
 
+    ratios: list[torch.Tensor] = []  # π(a)/π_T(a) of each step's action, when proposing at T != 1
+
     def sampler(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return sample_candidates(
+        actions = sample_candidates(
             logits, 1, replacement=True, temperature=args.temperature, probs=probs, uniform=setup.share.uniform
         )
+        if args.temperature != 1:
+            ratios.append(importance_ratios(logits, actions, args.temperature))
+        return actions
 
     with open_run("reinforce", args, setup) as run:
         while progress.tokens < args.total_tokens:
@@ -126,8 +131,9 @@ def train(args: Args) -> TrainResult:
                 contexts = rewards.numel()
                 probs, actions = segment.probs.reshape(contexts, -1), segment.actions.reshape(contexts, 1)
                 weights = reinforce_weights(rewards, b).reshape(contexts, 1)
-                if args.temperature != 1:
-                    weights = weights * importance_ratios(probs, actions, args.temperature)
+                if ratios:
+                    weights = weights * torch.stack(ratios, 1).reshape(contexts, 1)
+                    ratios.clear()
                 direction = policy_gradient_logits(
                     probs,
                     actions,

@@ -138,13 +138,23 @@ def test_importance_ratios_keep_tempered_reinforce_unbiased(temperature: float, 
     (true,) = torch.autograd.grad((probs * reward).sum(), logits)
     tempered = torch.softmax(logits.detach() / temperature, -1)[0]
     actions = torch.arange(4)[None, :]
-    ratios = obj.importance_ratios(probs.detach(), actions, temperature)[0]
+    ratios = obj.importance_ratios(logits.detach(), actions, temperature)[0].double()
     assert torch.allclose(ratios * tempered, probs.detach()[0])
     expected = sum(
         tempered[a] * ratios[a] * (reward[a] - baseline) * (torch.eye(4, dtype=torch.float64)[a] - probs.detach()[0])
         for a in range(4)
     )
     assert torch.allclose(expected, true[0])
+
+
+def test_importance_ratios_count_tokens_a_float32_softmax_would_lose() -> None:
+    # 9,999 tokens 200 nats below the first: each underflows float32, together they hold e^-20.8
+    # of the mass at temperature 10.
+    logits = torch.full((1, 10_000), -200.0)
+    logits[0, 0] = 0.0
+    exact = 1.0 + 9_999 * torch.exp(torch.tensor(-20.0, dtype=torch.float64))  # π(0) = 1, π_T(0) = 1 / that
+    ratio = obj.importance_ratios(logits, torch.tensor([[0]]), 10.0)[0, 0].double()
+    assert abs(ratio - exact) < 1e-6
 
 
 def test_logexp_with_distinct_candidates_containing_target_is_supervised_gradient() -> None:

@@ -611,6 +611,34 @@ def test_asking_one_at_a_time_calls_the_reward_once_per_query(counting_reward: N
     assert _Counting.judged == 8 * 5 * 6
 
 
+def test_asking_one_at_a_time_with_dropout_counts_what_it_asked(counting_reward: None, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dropout makes the update's probabilities differ from the rollout's: the queries counted
+    must still be those the rollout asked, one reward call each."""
+    asked, counted = [0], [0]
+    collect, loss = Rollout.collect, group_module.group_loss
+
+    def collect_spy(self: Rollout, *args: Any, **kwargs: Any) -> Segment:
+        before = _Counting.judged
+        segment = collect(self, *args, **kwargs)
+        asked[0] += _Counting.judged - before
+        return segment
+
+    def loss_spy(*args: Any, **kwargs: Any) -> Any:
+        value, queries = loss(*args, **kwargs)
+        counted[0] += queries
+        return value, queries
+
+    monkeypatch.setattr(Rollout, "collect", collect_spy)
+    monkeypatch.setattr(group_module, "group_loss", loss_spy)
+    small = {**TINY, "corpus_options": {"n_sentences": 400}, "hidden_size": 16, "embedding_dim": 8, "n_envs": 8,
+             "rollout_steps": 16, "episode_length": 40, "eval_tokens": 500, "seed": 3}
+    group_module.train(group_module.Args(**{**small, "reward": "counting", "k": 6, "query_budget": 4.0, "dropout": 0.5,
+                                            "ask_one_at_a_time": True, "total_tokens": 8 * 16 * 8,
+                                            "run_dir": str(tmp_path / "run")}))
+    assert asked[0] == counted[0] > 0
+
+
 def test_asking_one_at_a_time_trains_the_same_model(tmp_path: Path) -> None:
     options = {**TINY, "k": 8, "query_budget": 2.0, "miss_weight": 1.0, "memory_context": 4, "trust_memory": True,
                "unigram_init": True, "temperature": 0.5, "total_tokens": 3000, "eval_every": 1500}

@@ -55,16 +55,17 @@ def logexp_weights(rewards: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, rewards / total.clamp_min(1e-12), torch.zeros_like(rewards))
 
 
-def importance_ratios(probs: torch.Tensor, actions: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``π(a) / π_T(a)`` for actions (B, K) drawn from ``π_T ∝ π^(1/T)``, π the rows of ``probs`` (B, V).
+def importance_ratios(logits: torch.Tensor, actions: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``π(a) / π_T(a)`` (B, K) for actions drawn with replacement from ``π_T = softmax(logits / T)``.
 
     A policy gradient weighs ``∇log π(a)``; when the actions came from the tempered policy, each
     weight times this ratio keeps the estimate of ``∇E_π[R]`` unbiased, and keeps a baseline a
-    pure variance reduction (``E_π_T[ratio · b ∇log π] = b E_π[∇log π] = 0``).
+    pure variance reduction (``E_π_T[ratio · b ∇log π] = b E_π[∇log π] = 0``). Computed from the
+    logits in float64, so that tokens whose probability underflows a float32 softmax still count.
     """
-    log_probs = probs.log().clamp_min_(-103.0)  # finite where π underflowed: no such token is drawn
-    log_norm = torch.logsumexp(log_probs / temperature, -1, keepdim=True)
-    return torch.exp((1.0 - 1.0 / temperature) * log_probs.gather(1, actions) + log_norm)
+    logits = logits.double()
+    log_ratio = torch.log_softmax(logits, -1).gather(1, actions) - torch.log_softmax(logits / temperature, -1).gather(1, actions)
+    return torch.exp(log_ratio).float()
 
 
 def group_weights(estimator: str, rewards: torch.Tensor) -> torch.Tensor:

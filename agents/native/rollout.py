@@ -56,6 +56,9 @@ class Segment:
     probs: torch.Tensor | None = None
     #: (N, T, C) what the reward got as ``context`` at each step (``collect(keep_contexts=True)``).
     reward_contexts: np.ndarray | None = None
+    #: (N, T, K) bool: the candidates ``collect(ask=...)`` allowed itself to ask, decided on the
+    #: rollout's probabilities (which dropout makes differ from the update's).
+    allowed: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -149,7 +152,7 @@ class Rollout:
         targets = np.empty((n, steps), dtype=np.int64)
         starts = np.empty((n, steps), dtype=bool)
         hidden0 = self.model.detach_hidden(self._hidden)
-        actions = rewards = probs = None
+        actions = rewards = probs = allowed_all = None
         contexts: np.ndarray | None = None
         if sampler is not None:
             if self._probs is None or self._probs.shape != (n, steps, v):
@@ -187,13 +190,20 @@ class Rollout:
                 cand = candidates.cpu().numpy()
                 step_actions = cand[:, 0]
                 if ask is not None:
-                    allowed = ask(candidates, step_probs).cpu().numpy()
-                    rewards[:, t] = torch.from_numpy(float32_rewards(self._ask_in_order(cand, allowed)))
+                    allowed = ask(candidates, step_probs)
+                    if allowed_all is None:
+                        allowed_all = torch.empty((n, steps, k), dtype=torch.bool, device=self.device)
+                    allowed_all[:, t] = allowed
+                    asked = self._ask_in_order(cand, allowed.cpu().numpy())
+                    rewards[:, t] = torch.from_numpy(float32_rewards(asked))
                 elif score:
                     rewards[:, t] = torch.from_numpy(float32_rewards(self.env.score(cand)))
             obs, step_rewards, terminated, truncated, _ = self.env.step(step_actions)
             if sampler is not None and not score and ask is None:
                 rewards[:, t, 0] = torch.from_numpy(float32_rewards(step_rewards))
+            elif ask is not None:  # a played candidate nobody asked about: the step's payment, for the logs
+                paid = torch.from_numpy(float32_rewards(step_rewards)).to(self.device)
+                rewards[:, t, 0] = torch.where(allowed_all[:, t, 0], rewards[:, t, 0], paid)
             self._obs = np.asarray(obs)[:, 0]
             self._starts = np.logical_or(terminated, truncated)
         self._pending = Segment(
@@ -205,6 +215,7 @@ class Rollout:
             rewards=rewards,
             probs=probs,
             reward_contexts=contexts,
+            allowed=allowed_all,
         )
         return self._pending
 
