@@ -82,11 +82,11 @@ def preflight(parser: argparse.ArgumentParser, agents: list[str], base: dict[str
             parser.error(f"--agent {agent}: not a native agent; choose from {', '.join(native)}")
         module = importlib.import_module(AGENTS[agent])
         try:
-            module.Args(**base)
+            spec = module.Args(**base).corpus_spec()  # the corpus the runs will load, options included
         except (IrlmError, TypeError) as error:
             parser.error(f"--agent {agent} with these options: {error}")
     try:
-        load_corpus(base["corpus"])
+        load_corpus(spec)
     except IrlmError as error:
         parser.error(f"--corpus {base['corpus']}: {error}")
 

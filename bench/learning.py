@@ -638,10 +638,11 @@ def writable_folder(parser: argparse.ArgumentParser, folder: Path) -> None:
 
     The folders the probe makes are removed again: a run that fails writes nothing.
     """
-    made = next((parent for parent in reversed([folder, *folder.absolute().parents]) if not parent.exists()), None)
+    whole = Path(os.path.abspath(folder))  # ".." collapsed, as mkdir will walk it
+    made = next((parent for parent in reversed([whole, *whole.parents]) if not parent.exists()), None)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        whole.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=whole):
             pass
     except OSError as error:
         parser.error(f"--out {folder}: cannot write there ({error.strerror or error}); pass a folder you can write to")

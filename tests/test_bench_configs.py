@@ -128,6 +128,9 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_any_run(
     with pytest.raises(SystemExit):  # a folder that can be made passes the probe, and is not left behind
         _bench(script).main(["--corpus", "pydocs", "--threads", "0", "--out", str(fresh)])
     assert not (tmp_path / "new").exists()
+    with pytest.raises(SystemExit):  # ".." collapsed as mkdir walks it: outx alone is made, and removed
+        _bench(script).main(["--corpus", "pydocs", "--threads", "0", "--out", str(tmp_path / "new" / ".." / "outx")])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
 
 
 def test_when_every_run_fails_nothing_is_written_and_the_exit_code_says_so(

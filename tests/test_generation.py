@@ -45,6 +45,21 @@ def test_each_prompt_line_follows_an_end_of_line_token(corpus: Corpus, tmp_path:
     assert text.startswith("the cat sleeps.\nthe ")  # the lines kept, each joined as the tokenizer joins
 
 
+def test_blank_prompt_lines_are_shown_as_the_corpus_shows_them(corpus: Corpus, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[list[int]] = []
+    real = generation._Reader.read
+    monkeypatch.setattr(generation._Reader, "read", lambda self, ids: read.append(list(ids)) or real(self, ids))
+    path = _saved(corpus, tmp_path / "m.irlm")
+    eos, the = corpus.vocab.eos_id, corpus.vocab.encode(["the"]).tolist()[0]
+    text = generate_text(path, "the\n\nthe", max_tokens=2, temperature=0)
+    assert read[0] == [eos, the, eos, the]  # no end-of-line pair: the corpus has no blank lines
+    assert text.startswith("the\n\nthe")  # the prompt's lines as typed
+    read.clear()
+    generate_text(path, "the\n", max_tokens=1, temperature=0)
+    assert read[0] == [eos, the, eos]  # a final line break: continue on a new line
+
+
 @pytest.mark.parametrize("window", [None, 4])
 def test_each_new_token_costs_one_step_of_a_recurrent_model(corpus: Corpus, tmp_path: Path, window: int | None,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:

@@ -197,10 +197,11 @@ def test_the_rllib_package_without_ray_names_the_extra_to_install() -> None:
         import importlib.util, sys
         real = importlib.util.find_spec
         importlib.util.find_spec = lambda name, *a: None if name == "ray" else real(name, *a)
+        from irlm_env.errors import IrlmError
         try:
             import irlm_agents.rllib.env
-        except Exception as error:
-            print(type(error).__name__, error)
+        except ImportError as error:  # feature detection sees an ImportError, the CLI an IrlmError
+            print(isinstance(error, IrlmError), error)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.startswith("IrlmError irlm_agents.rllib needs Ray RLlib; install it with pip install 'irlm-env[rllib]'")
+    assert out.startswith("True irlm_agents.rllib needs Ray RLlib; install it with pip install 'irlm-env[rllib]'")

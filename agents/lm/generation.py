@@ -59,6 +59,12 @@ def _prompt_lines(prompt: str) -> list[str]:
     return lines
 
 
+def _shown(lines: list[list[str]]) -> list[list[str]]:
+    """The lines the model reads, each after an end-of-line token: the corpus drops blank lines,
+    so only the last (the one continued) may be empty."""
+    return [words for words in lines[:-1] if words] + [lines[-1]]
+
+
 def generate_text(
     path: str | Path,
     prompt: str,
@@ -92,7 +98,7 @@ def generate_text(
     if unknown:
         warnings.warn(f"prompt token(s) not in the model's vocabulary, read as {vocab.token(vocab.unk_id)}: "
                       f"{', '.join(unknown)}", GenerationWarning, stacklevel=2)
-    ids = [token for words in lines for token in (vocab.eos_id, *vocab.encode(words).tolist())]
+    ids = [token for words in _shown(lines) for token in (vocab.eos_id, *vocab.encode(words).tolist())]
     reader = _Reader(model, checkpoint.eval_context_length, vocab.pad_id, target)
     generator = torch.Generator(device=target).manual_seed(seed)
     produced: list[str] = []

@@ -10,8 +10,14 @@ from importlib.util import find_spec
 
 from irlm_env.errors import IrlmError
 
+
+
+class RLlibMissing(IrlmError, ImportError):
+    """Ray is not installed: an ``ImportError`` to feature detection, a one-line error to the CLI."""
+
+
 if find_spec("ray") is None:
-    raise IrlmError(
+    raise RLlibMissing(
         "irlm_agents.rllib needs Ray RLlib; install it with pip install 'irlm-env[rllib]', in an environment "
         "of its own (RLlib pins its own Gymnasium; see the README's Ray RLlib section)"
     )

@@ -113,6 +113,14 @@ class TrainArgs:
         """The training env's feed arguments, as ``NextWordEnv`` takes them (it validates them)."""
         return {"feed": self.feed, "feed_probability": self.feed_probability}
 
+    def recorded(self, model: ModelConfig) -> dict[str, Any]:
+        """The arguments as a run records them: with a warm start, the model settings are the
+        checkpoint's (``model``), which the run trained, whatever ``self`` says."""
+        record = self.to_dict()
+        if self.init_from is not None:
+            record.update({name: getattr(model, name) for name in MODEL_SETTINGS})
+        return record
+
     def corpus_spec(self) -> CorpusSpec:
         """The corpus and tokenizer settings as one value (its options bound and checked)."""
         return CorpusSpec(self.corpus, self.corpus_options, self.tokenizer, self.lowercase, self.max_vocab,
@@ -160,8 +168,6 @@ def build_model(args: TrainArgs, corpus: Corpus) -> RNNLanguageModel:
 
         model = load_model(args.init_from, vocab=corpus.vocab, tokenizer=corpus.tokenizer).model
         check_warm_start(args, model.config)
-        for name in MODEL_SETTINGS:  # config.json and the checkpoints record the model trained
-            setattr(args, name, getattr(model.config, name))
         return model
     config = ModelConfig(
         vocab_size=len(corpus.vocab),

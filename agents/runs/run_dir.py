@@ -282,7 +282,7 @@ class RunDirectory:
         corpus = self.corpus
         return {
             "agent": self.agent,
-            "args": self.args.to_dict(),
+            "args": self.args.recorded(self.model.config),
             "eval_context_length": self.eval_context_length,
             "model": self.model.config.to_dict(),
             "corpus": {
@@ -318,7 +318,7 @@ class RunDirectory:
                 "tokens": self.tokens,
                 "eval_context_length": self.eval_context_length,
                 "reward": {"name": self.args.reward, "options": dict(self.args.reward_options)},
-                "train_args": self.args.to_dict(),
+                "train_args": self.args.recorded(self.model.config),
                 "metrics": self.last_metrics,
                 "metrics_tokens": self.metrics_tokens,
                 "corpus_source_hash": self.corpus.source_hash,
