@@ -70,7 +70,7 @@ def reward_table(reward: CheckedReward, segment: Segment) -> torch.Tensor:
     return torch.from_numpy(float32_rewards(table)).to(segment.targets.device)
 
 
-def check_log_table(args: Args, table: np.ndarray | torch.Tensor) -> None:
+def check_log_table(args: Args, table: np.ndarray) -> None:
     """Refuse a negative reward for ``log_er``: log E[R] is undefined where E[R] can be below 0."""
     if args.objective == "log_er" and bool((table < 0).any()):
         raise IrlmError(
@@ -102,8 +102,7 @@ def train(args: Args) -> TrainResult:
         while progress.tokens < args.total_tokens:
             with progress.timed():
                 segment = rollout.collect(args.rollout_steps, sampler, keep_contexts=True)
-                table = reward_table(setup.reward, segment)
-                check_log_table(args, table)
+                table = reward_table(setup.reward, segment)  # log_er checks its signs itself
                 logits = model.head(rollout.features(segment)).reshape(table.shape)
                 if args.objective == "log_er":
                     # The mean over contexts with a signal, whose count differs between processes.

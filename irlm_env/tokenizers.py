@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
 # A word is a run of letters/digits/underscores, keeping inner apostrophes ("don't", "it's");
 # every other non-space character is a token of its own.
+_WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 #: Put before every unit the bpe tokenizer cuts, so that each starts a word as GPT-2's do.
 _PREFIX = " "
-_WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 # Detokenization: no space before closing punctuation, none after opening brackets.
 _SPACE_BEFORE_CLOSE = re.compile(r" ([.,;:!?%)\]}])")
 _SPACE_AFTER_OPEN = re.compile(r"([(\[{]) ")

@@ -26,7 +26,7 @@ from irlm_agents.group import known_rewards
 from irlm_agents.lm.sampling import sample_candidates
 from irlm_agents.native.estimators import cross_entropy_loss
 from irlm_agents.native.rollout import Rollout, Segment
-from irlm_agents.native.training import NativeArgs, build
+from irlm_agents.native.training import NativeArgs, Progress, build
 from irlm_env.errors import IrlmError
 
 NATIVE_AGENTS = ("supervised", "reinforce", "group", "expected", "mixer")
@@ -639,13 +639,23 @@ def test_asking_one_at_a_time_with_dropout_counts_what_it_asked(counting_reward:
     assert asked[0] == counted[0] > 0
 
 
-def test_asking_one_at_a_time_trains_the_same_model(tmp_path: Path) -> None:
+def test_asking_one_at_a_time_trains_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     options = {**TINY, "k": 8, "query_budget": 2.0, "miss_weight": 1.0, "memory_context": 4, "trust_memory": True,
                "unigram_init": True, "temperature": 0.5, "total_tokens": 3000, "eval_every": 1500}
+    logged: list[float] = []  # the training reward each update logs: the played tokens' rewards
+    add = Progress.add
+
+    def add_spy(self: Progress, *args: Any, reward: float, **kwargs: Any) -> None:
+        logged.append(reward)
+        add(self, *args, reward=reward, **kwargs)
+
+    monkeypatch.setattr(Progress, "add", add_spy)
     bulk = group_module.train(group_module.Args(**{**options, "run_dir": str(tmp_path / "bulk")}))
+    bulk_logged, logged[:] = list(logged), []
     one = group_module.train(group_module.Args(**{**options, "ask_one_at_a_time": True, "run_dir": str(tmp_path / "one")}))
     for key in ("top1", "perplexity", "queries_per_token"):
         assert one.metrics[key] == bulk.metrics[key]
+    assert logged == bulk_logged and any(logged)
     with pytest.raises(IrlmError, match="ask_one_at_a_time asks until the first hit: add --stop-at-hit"):
         group_module.Args(k=4, ask_one_at_a_time=True)
 

@@ -147,6 +147,8 @@ class Checkpoint:
         where = f"the training corpus of checkpoint {str(self.path)!r}" if self.path else "the training corpus"
         described = f"{where} ({spec.name!r}, options {dict(spec.options)})"
         again = "or give the corpus again (irlm eval --corpus NAME --corpus-option KEY=VALUE)"
+        changed = ("its text has changed since training (an edited file, or another at the same path); restore "
+                   f"that text, {again}")
         try:
             corpus = load_corpus(spec)
         except IrlmError as error:
@@ -158,16 +160,14 @@ class Checkpoint:
             raise IrlmError(
                 f"{described}, rebuilt with the settings saved in the checkpoint, has another vocabulary "
                 f"({len(corpus.vocab)} tokens, hash {corpus.vocab.content_hash[:12]}) than the model "
-                f"({len(self.vocab)} tokens, hash {self.vocab.content_hash[:12]}): its text has changed since "
-                f"training (an edited file, or another at the same path); restore that text, {again}"
+                f"({len(self.vocab)} tokens, hash {self.vocab.content_hash[:12]}): {changed}"
             )
         trained = self.extra.get("corpus_source_hash")  # recorded by training runs since it was added
         if isinstance(trained, str) and trained != corpus.source_hash:
             raise IrlmError(
                 f"{described}, rebuilt with the settings saved in the checkpoint, holds other text than at "
                 f"training (source hash {corpus.source_hash[:12]} against {trained[:12]}), with the same vocabulary: "
-                f"its text has changed since training (an edited file, or another at the same path); restore that "
-                f"text, {again}"
+                f"{changed}"
             )
         return corpus
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from irlm_env.errors import IrlmError
+
 #: Baselines understood by :func:`reinforce_weights`.
 BASELINES = ("none", "mean", "critic")
 #: Group estimators understood by :func:`group_weights`.
@@ -64,8 +66,8 @@ def importance_ratios(logits: torch.Tensor, actions: torch.Tensor, temperature: 
     logits in float64, so that tokens whose probability underflows a float32 softmax still count.
     """
     logits = logits.double()
-    log_ratio = torch.log_softmax(logits, -1).gather(1, actions) - torch.log_softmax(logits / temperature, -1).gather(1, actions)
-    return torch.exp(log_ratio).float()
+    tempered = torch.log_softmax(logits / temperature, -1).gather(1, actions)
+    return torch.exp(torch.log_softmax(logits, -1).gather(1, actions) - tempered).float()
 
 
 def group_weights(estimator: str, rewards: torch.Tensor) -> torch.Tensor:
@@ -119,7 +121,8 @@ def expected_reward_loss(
     if not log:
         return -(F.softmax(logits, -1) * table).sum(-1).mean()
     if bool((table < 0).any()):
-        raise ValueError("log E[R] needs non-negative rewards; use the E[R] objective for signed rewards")
+        raise IrlmError("log E[R] needs non-negative rewards; use the E[R] objective (--objective er) for signed "
+                        "rewards")
     has_signal = table.sum(-1) > 0
     log_table = torch.where(table > 0, table.clamp_min(1e-30).log(), torch.full_like(table, float("-inf")))
     # A row of -inf would give a NaN gradient through the masking below; those rows drop out anyway.

@@ -199,11 +199,10 @@ class Rollout:
                 elif score:
                     rewards[:, t] = torch.from_numpy(float32_rewards(self.env.score(cand)))
             obs, step_rewards, terminated, truncated, _ = self.env.step(step_actions)
-            if sampler is not None and not score and ask is None:
+            if sampler is not None and (ask is not None or not score):
+                # Asking one at a time, the step paid an asked candidate with its answer, and a
+                # played one nobody asked about (a trusted memory's) with the reward's own.
                 rewards[:, t, 0] = torch.from_numpy(float32_rewards(step_rewards))
-            elif ask is not None:  # a played candidate nobody asked about: the step's payment, for the logs
-                paid = torch.from_numpy(float32_rewards(step_rewards)).to(self.device)
-                rewards[:, t, 0] = torch.where(allowed_all[:, t, 0], rewards[:, t, 0], paid)
             self._obs = np.asarray(obs)[:, 0]
             self._starts = np.logical_or(terminated, truncated)
         self._pending = Segment(

@@ -279,8 +279,7 @@ class NextWordVectorEnv(VectorEnv):
         if self._answers:
             self._reward_played(actions, resetting)
         else:
-            contexts = self._obs_view if self._history is None else self._histories()
-            np.copyto(self._rewards, self.reward_fn.batch(candidates, self._target_view, contexts)[:, 0])
+            np.copyto(self._rewards, self.reward_fn.batch(candidates, self._target_view, self._contexts())[:, 0])
         self._answers.clear()  # the state moves on: what score() was told holds no longer
         np.equal(actions, target, out=self._correct)
         # Every context moves on by the shown token: the true one (teacher forcing) or the
@@ -381,7 +380,7 @@ class NextWordVectorEnv(VectorEnv):
         actions = self._check_actions(actions, actions.shape)
         if actions.shape[1] == 0:  # nothing to score, as numpy reduces an empty axis to empty
             return np.empty(actions.shape, np.float64)
-        contexts = self._obs_view if self._history is None else self._histories()
+        contexts = self._contexts()
         if streams is None:
             rewards = self.reward_fn.batch(read_only(actions), self._target_view, contexts)
             # Copies: the caller may reuse its arrays before the step these answers pay.
@@ -412,7 +411,7 @@ class NextWordVectorEnv(VectorEnv):
             known[rows[found]] = True
         rest = np.flatnonzero(~known)
         if rest.size:
-            contexts = self._obs_view if self._history is None else self._histories()
+            contexts = self._contexts()
             self._rewards[rest] = self.reward_fn.batch(
                 read_only(actions[rest, None]), read_only(self._target[rest]), read_only(contexts[rest])
             )[:, 0]
@@ -459,6 +458,10 @@ class NextWordVectorEnv(VectorEnv):
         self._obs[streams] = 0
         self._obs[streams, -1] = self._tokens[starts]
         self._target[streams] = self._tokens[starts + 1]
+
+    def _contexts(self) -> np.ndarray:
+        """What the reward gets as ``context`` now, read-only: the observations, or the true histories."""
+        return self._obs_view if self._history is None else self._histories()
 
     def _histories(self) -> np.ndarray:
         """The true history before every stream's target, for a reward that asks for it."""
