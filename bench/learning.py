@@ -179,11 +179,15 @@ AGENTS.update({
     "likelihood-k8-t07-memory-early64-marginal": ("group", {**_CURRICULUM, "k_early": 64, "k": 8}, "bandit"),
 })
 # The curriculum agent with the marginal prior at weight 10 instead of 1: held harder to the
-# text's word frequencies (weight 3 and 30 were probed too; see the README); and the same
-# proposing at temperature 0.5, whose hits come sooner, so it spends fewer queries, and with up to
-# 12 candidates after the first 200k tokens to spend what that saves.
-_CURRICULUM10 = {**_CURRICULUM, "marginal_weight": 10.0}
-AGENTS["likelihood-k10-t07-memory-early32-marginal10"] = ("group", _CURRICULUM10, "bandit")
+# text's word frequencies (weights 3 and 30, the others probed, are in the README's table of how
+# the weight was picked); and the same proposing at temperature 0.5, whose hits come sooner, so it
+# spends fewer queries, and with up to 12 candidates after the first 200k tokens to spend what
+# that saves.
+for _weight in (3, 10, 30):
+    AGENTS[f"likelihood-k10-t07-memory-early32-marginal{_weight}"] = (
+        "group", {**_CURRICULUM, "marginal_weight": float(_weight)}, "bandit"
+    )
+_CURRICULUM10 = AGENTS["likelihood-k10-t07-memory-early32-marginal10"][1]
 for _k in (10, 12):
     AGENTS[f"likelihood-k{_k}-t05-memory-early32-marginal10"] = (
         "group", {**_CURRICULUM10, "temperature": 0.5, "k": _k}, "bandit"
