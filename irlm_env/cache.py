@@ -16,18 +16,33 @@ from irlm_env.fileio import atomic_write_bytes
 
 #: What to do when the cache folder cannot be written.
 CACHE_FIX = "make the folder writable, or point IRLM_CACHE_DIR at a writable folder"
-# Cache folders already warned about in this process: one warning each is enough.
-_WARNED: set[Path] = set()
+# Cache folders already warned about in this process (None: no folder at all): one warning each.
+_WARNED: set[Path | None] = set()
 
 
 class CacheWarning(UserWarning):
     """The cache could not be written; irlm_env goes on without it."""
 
 
-def cache_dir() -> Path:
-    """The on-disk cache folder: ``$IRLM_CACHE_DIR`` or ``~/.cache/irlm_env``."""
+def _warn_once(root: Path | None, message: str) -> None:
+    if root not in _WARNED:
+        _WARNED.add(root)
+        warnings.warn(message, CacheWarning, stacklevel=4)
+
+
+def cache_dir() -> Path | None:
+    """The on-disk cache folder: ``$IRLM_CACHE_DIR`` or ``~/.cache/irlm_env``.
+
+    None, with one warning, when it names a home folder that does not exist: a container run
+    under a user id with no home (no ``HOME`` and no passwd entry) still trains, without a cache.
+    """
     configured = os.environ.get("IRLM_CACHE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "irlm_env"
+    try:
+        return Path(configured).expanduser() if configured else Path.home() / ".cache" / "irlm_env"
+    except (RuntimeError, KeyError) as error:  # pathlib: "Could not determine home directory"
+        _warn_once(None, f"no cache folder ({error}); going on without it, so corpora are tokenized again on "
+                         "every start: set HOME, or point IRLM_CACHE_DIR at a writable folder")
+        return None
 
 
 def write_cache_file(name: str | Path, data: bytes) -> bool:
@@ -36,19 +51,15 @@ def write_cache_file(name: str | Path, data: bytes) -> bool:
     A failure is reported once per process and cache folder as a :class:`CacheWarning`.
     """
     root = cache_dir()
+    if root is None:
+        return False
     try:
         atomic_write_bytes(root / name, data, fix=CACHE_FIX)
     except IrlmError as error:
         cause = error.__cause__
         if not isinstance(cause, OSError):
             raise
-        if root not in _WARNED:
-            _WARNED.add(root)
-            warnings.warn(
-                f"cannot write the cache in {str(root)!r} ({cause.strerror or cause}); going on without it, "
-                f"so corpora are tokenized again on every start: {CACHE_FIX}",
-                CacheWarning,
-                stacklevel=3,
-            )
+        _warn_once(root, f"cannot write the cache in {str(root)!r} ({cause.strerror or cause}); going on without it, "
+                         f"so corpora are tokenized again on every start: {CACHE_FIX}")
         return False
     return True

@@ -59,8 +59,10 @@ def write_cached(key: str, digest: str, encoded: Encoded) -> None:
 
 def read_cached(key: str, digest: str, tokenizer: Tokenizer) -> Encoded | None:
     """A verified cache entry for ``tokenizer``'s settings, or None when missing or untrustworthy."""
-    folder = cache_dir() / _FOLDER
-    meta_path, ids_path = folder / f"{key}.json", folder / f"{key}.npy"
+    root = cache_dir()
+    if root is None:
+        return None
+    meta_path, ids_path = root / _FOLDER / f"{key}.json", root / _FOLDER / f"{key}.npy"
     try:
         if not meta_path.is_file():
             return None

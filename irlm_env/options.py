@@ -8,6 +8,7 @@ Python or as strings from a command line and are checked against the factory's s
 from __future__ import annotations
 
 import ast
+import math
 import builtins
 import inspect
 import types
@@ -165,8 +166,12 @@ def _coerce(label: str, option: str, value: Any, choices: tuple[Any, ...]) -> An
                 return _BOOLEANS[value.strip().lower()]
         else:
             try:
-                return target(value)
+                converted = target(value)
             except ValueError:
                 pass
+            else:
+                if target is float and not math.isfinite(converted):
+                    raise IrlmError(f"{label} option {option}={value!r} must be a finite number.")
+                return converted
         raise IrlmError(f"{label} option {option}={value!r} must be of type {target.__name__}.")
     return value

@@ -92,17 +92,30 @@ class PluginKind:
 
 
 class Registry:
-    """Named factories of one kind, in registration order (built-ins first)."""
+    """Named factories of one kind, in registration order (built-ins first).
 
-    def __init__(self, kind: str, entries: Mapping[str, Entry], broken: list[PluginInfo]) -> None:
+    A name two plugins register is a clash: looking it up is an error naming both (which one
+    the user wants is theirs to say), while every other name works and listings show both
+    entries, so that ``irlm plugins`` can show what clashes.
+    """
+
+    def __init__(self, kind: str, entries: Mapping[str, Entry], broken: list[PluginInfo],
+                 clashes: Mapping[str, list[Entry]] | None = None) -> None:
         self.kind = kind
         self._entries = dict(entries)
         self._broken = broken
+        self._clashes = dict(clashes or {})
 
     def get(self, name: str) -> Entry:
         entry = self._entries.get(name)
         if entry is not None:
             return entry
+        if name in self._clashes:
+            owners = " and ".join(repr(e.plugin_name) for e in self._clashes[name])
+            raise IrlmError(
+                f"{self.kind} {name!r} is registered by {len(self._clashes[name])} plugins: {owners}. Uninstall all but one, "
+                f"or choose which third-party plugins load with {LOAD_ENV}=name,name."
+            )
         message = f"unknown {self.kind} {name!r}; {suggest(str(name), self._entries)}."
         if self._broken:
             failed = "; ".join(f"{info.label}: {info.error}" for info in self._broken)
@@ -116,13 +129,14 @@ class Registry:
         raise IrlmError(message)
 
     def names(self) -> list[str]:
-        return list(self._entries)
+        return [*self._entries, *self._clashes]
 
     def entries(self) -> list[Entry]:
-        return list(self._entries.values())
+        """Every entry, those of a clashing name once per plugin that registers it."""
+        return [*self._entries.values(), *(entry for entries in self._clashes.values() for entry in entries)]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._clashes
 
 
 _KINDS: dict[str, PluginKind] = {}
@@ -189,6 +203,14 @@ def _register_plugin(loaded: _Loaded, plugin: object, info: PluginInfo) -> str |
     if unknown:
         manager.unregister(name=info.name)
         return f"implements unknown hook(s) {', '.join(unknown)}"
+    wrappers = [impl.function.__name__ for caller in manager.get_hookcallers(plugin) or []
+                for impl in caller.get_hookimpls()
+                if impl.plugin_name == info.name and (impl.wrapper or impl.hookwrapper)]
+    if wrappers:
+        # Registration calls each hook function once with the callback; a wrapper's body would
+        # only become a generator and register nothing.
+        manager.unregister(name=info.name)
+        return f"marks {', '.join(wrappers)} as a wrapper hook, which registers nothing (drop wrapper=True)"
     if not manager.get_hookcallers(plugin):
         # A forgotten @irlm_env.hookimpl (or a marker of another project) registers nothing:
         # say so now, not later as an "unknown reward".
@@ -249,7 +271,7 @@ def _load() -> _Loaded:
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:  # any import-time failure of third-party code
+        except (Exception, SystemExit) as exc:  # any import-time failure of third-party code, exit() too
             _plugin_failed(
                 loaded,
                 info,
@@ -280,7 +302,13 @@ def _items_of(manager: pluggy.PluginManager, info: PluginInfo) -> dict[str, dict
     for kind in _KINDS.values():
         for impl in getattr(manager.hook, kind.hook).get_hookimpls():
             if impl.plugin_name == info.name:
-                items.setdefault(kind.name, {}).update(_call_registration_hook(kind, impl, info))
+                entries = items.setdefault(kind.name, {})
+                registered = _call_registration_hook(kind, impl, info)
+                # Two functions of one plugin can implement the hook (pluggy's specname).
+                twice = sorted(registered.keys() & entries.keys())
+                if twice:
+                    raise _Broken(f"registers {kind.name} {twice[0]!r} twice", "Register each name once.")
+                entries.update(registered)
     return items
 
 
@@ -390,8 +418,8 @@ def reset_plugins() -> None:
 def registry(kind: PluginKind) -> Registry:
     """All items of ``kind``, by name (IrlmError with a suggestion on unknown names).
 
-    Two plugins registering the same name is an error naming both, not a skip: which one the
-    user wants is theirs to say.
+    Two plugins registering the same name make that one name an error naming both, not a skip
+    and not a failure of the whole kind (see :class:`Registry`).
     """
     return _registry(kind.name)
 
@@ -399,16 +427,14 @@ def registry(kind: PluginKind) -> Registry:
 @functools.cache
 def _registry(kind: str) -> Registry:
     loaded = _load()
-    entries: dict[str, Entry] = {}
-    for plugin, items in loaded.items.items():
+    claims: dict[str, list[Entry]] = {}
+    for items in loaded.items.values():
         for name, entry in items.get(kind, {}).items():
-            previous = entries.get(name)
-            if previous is not None:
-                raise IrlmError(
-                    f"{kind} {name!r} is registered by two plugins: {previous.plugin_name!r} and "
-                    f"{plugin!r}. Uninstall one of them, or choose which third-party plugins load "
-                    f"with {LOAD_ENV}=name,name."
-                )
-            entries[name] = entry
+            claims.setdefault(name, []).append(entry)
     broken = [info for info in loaded.infos.values() if info.error is not None]
-    return Registry(kind, entries, broken)
+    return Registry(
+        kind,
+        {name: entries[0] for name, entries in claims.items() if len(entries) == 1},
+        broken,
+        {name: entries for name, entries in claims.items() if len(entries) > 1},
+    )

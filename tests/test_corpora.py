@@ -213,6 +213,21 @@ def test_pydocs_goes_on_without_an_unwritable_cache(fake_stdlib: Path, tmp_path:
     assert units[0] == "Tools for counting sheep before sleeping."
 
 
+def test_pydocs_goes_on_when_its_cache_folder_cannot_be_searched(fake_stdlib: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    is_file = Path.is_file
+
+    def denied(path: Path) -> bool:
+        if path.name.startswith("pydocs-"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    with pytest.warns(RuntimeWarning, match="re-extracting pydocs.*Permission denied"):
+        units = list(pydocs.pydocs_corpus().units)
+    assert units[0] == "Tools for counting sheep before sleeping."
+
+
 def test_real_pydocs_is_a_sizeable_english_corpus() -> None:
     corpus = load_corpus("pydocs")
     assert corpus is load_corpus()  # the default corpus
@@ -237,6 +252,10 @@ def test_text_directory_reads_text_files_recursively_in_sorted_order(tmp_path: P
     (tmp_path / "b" / "z.txt").write_text("from b/z\n")
     (tmp_path / "a.md").write_text("from a\n")
     (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+    # hidden files and folders are left out, as a glob leaves them out
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "a-checkpoint.md").write_text("a stale copy\n")
+    (tmp_path / ".hidden.txt").write_text("hidden\n")
     assert list(text_corpus(tmp_path).units) == ["from a", "from b/z"]
 
 
@@ -244,6 +263,8 @@ def test_text_glob(tmp_path: Path) -> None:
     for name in ("x1.log", "x2.log", "y.log"):
         (tmp_path / name).write_text(f"{name}\n")
     assert list(text_corpus(str(tmp_path / "x*.log")).units) == ["x1.log", "x2.log"]
+    # a pattern that yields a file twice reads it once
+    assert list(text_corpus(str(tmp_path / "**" / "**" / "x1.log")).units) == ["x1.log"]
     with pytest.raises(IrlmError, match="matches no files"):
         text_corpus(str(tmp_path / "q*.log"))
 

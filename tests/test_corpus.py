@@ -16,6 +16,7 @@ import pytest
 
 from irlm_env.corpus import Corpus, CorpusWarning, _check_units, clear_memo, load_corpus
 from irlm_env.corpus_encoding import SPLITS, split_boundaries
+from irlm_env import cache as cache_module
 from irlm_env.cache import CacheWarning
 from irlm_env.errors import IrlmError
 from irlm_env.tokenizers import make_tokenizer
@@ -167,6 +168,20 @@ def test_an_unwritable_cache_folder_warns_once_and_goes_on_without_it(text_file:
         again = load_corpus("text", path=str(text_file), tokenizer="char")
     assert len(first.split("train")) > 0 and again.vocab != first.vocab
     assert blocker.read_text() == ""
+
+
+def test_no_home_folder_warns_and_goes_on_without_a_cache(text_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container run under a user id with no HOME and no passwd entry: pathlib cannot find ~."""
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("IRLM_CACHE_DIR")
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    monkeypatch.setattr(cache_module, "_WARNED", set())
+    with pytest.warns(CacheWarning, match=r"no cache folder \(Could not determine home directory.\).*IRLM_CACHE_DIR"):
+        corpus = load_corpus("text", path=str(text_file))
+    assert len(corpus.split("train")) > 0
 
 
 def test_changed_text_is_never_served_from_the_cache(text_file: Path) -> None:

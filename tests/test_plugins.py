@@ -129,17 +129,22 @@ def test_entry_point_plugin_is_found_with_its_version(make_dist: MakeDist, corpu
     assert not reward.has_table and reward.table(np.array([3]), np.zeros((1, 4), np.int64)) is None
 
 
-def test_same_name_from_builtin_and_plugin_names_both(make_dist: MakeDist) -> None:
+def test_same_name_from_builtin_and_plugin_names_both(make_dist: MakeDist, corpus: Corpus) -> None:
     make_dist("irlm-clash", {"clash": "fake_clash"}, {"fake_clash": REWARD_PLUGIN.format(name="exact")})
-    with pytest.raises(IrlmError, match=r"reward 'exact' is registered by two plugins: 'irlm_env.rewards.exact' and 'clash'"):
-        reward_registry()
+    with pytest.raises(IrlmError, match=r"reward 'exact' is registered by 2 plugins: 'irlm_env.rewards.exact' and 'clash'"):
+        make_reward("exact", corpus)
 
 
-def test_same_name_from_two_third_party_plugins_names_both(make_dist: MakeDist) -> None:
+def test_a_clash_breaks_only_its_own_name(make_dist: MakeDist, corpus: Corpus) -> None:
+    """Other names, the built-in default included, still work, and listings show both claimants."""
     make_dist("irlm-one", {"one": "fake_one"}, {"fake_one": REWARD_PLUGIN.format(name="dup")})
     make_dist("irlm-two", {"two": "fake_two"}, {"fake_two": REWARD_PLUGIN.format(name="dup")})
-    with pytest.raises(IrlmError, match=r"'dup' is registered by two plugins: 'one' and 'two'.*IRLM_LOAD_PLUGINS"):
-        reward_registry()
+    registry = reward_registry()
+    with pytest.raises(IrlmError, match=r"'dup' is registered by 2 plugins: 'one' and 'two'.*IRLM_LOAD_PLUGINS"):
+        registry.get("dup")
+    assert "dup" in registry and registry.names().count("dup") == 1
+    assert [e.plugin_name for e in registry.entries() if e.name == "dup"] == ["one", "two"]
+    assert make_reward("exact", corpus)(3, 3, np.zeros(4, np.int64)) == 1.0
 
 
 def test_import_failure_warns_with_plugin_and_exception_and_others_load(make_dist: MakeDist) -> None:
@@ -153,6 +158,12 @@ def test_import_failure_warns_with_plugin_and_exception_and_others_load(make_dis
     # A name the broken plugin might have provided points at the failure.
     with pytest.raises(IrlmError, match="Some plugins failed to load.*'broken'"):
         reward_registry().get("nothing-like-this")
+
+
+def test_a_plugin_calling_exit_at_import_is_skipped_not_the_process(make_dist: MakeDist) -> None:
+    make_dist("irlm-exits", {"exits": "fake_exits"}, {"fake_exits": "import sys\nsys.exit(3)\n"})
+    with pytest.warns(PluginWarning, match=r"'exits' .*failed to import.*SystemExit: 3"):
+        assert "exact" in reward_registry().names()
 
 
 def test_strict_mode_makes_import_failure_fatal(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,6 +237,30 @@ def test_register_plugin_reports_wrong_argument_names_at_once() -> None:
 
     with pytest.raises(IrlmError, match="plugin 'mine' has an invalid hook implementation.*regster"):
         plugins.register_plugin(Wrong(), "mine")
+
+
+def test_register_plugin_refuses_a_wrapper_hook_that_would_register_nothing() -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def irlm_register_rewards(self, register: Callable[..., None]) -> object:
+            register("wrapped", lambda corpus: None)
+            return (yield)
+
+    with pytest.raises(IrlmError, match="plugin 'wrapping' marks irlm_register_rewards as a wrapper hook"):
+        plugins.register_plugin(Wrapping(), "wrapping")
+    assert "wrapped" not in reward_registry()
+
+
+def test_one_plugin_registering_a_name_from_two_hook_functions_is_refused() -> None:
+    def first(register: Callable[..., None]) -> None:
+        register("same", _reward)
+
+    class Twice:
+        one = staticmethod(hookimpl(specname="irlm_register_rewards")(first))
+        two = staticmethod(hookimpl(specname="irlm_register_rewards")(first))
+
+    with pytest.raises(IrlmError, match="plugin 'twice' registers reward 'same' twice"):
+        plugins.register_plugin(Twice(), "twice")
 
 
 def _plugin_registering(*args: object, hook: str = "irlm_register_rewards") -> object:
@@ -333,19 +368,21 @@ def test_register_plugin_refuses_a_name_another_plugin_registers(name: str, corp
 
 def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
     class Needs:
-        def __init__(self, corpus: Corpus, *, level: int, strict: bool = False) -> None:
+        def __init__(self, corpus: Corpus, *, level: int, strict: bool = False, scale: float = 1.0) -> None:
             self.level, self.strict = level, strict
 
         def __call__(self, action: int, target: int, context: np.ndarray) -> float:
             return float(self.level)
 
     plugins.register_plugin(_plugin_registering("needs", Needs), "needs")
-    with pytest.raises(IrlmError, match=r"has no option 'levle'; did you mean 'level'\? available: level, strict"):
+    with pytest.raises(IrlmError, match=r"has no option 'levle'; did you mean 'level'\? available: level, scale, strict"):
         make_reward("needs", corpus, levle=1)
     with pytest.raises(IrlmError, match=r"requires the option\(s\) level"):
         make_reward("needs", corpus)
     with pytest.raises(IrlmError, match=r"option level='high' must be of type int"):
         make_reward("needs", corpus, level="high")
+    with pytest.raises(IrlmError, match=r"option scale='nan' must be a finite number"):
+        make_reward("needs", corpus, level=1, scale="nan")
     reward = make_reward("needs", corpus, level="3", strict="yes")
     assert (reward.inner.level, reward.inner.strict) == (3, True)
     assert reward(0, 1, np.zeros(2, np.int64)) == 3.0

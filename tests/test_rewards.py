@@ -113,6 +113,7 @@ def _constant(value: Any) -> Callable[..., Reward]:
         ("1.0", "returned '1.0' of type str"),
         (None, "returned None of type NoneType"),
         (1 + 2j, "of type complex"),
+        (10**400, "returned an integer beyond float's range"),
         (np.array([1.0]), "of type ndarray"),
     ],
 )

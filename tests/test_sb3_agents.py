@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,13 @@ def test_learns_the_grammar(module: object, settings: dict[str, object], tmp_pat
     saved = load_model(result.run_dir / "final.irlm")
     assert saved.extra["eval_context_length"] == 4
     assert saved.extra["metrics"]["top1"] == pytest.approx(result.metrics["top1"])
-    assert (result.run_dir / "sb3" / "progress.csv").is_file()
+    with (result.run_dir / "sb3" / "progress.csv").open(newline="") as handle:
+        logged = [row for row in csv.DictReader(handle) if row["rollout/ep_len_mean"]]
+    # SB3's episode statistics, logged at each evaluation: whole episodes of one length, and
+    # a 0/1 reward per token
+    lengths = {float(row["rollout/ep_len_mean"]) for row in logged}
+    assert len(lengths) == 1 and lengths.pop() > 1
+    assert all(0 < float(row["rollout/ep_rew_mean"]) <= float(row["rollout/ep_len_mean"]) for row in logged)
     assert list((result.run_dir / "sb3").glob("events.out.tfevents.*"))
 
 

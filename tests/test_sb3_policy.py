@@ -10,13 +10,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from sb3_contrib import TRPO
 from stable_baselines3 import A2C, PPO
 
 from irlm_agents.lm.checkpoints import save_model
 from irlm_agents.lm.devices import resolve_device
 from irlm_env.errors import IrlmError
 from irlm_agents.lm.model import RNNLanguageModel
-from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_agents.sb3 import RNNLanguagePolicy, make_self_contained, make_vec_env
 from irlm_agents.sb3.distributions import LogProbEntropy, TokenDistribution, draw_tokens
 
 ENV = {"corpus": "grammar", "corpus_options": {"n_sentences": 1000}, "context_length": 4, "episode_length": 16}
@@ -42,6 +43,17 @@ def test_learn_runs_for_every_cell(algo: type, cell: str) -> None:
     lm = model.policy.language_model
     assert isinstance(lm, RNNLanguageModel) and lm.config.cell == cell and lm.config.num_layers == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, lm.parameters()))
+
+
+def test_trpo_reads_the_distribution_as_torch_categorical() -> None:
+    """sb3-contrib's TRPO takes the KL divergence of ``.distribution``, which the policy builds on demand."""
+    env = make_vec_env(n_envs=4, seed=0, **ENV)
+    agent = TRPO(RNNLanguagePolicy, env, n_steps=8, batch_size=16, seed=0, device="cpu", policy_kwargs=TINY)
+    before = [p.detach().clone() for p in agent.policy.language_model.parameters()]
+    agent.learn(64)
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.language_model.parameters()))
+    distribution = agent.policy.get_distribution(torch.randint(0, 65, (3, 4)))
+    assert torch.allclose(distribution.distribution.probs, distribution.log_probs.exp())
 
 
 def test_policy_is_the_language_model() -> None:
@@ -141,9 +153,18 @@ def test_warm_start_from_checkpoint(tmp_path: Path) -> None:
     a, b = source.policy.language_model.state_dict(), warm.policy.language_model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert warm.policy.language_model.config.cell == "lstm"
-    # a saved agent reloads without the checkpoint or the vocabulary
+    # saved as given, the agent's policy_kwargs name the checkpoint, which loading reads again;
+    # made self-contained, it reloads without the checkpoint or the vocabulary
+    warm.save(tmp_path / "as-given.zip")
+    make_self_contained(warm)
     warm.save(tmp_path / "warm.zip")
-    assert PPO.load(tmp_path / "warm.zip", device="cpu").policy.language_model.config.cell == "lstm"
+    moved = path.rename(tmp_path / "moved.irlm")
+    with pytest.raises(IrlmError, match="does not exist"):
+        PPO.load(tmp_path / "as-given.zip", device="cpu")
+    loaded = PPO.load(tmp_path / "warm.zip", device="cpu").policy.language_model
+    assert loaded.config.cell == "lstm" and loaded.config.hidden_size == 8
+    assert all(torch.equal(a[k], loaded.state_dict()[k]) for k in a)
+    moved.rename(path)
     with pytest.raises(IrlmError, match="hidden_size=32 \\(checkpoint has 8\\)"):
         PPO(RNNLanguagePolicy, make_vec_env(n_envs=2, **ENV), policy_kwargs={**warm_start, "hidden_size": 32})
     with pytest.raises(IrlmError, match=r"needs the env's vocabulary.*vocab=env.get_attr\('vocab'\)\[0\]"):

@@ -20,7 +20,7 @@ from irlm_agents.lm.checkpoints import load_model, save_model
 from irlm_agents.lm.evaluation import evaluate
 from irlm_agents.lm.model import RNNLanguageModel
 from irlm_agents.runs.plotting import read_metrics
-from irlm_agents.sb3 import RNNLanguagePolicy, make_vec_env
+from irlm_agents.sb3 import RNNLanguagePolicy, make_self_contained, make_vec_env
 from irlm_agents.sb3.recurrent_policy import RecurrentLanguagePolicy
 from irlm_env.errors import IrlmError
 
@@ -217,6 +217,11 @@ def test_a_warm_start_needs_the_env_vocabulary(tmp_path: Path) -> None:
     warm = _agent(init_from=str(path), vocab=vocab, **{"embedding_dim": None, "hidden_size": None})
     a, b = source.policy.language_model.state_dict(), warm.policy.language_model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    make_self_contained(warm)
+    warm.save(tmp_path / "warm.zip")
+    path.unlink()  # the saved weights hold the warm start
+    loaded = RecurrentPPO.load(tmp_path / "warm.zip", device="cpu").policy.language_model.state_dict()
+    assert all(torch.equal(a[k], loaded[k]) for k in a)
 
 
 def test_the_recurrent_policy_under_ppo_points_at_recurrent_ppo() -> None:

@@ -16,7 +16,7 @@ Importing this package imports torch and SB3; ``import irlm_env`` alone does not
 
 from __future__ import annotations
 
-from irlm_agents.sb3.policy import RNNFeaturesExtractor, RNNLanguagePolicy
+from irlm_agents.sb3.policy import RNNFeaturesExtractor, RNNLanguagePolicy, make_self_contained
 from irlm_agents.sb3.vec_env import SB3VecEnvAdapter, make_vec_env
 
-__all__ = ["RNNFeaturesExtractor", "RNNLanguagePolicy", "SB3VecEnvAdapter", "make_vec_env"]
+__all__ = ["RNNFeaturesExtractor", "RNNLanguagePolicy", "SB3VecEnvAdapter", "make_self_contained", "make_vec_env"]

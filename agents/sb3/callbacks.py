@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import safe_mean
 
 from irlm_agents.runs.run_dir import RunDirectory
 
@@ -15,7 +16,9 @@ class ValidationCallback(BaseCallback):
 
     ``validate`` is the run's call of :func:`irlm_agents.lm.evaluation.evaluate`. The figures go
     to SB3's logger (stdout, CSV, TensorBoard, dumped at each evaluation together with SB3's own
-    training statistics) and to the run directory (metrics.csv, best checkpoint, progress bar).
+    training statistics and the episodes' mean reward and length, ``rollout/ep_rew_mean`` and
+    ``rollout/ep_len_mean``, which SB3 itself logs only at a ``log_interval`` the agents leave
+    off so that its tables do not scroll the progress bar away) and to the run directory (metrics.csv, best checkpoint, progress bar).
     Between evaluations the bar also shows the mean reward of the actions sampled in the last
     rollout (with the ``exact`` reward, their accuracy). SB3's VecEnv infos carry no per-step
     targets (building a dict per stream per step would slow the hot path), so the reward is the
@@ -45,6 +48,10 @@ class ValidationCallback(BaseCallback):
             metrics = self.run.record(self.num_timesteps, self.validate())
             for name, value in metrics.items():
                 self.logger.record(f"eval/{name}", value)
+            episodes = self.model.ep_info_buffer
+            if episodes:
+                self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in episodes]))
+                self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in episodes]))
             self.logger.record("time/total_timesteps", self.num_timesteps)
             self.logger.dump(self.num_timesteps)
             while self._next_eval <= self.num_timesteps:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from stable_baselines3.common.distributions import CategoricalDistribution
+from torch.distributions import Categorical
 
 from irlm_agents.lm.sampling import sample_from_cdf
 from irlm_env.errors import IrlmError
@@ -60,6 +61,21 @@ class TokenDistribution(CategoricalDistribution):
     """
 
     log_probs: torch.Tensor
+
+    @property  # type: ignore[override]
+    def distribution(self) -> Categorical:
+        """torch's ``Categorical`` of the same log-probabilities, built only when asked for.
+
+        SB3's ``kl_divergence`` (sb3-contrib's TRPO) and code reading ``.distribution.probs``
+        use it; building it at every step is the cost this class avoids.
+        """
+        return Categorical(logits=self.log_probs, validate_args=False)
+
+    @distribution.setter
+    def distribution(self, value: None) -> None:
+        # SB3's Distribution.__init__ sets None; every later value comes from log_probs.
+        if value is not None:
+            raise AttributeError("TokenDistribution.distribution follows log_probs; set those with proba_distribution")
 
     def proba_distribution(self, action_logits: torch.Tensor) -> TokenDistribution:  # type: ignore[override]
         self.log_probs = torch.log_softmax(action_logits, dim=-1)

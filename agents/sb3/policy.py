@@ -13,7 +13,9 @@ Sizes go through ``policy_kwargs``::
 
 ``init_from="model.irlm"`` warm-starts from a checkpoint saved by ``irlm_agents.lm.checkpoints``; the
 model's sizes are then read from the checkpoint, and ``vocab`` (the env corpus's vocabulary) is
-required to check that the checkpoint was trained on it.
+required to check that the checkpoint was trained on it. SB3 saves the algorithm's
+``policy_kwargs`` as given, so ``PPO.load`` of such an agent reads the checkpoint again; call
+:func:`make_self_contained` before ``agent.save`` to save one that loads without it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
@@ -38,6 +41,21 @@ from irlm_env.vocabulary import Vocabulary
 #: Model options accepted through ``policy_kwargs``; ``None`` means "the default, or the
 #: checkpoint's value when warm-starting".
 MODEL_OPTIONS = ("cell", "embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights", "pad_id")
+
+
+def make_self_contained(agent: BaseAlgorithm) -> None:
+    """Replace a warm-started agent's ``init_from`` and ``vocab`` by the sizes they resolved to.
+
+    ``agent.save`` stores ``agent.policy_kwargs`` as they were given, and ``PPO.load`` builds the
+    policy from them before setting the saved weights: with ``init_from`` there, loading needs
+    the checkpoint at that path, though the saved weights already hold the warm start. Works for
+    :class:`RNNLanguagePolicy` and ``RecurrentLanguagePolicy`` (their ``model_config``).
+    """
+    config = getattr(agent.policy, "model_config", None)
+    if not isinstance(config, ModelConfig):
+        raise IrlmError(f"make_self_contained needs an agent with an irlm_agents policy, got {type(agent.policy).__name__}")
+    sizes = {name: getattr(config, name) for name in MODEL_OPTIONS}
+    agent.policy_kwargs = {**agent.policy_kwargs, **sizes, "init_from": None, "vocab": None}
 
 
 class RNNFeaturesExtractor(BaseFeaturesExtractor):

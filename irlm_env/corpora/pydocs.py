@@ -153,14 +153,16 @@ def _cache_name(root: Path) -> str:
     return f"pydocs-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
-def _read_cached(path: Path) -> list[str] | None:
-    """The cached sentences, or None (rebuild) when missing or not matching their hash.
+def _read_cached(path: Path | None) -> list[str] | None:
+    """The cached sentences, or None (rebuild) when missing, unreadable or not matching their hash.
 
     The extraction can always be redone; a damaged file must never become the corpus.
     """
-    if not path.exists():
+    if path is None:  # no cache folder at all
         return None
     try:
+        if not path.is_file():  # inside the try: a folder that cannot be searched raises here
+            return None
         data = json.loads(path.read_text(encoding="utf-8"))
         units = data["units"]
         if hashlib.sha256(json.dumps(units).encode()).hexdigest() != data["hash"]:
@@ -175,7 +177,8 @@ def pydocs_corpus() -> CorpusSource:
     """Sentences from the standard library's docstrings, extracted once and cached."""
     root = stdlib_path()
     name = _cache_name(root)
-    units = _read_cached(cache_dir() / name)
+    cache = cache_dir()
+    units = _read_cached(None if cache is None else cache / name)
     if units is None:
         files = stdlib_files(root)
         if not files:

@@ -34,13 +34,21 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat
 
 
 def find_text_files(path: str | os.PathLike[str]) -> list[Path]:
-    """Resolve ``path`` (file, directory or glob) to a sorted list of files."""
+    """Resolve ``path`` (file, directory or glob) to a sorted list of files, each once.
+
+    A directory is searched as a glob would be: files and folders whose names start with '.'
+    (editor backups, ``.ipynb_checkpoints``) are left out.
+    """
     spec = os.path.expanduser(os.fspath(path))
     candidate = Path(spec)
     if candidate.is_file():
         return [candidate]
     if candidate.is_dir():
-        files = sorted(p for p in candidate.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        files = sorted(
+            p for p in candidate.rglob("*")
+            if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(candidate).parts)
+        )
         if not files:
             raise IrlmError(
                 f"directory {spec!r} contains no text files (looked for {', '.join(sorted(TEXT_SUFFIXES))}, "
@@ -48,7 +56,8 @@ def find_text_files(path: str | os.PathLike[str]) -> list[Path]:
             )
         return files
     if glob.has_magic(spec):
-        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        # A set: a pattern such as 'dir/**/**/*.txt' yields the same file more than once.
+        files = sorted({Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file()})
         if not files:
             raise IrlmError(f"glob {spec!r} matches no files; check the pattern")
         return files

@@ -93,7 +93,11 @@ class CheckedReward(Reward):
             raise self._wrote(exc, "reward()") from exc
         if type(value) is not float:
             if isinstance(value, (bool, int, np.integer, np.floating, np.bool_)):
-                value = float(value)
+                try:
+                    value = float(value)
+                except OverflowError:  # a Python int beyond float's range
+                    raise self._fail(f"returned an integer beyond float's range ({int(value).bit_length()} bits) "
+                                     f"for action {action}, target {target}") from None
             else:
                 kind = type(value).__name__
                 raise self._fail(f"returned {value!r} of type {kind} for action {action}, target {target}")
