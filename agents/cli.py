@@ -54,7 +54,7 @@ def train() -> None:
 def _checkpoint_path(target: str, which: str, chosen: bool = False) -> Path:
     """``target`` itself, or its ``which`` checkpoint if it is a run directory; ``chosen``: the
     user typed ``--checkpoint``, which a checkpoint file cannot honour."""
-    path = Path(target)
+    path = Path(target).expanduser()
     if chosen and path.is_file():
         raise IrlmError(f"{target} is a checkpoint file, and --checkpoint {which} picks a file inside a run directory; "
                         f"pass the run directory ({path.parent}) or the file you want, without --checkpoint")
@@ -67,12 +67,18 @@ def _checkpoint_path(target: str, which: str, chosen: bool = False) -> Path:
     return path
 
 
+#: ``--checkpoint`` of eval and generate: which file of a run directory they read.
+checkpoint_option = click.option(
+    "--checkpoint", "which", type=click.Choice(["final", "best", "best-perplexity"]), default="final",
+    show_default=True, help="which checkpoint of a run directory: the last, the best validation top-1, "
+                            "or the lowest validation perplexity",
+)
+
+
 @cli.command("eval", context_settings=CONTEXT_SETTINGS)
 @click.argument("target", metavar="RUN_OR_CHECKPOINT")
 @click.option("--split", default="validation", show_default=True, help="train, validation or test")
-@click.option("--checkpoint", "which", type=click.Choice(["final", "best", "best-perplexity"]), default="final",
-              show_default=True, help="which checkpoint of a run directory: the last, the best validation top-1, "
-                                      "or the lowest validation perplexity")
+@checkpoint_option
 @click.option("--corpus", default=None, help="evaluate on this corpus instead of the training one (its vocabulary must be the checkpoint's, "
                    "ids included)")
 @click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
@@ -154,7 +160,8 @@ def eval_command(
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("target", metavar="CHECKPOINT")
+@click.argument("target", metavar="RUN_OR_CHECKPOINT")
+@checkpoint_option
 @click.option("--prompt", required=True, help="text to continue")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=30, show_default=True,
               help="tokens to generate (stops early at end of line)")
@@ -164,18 +171,19 @@ def eval_command(
               help="sample among the k most likely tokens only; 0 means all")
 @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True, help="sampling seed")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
-def generate(target: str, prompt: str, max_tokens: int, temperature: float, top_k: int, seed: int,
+def generate(target: str, which: str, prompt: str, max_tokens: int, temperature: float, top_k: int, seed: int,
              device: str) -> None:
     """Continue PROMPT by sampling from a checkpoint's model.
 
     \b
     Examples:
       irlm generate runs/ppo/final.irlm --prompt "the cat"
-      irlm generate runs/ppo --prompt "return the" --temperature 0.7 --top-k 20 --seed 1
+      irlm generate runs/ppo --checkpoint best-perplexity --prompt "return the" --temperature 0.7 --top-k 20
     """
     from irlm_agents.lm.generation import generate_text
 
-    path = _checkpoint_path(target, "final")
+    chosen = click.get_current_context().get_parameter_source("which") is ParameterSource.COMMANDLINE
+    path = _checkpoint_path(target, which, chosen)
     click.echo(generate_text(path, prompt, max_tokens=max_tokens, temperature=temperature,
                              top_k=top_k, seed=seed, device=device))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import json
 import os
 import types
 import typing
@@ -37,22 +36,19 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 # -- options generated from dataclasses --------------------------------------------------------
-def parse_option_value(text: str) -> Any:
-    """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, anything else stays a string."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return value if isinstance(value, (bool, int, float)) else text
+def parse_pairs(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs, the values as typed: the factory's annotations say what each becomes.
 
-
-def parse_pairs(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
+    Converted here, ``path=2024`` would reach a text corpus as the number 2024 and
+    ``name=NaN`` as a float; :func:`irlm_env.options.bind_options` converts each to its
+    declared type instead.
+    """
+    options: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
-        options[key.strip()] = parse_option_value(value)
+        options[key.strip()] = value
     return options
 
 

@@ -8,9 +8,10 @@ Python or as strings from a command line and are checked against the factory's s
 from __future__ import annotations
 
 import ast
-import math
 import builtins
 import inspect
+import json
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -155,9 +156,24 @@ def _check_type(label: str, option: str, value: Any, choices: tuple[Any, ...]) -
         raise IrlmError(f"{label} option {option}={value!r} must be of type {allowed}, got {type(value).__name__}.")
 
 
+def _literal(text: str) -> Any:
+    """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True; anything else, ``NaN`` included, stays text."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    return value if isinstance(value, (bool, int, float)) else text
+
+
 def _coerce(label: str, option: str, value: Any, choices: tuple[Any, ...]) -> Any:
     if not isinstance(value, str) or str in choices:
         return value
+    if type(None) in choices and value.strip().lower() in ("none", "null"):
+        return None
+    if all(choice is object for choice in choices):  # no annotation, or one this module cannot read
+        return _literal(value)
     for target in _CONVERTIBLE:
         if target not in choices:
             continue

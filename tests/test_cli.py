@@ -121,6 +121,12 @@ def test_generate_is_seeded(run_dir: Path, capsys: pytest.CaptureFixture[str]) -
                                "--max-tokens", "5")
     # Greedy may end the line at once (end of line is a token like any other); never past 5 tokens.
     assert code == 0 and greedy.startswith("the") and len(greedy.split()) <= 6
+    # --checkpoint picks a run's file as in eval: the same output as naming that file
+    picked = run_main(capsys, "generate", str(run_dir), "--checkpoint", "best-perplexity", "--prompt", "the", "--seed", "3")
+    named = run_main(capsys, "generate", str(run_dir / "best-perplexity.irlm"), "--prompt", "the", "--seed", "3")
+    assert picked[0] == 0 and picked[1] == named[1]
+    refused = run_main(capsys, "generate", str(run_dir / "final.irlm"), "--checkpoint", "best", "--prompt", "the")
+    assert refused[0] != 0 and "is a checkpoint file, and --checkpoint best picks a file" in refused[2]
 
 
 def test_plot_several_runs(run_dir: Path, tmp_path: Path) -> None:
@@ -182,6 +188,14 @@ def test_corpus_stats(tmp_path: Path) -> None:
     assert every_word.returncode == 0, every_word.stderr
     assert json.loads(every_word.stdout)["vocab_size"] > json.loads(irlm(
         "corpus-stats", "text", "--corpus-option", f"path={text}", "--max-vocab", "5", "--json").stdout)["vocab_size"]
+
+
+def test_option_values_reach_the_factory_as_typed(tmp_path: Path) -> None:
+    """A text corpus's path that looks like a number stays a path; the factory's annotations convert."""
+    (tmp_path / "2024").write_text("\n".join(f"line {i} of the year" for i in range(30)))
+    result = irlm("corpus-stats", "text", "--corpus-option", "path=2024", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["splits"]["train"]["tokens"] > 0
 
 
 def test_eval_names_a_reward_it_cannot_rebuild_and_takes_another(
@@ -273,7 +287,7 @@ def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pyte
     garbled = tmp_path / "garbled"
     garbled.mkdir()
     (garbled / "metrics.csv").write_bytes(b"garbage\x00\xff\n1,2\n")
-    check(["plot", str(garbled), "-o", str(tmp_path / "g.png")], "malformed (UnicodeDecodeError", "not written by irlm")
+    check(["plot", str(garbled), "-o", str(tmp_path / "g.png")], "malformed or cut short (UnicodeDecodeError", "a run written by `irlm train`")
 
 
 def test_bare_commands_print_their_help_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -269,6 +269,12 @@ def test_text_glob(tmp_path: Path) -> None:
         text_corpus(str(tmp_path / "q*.log"))
 
 
+def test_text_empty_path_is_refused_not_read_as_the_current_folder() -> None:
+    for empty in ("", "  "):
+        with pytest.raises(IrlmError, match="text corpus path is empty"):
+            text_corpus(empty)
+
+
 def test_text_missing_path(tmp_path: Path) -> None:
     with pytest.raises(IrlmError, match=r"nope\.txt' does not exist; pass an existing file"):
         load_corpus("text", path=str(tmp_path / "nope.txt"))

@@ -28,6 +28,16 @@ def _saved(corpus: Corpus, path: Path, window: int | None = None) -> Path:
     return save_model(model, path, corpus.vocab, corpus.tokenizer.config(), corpus_spec=corpus.spec, extra=extra)
 
 
+def test_a_diverged_model_is_named_not_sampled(corpus: Corpus, tmp_path: Path) -> None:
+    path = tmp_path / "m.irlm"
+    model = RNNLanguageModel(ModelConfig(vocab_size=len(corpus.vocab), embedding_dim=8, hidden_size=16))
+    with torch.no_grad():
+        model.decoder.weight.fill_(float("nan"))
+    save_model(model, path, corpus.vocab, corpus.tokenizer.config(), corpus_spec=corpus.spec)
+    with pytest.raises(IrlmError, match="diverged.*best-perplexity.irlm"):
+        generate_text(path, "the", max_tokens=3)
+
+
 def test_each_prompt_line_follows_an_end_of_line_token(corpus: Corpus, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     read: list[list[int]] = []

@@ -24,6 +24,7 @@ from irlm_env.corpus import Corpus, load_corpus
 from irlm_env.corpora.registry import corpus_registry, make_corpus_source
 from irlm_env.rewards import make_reward
 from irlm_env.rewards.registry import reward_registry
+from irlm_env.options import bind_options
 from irlm_env.plugins import PluginWarning
 
 MakeDist = Callable[..., None]
@@ -383,6 +384,13 @@ def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
         make_reward("needs", corpus, level="high")
     with pytest.raises(IrlmError, match=r"option scale='nan' must be a finite number"):
         make_reward("needs", corpus, level=1, scale="nan")
+    # text stays text where the factory takes text, and 'none' is None where it takes None
+    def typed(corpus: Corpus, path: str = "", limit: int | None = 3) -> None: ...
+
+    assert bind_options("x", typed, {"path": "2024", "limit": "none"}, skip=1) == {"path": "2024", "limit": None}
+    # without an annotation a number looks like one, NaN stays text
+    assert bind_options("x", lambda corpus, n=1: None, {"n": "3"}, skip=1) == {"n": 3}
+    assert bind_options("x", lambda corpus, n=1: None, {"n": "NaN"}, skip=1) == {"n": "NaN"}
     reward = make_reward("needs", corpus, level="3", strict="yes")
     assert (reward.inner.level, reward.inner.strict) == (3, True)
     assert reward(0, 1, np.zeros(2, np.int64)) == 3.0

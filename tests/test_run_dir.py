@@ -13,6 +13,7 @@ import pytest
 
 from irlm_agents.runs.args import TrainArgs, build_model, load_corpus_for
 from irlm_agents.runs.plotting import plot_runs, read_metrics
+from irlm_agents.runs import run_dir as run_dir_module
 from irlm_agents.runs.run_dir import RunDirectory, TrainingInterrupted
 from irlm_agents.lm.checkpoints import load_model
 from irlm_agents.lm.evaluation import evaluate
@@ -105,6 +106,39 @@ def test_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
         RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None)
 
 
+def test_two_runs_started_at_once_never_share_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both pass the constructor's check; entering claims metrics.csv exclusively, so one of them wins."""
+    args = tiny_args(tmp_path / "same")
+    corpus = load_corpus_for(args)
+    first = RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None)
+    second = RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None)
+    with first:
+        with pytest.raises(IrlmError, match="already holds a run"):
+            second.__enter__()
+        first.record(100, {"top1": 0.1, "top5": 0.2, "perplexity": 50.0, "reward": 0.1, "free_top1": 0.1})
+    assert read_metrics(tmp_path / "same")["tokens"] == [100.0]
+    # Without --run-dir the name is stamped to the second: a sweep's runs get -2, -3, ...
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_dir_module, "default_run_dir", lambda agent: Path("runs") / "unit-stamp")
+    unnamed = tiny_args(tmp_path, progress=False)
+    unnamed.run_dir = None
+    runs = [RunDirectory("unit", unnamed, corpus, build_model(unnamed, corpus), eval_context_length=None) for _ in range(3)]
+    for run in runs:
+        run.__enter__()
+    for run in runs:
+        run.__exit__(None, None, None)
+    assert [str(run.path) for run in runs] == ["runs/unit-stamp", "runs/unit-stamp-2", "runs/unit-stamp-3"]
+
+
+def test_a_folder_left_by_a_run_killed_before_its_first_evaluation_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    args = tiny_args(tmp_path / "run")
+    corpus = load_corpus_for(args)
+    with pytest.raises(IrlmError, match="already holds a run"):
+        RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None)
+
+
 def test_ctrl_c_saves_the_model_and_says_where(tmp_path: Path) -> None:
     args = tiny_args(tmp_path / "run")
     corpus = load_corpus_for(args)
@@ -152,6 +186,17 @@ def test_plot_errors_are_clear(tmp_path: Path) -> None:
         plot_runs([run.path], tmp_path / "x.jpg")
     with pytest.raises(IrlmError, match="one label per run"):
         plot_runs([run.path], tmp_path / "x.png", labels=["a", "b"])
+    (run.path / "config.json").write_text('{"corpus": ')  # damaged
+    with pytest.raises(IrlmError, match=r"config.json: malformed \(JSONDecodeError"):
+        plot_runs([run.path], tmp_path / "x.png")
+    header_only = tmp_path / "header"
+    header_only.mkdir()
+    (header_only / "metrics.csv").write_text("tokens,seconds,top1\n")
+    with pytest.raises(IrlmError, match="no evaluations recorded yet"):
+        plot_runs([header_only], tmp_path / "x.png")
+    (header_only / "metrics.csv").write_text("tokens,seconds,top1\n100,1.5,0.2\n200,3")  # cut short
+    with pytest.raises(IrlmError, match="malformed or cut short"):
+        plot_runs([header_only], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 

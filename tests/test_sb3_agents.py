@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ def test_warm_start_continues_from_checkpoint(tmp_path: Path) -> None:
     second = ppo.train(args)
     # The evaluation before the second run's first update scores the model it started from.
     assert read_metrics(second.run_dir)["top1"][0] == pytest.approx(first.metrics["top1"])
+    # --unigram-init (on by default here) is not applied over a checkpoint's bias, nor recorded as if it were
+    assert json.loads((second.run_dir / "config.json").read_text())["args"]["unigram_init"] is False
 
 
 def test_warm_start_refuses_another_vocabulary(tmp_path: Path) -> None:

@@ -106,6 +106,11 @@ def generate_text(
         logits = reader.read(ids)
         for _ in range(max_tokens):
             logits = logits.float()
+            if not bool(torch.isfinite(logits).all()):
+                raise IrlmError(
+                    "the model's predictions hold nan or inf: its weights diverged during training; generate from "
+                    "an earlier checkpoint of the run (best-perplexity.irlm or best.irlm)"
+                )
             logits[vocab.pad_id] = float("-inf")
             if temperature == 0:
                 token = int(logits.argmax())

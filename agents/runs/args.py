@@ -115,10 +115,12 @@ class TrainArgs:
 
     def recorded(self, model: ModelConfig) -> dict[str, Any]:
         """The arguments as a run records them: with a warm start, the model settings are the
-        checkpoint's (``model``), which the run trained, whatever ``self`` says."""
+        checkpoint's (``model``), which the run trained, whatever ``self`` says, and the output
+        bias is the checkpoint's too (``unigram_init``, on by default for the SB3 agents, is not
+        applied)."""
         record = self.to_dict()
         if self.init_from is not None:
-            record.update({name: getattr(model, name) for name in MODEL_SETTINGS})
+            record.update({name: getattr(model, name) for name in MODEL_SETTINGS}, unigram_init=False)
         return record
 
     def corpus_spec(self) -> CorpusSpec:

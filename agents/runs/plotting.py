@@ -37,19 +37,26 @@ def read_metrics(run_dir: str | Path) -> dict[str, list[float]]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
-        if not rows:
-            raise IrlmError(f"{path}: no evaluations recorded yet; train longer or lower --eval-every")
-        return {name: [float(row[name]) for row in rows] for name in rows[0]}
+        columns = {name: [float(row[name]) for row in rows] for name in rows[0]} if rows else {}
     except (TypeError, ValueError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
-        raise IrlmError(f"{path}: malformed ({type(exc).__name__}: {exc}); the file was not written by irlm") from None
+        raise IrlmError(f"{path}: malformed or cut short ({type(exc).__name__}: {exc}); pass the metrics.csv "
+                        "of a run written by `irlm train`") from None
+    if not columns:
+        raise IrlmError(f"{path}: no evaluations recorded yet; train longer or lower --eval-every")
+    return columns
 
 
 def _best_accuracy(run_dir: Path) -> float | None:
+    """The corpus's best achievable top-1 that the run's config.json records, if any."""
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         return None
-    value = json.loads(path.read_text()).get("corpus", {}).get("best_accuracy")
-    return float(value) if value is not None else None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["corpus"].get("best_accuracy")
+        return float(value) if value is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        raise IrlmError(f"{path}: malformed ({type(exc).__name__}: {exc}); pass a run directory written by "
+                        "`irlm train`, or move its config.json away to plot without the best-achievable line") from None
 
 
 def plot_runs(
@@ -78,7 +85,7 @@ def plot_runs(
         if metric not in columns:
             choices = [name for name in columns if name != "tokens"]
             raise IrlmError(f"{run}: no metric {metric!r}; {suggest(metric, choices)}")
-        label = labels[index] if labels is not None else run.name
+        label = labels[index] if labels is not None else (run.name or run.resolve().name)
         axes.plot(columns["tokens"], columns[metric], marker="o", markersize=3, label=label)
         best = _best_accuracy(run)
         if best is not None and metric == "top1":

@@ -38,6 +38,7 @@ SIGTERM: the process ends); the atomic writes leave the previous checkpoint inta
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import signal
@@ -131,11 +132,12 @@ class RunDirectory:
         self.corpus = corpus
         self.model = model
         self.eval_context_length = eval_context_length
-        self.path = Path(args.run_dir) if args.run_dir is not None else default_run_dir(agent)
+        self._named = args.run_dir is not None
+        self.path = Path(args.run_dir).expanduser() if self._named else default_run_dir(agent)
         if self.path.exists() and not self.path.is_dir():
             raise IrlmError(f"--run-dir {str(self.path)!r} is a file, not a directory; choose another --run-dir")
-        if (self.path / METRICS_FILE).exists():
-            raise IrlmError(f"{self.path} already holds a run; choose another --run-dir or delete it")
+        if self._named and self._holds_a_run():
+            raise self._taken()
         self.tokens = 0
         self.best_top1: float | None = None
         self.best_perplexity: float | None = None
@@ -150,15 +152,17 @@ class RunDirectory:
         self._previous_handlers: dict[signal.Signals, Any] = {}
         self._stop: signal.Signals | None = None
 
+    def _holds_a_run(self) -> bool:
+        # config.json too: a run killed before its first evaluation left no metrics.csv before
+        # metrics.csv was created at the start.
+        return (self.path / METRICS_FILE).exists() or (self.path / CONFIG_FILE).exists()
+
+    def _taken(self) -> IrlmError:
+        return IrlmError(f"{self.path} already holds a run; choose another --run-dir or delete it")
+
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> RunDirectory:
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise IrlmError(
-                f"cannot create run directory {str(self.path)!r} ({error.strerror or error}); "
-                "choose a --run-dir in a folder you can write to"
-            ) from None
+        self._claim()
         _write_json(self.path / CONFIG_FILE, self._config())
         self._writer = SummaryWriter(log_dir=str(self.path))
         self._bar = tqdm(
@@ -176,6 +180,32 @@ class RunDirectory:
                 # None: the previous handler was not set from Python; the default is the best restore.
                 self._previous_handlers[signum] = signal.SIG_DFL if previous is None else previous
         return self
+
+    def _claim(self) -> None:
+        """Create metrics.csv exclusively, so that of two runs started at once in one folder one gets it.
+
+        Without ``--run-dir`` the folder's name is stamped to the second, so runs of a sweep
+        started together would share it: the later ones get ``-2``, ``-3``, ... instead.
+        """
+        base = self.path
+        for attempt in itertools.count(2):
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                if self._named or not self._holds_a_run():
+                    self._csv_file = (self.path / METRICS_FILE).open("x", newline="")
+                    break
+            except FileExistsError:
+                if self._named:
+                    raise self._taken() from None
+            except OSError as error:
+                raise IrlmError(
+                    f"cannot create run directory {str(self.path)!r} ({error.strerror or error}); "
+                    "choose a --run-dir in a folder you can write to"
+                ) from None
+            self.path = base.with_name(f"{base.name}-{attempt}")
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=COLUMNS)
+        self._csv.writeheader()
+        self._csv_file.flush()
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Note the stop for :meth:`check_stop`; a second signal gets the previous handler."""
@@ -300,9 +330,7 @@ class RunDirectory:
 
     def _append_row(self, row: dict[str, float]) -> None:
         if self._csv_file is None:
-            self._csv_file = (self.path / METRICS_FILE).open("w", newline="")
-            self._csv = csv.DictWriter(self._csv_file, fieldnames=COLUMNS)
-            self._csv.writeheader()
+            raise RuntimeError("RunDirectory.record outside its with block")
         self._csv.writerow(row)
         self._csv_file.flush()
 

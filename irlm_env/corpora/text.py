@@ -40,6 +40,8 @@ def find_text_files(path: str | os.PathLike[str]) -> list[Path]:
     (editor backups, ``.ipynb_checkpoints``) are left out.
     """
     spec = os.path.expanduser(os.fspath(path))
+    if not spec.strip():  # Path("") is ".": the whole current folder would become the corpus
+        raise IrlmError("text corpus path is empty; pass a file, a directory or a glob as path=")
     candidate = Path(spec)
     if candidate.is_file():
         return [candidate]
