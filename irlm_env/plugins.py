@@ -243,8 +243,27 @@ def _selected(entry_points: list[importlib.metadata.EntryPoint]) -> Iterator[imp
         warnings.warn(message, PluginWarning, stacklevel=3)
 
 
+# True while _load runs: code that an entry point imports must not start a second load.
+_loading = False
+
+
 @functools.cache
 def _load() -> _Loaded:
+    global _loading
+    if _loading:
+        raise IrlmError(
+            "irlm_env's plugins were used while they were being loaded, by code an installed plugin runs when "
+            "imported (register_plugin, make_reward, load_corpus at import time); an installed plugin registers "
+            "through its entry point's @hookimpl functions, so drop that call from the module's top level"
+        )
+    _loading = True
+    try:
+        return _load_plugins()
+    finally:
+        _loading = False
+
+
+def _load_plugins() -> _Loaded:
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     loaded = _Loaded(manager, {}, {})

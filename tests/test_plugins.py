@@ -167,6 +167,14 @@ def test_a_plugin_calling_exit_at_import_is_skipped_not_the_process(make_dist: M
         assert "exact" in reward_registry().names()
 
 
+def test_a_plugin_using_the_plugins_while_they_load_is_skipped_with_the_reason(make_dist: MakeDist) -> None:
+    module = "from irlm_env import plugins\nplugins.register_plugin(object(), 'early')\n" + REWARD_PLUGIN.format(name="selfreg")
+    make_dist("irlm-selfreg", {"selfreg": "fake_selfreg"}, {"fake_selfreg": module})
+    with pytest.warns(PluginWarning, match=r"'selfreg' .*failed to import.*used while they were being loaded"):
+        names = reward_registry().names()
+    assert "exact" in names and "selfreg" not in names
+
+
 def test_strict_mode_makes_import_failure_fatal(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
     make_dist("irlm-broken", {"broken": "fake_broken2"}, {"fake_broken2": "raise RuntimeError('boom')\n"})
     monkeypatch.setenv(plugins.STRICT_ENV, "1")
