@@ -101,6 +101,9 @@ def test_the_env_declares_token_ids_single_and_vectorised() -> None:
     vector = make_env({"corpus": "grammar", "context_length": 3, "num_envs": 4})
     assert isinstance(vector, NextWordVectorEnv) and isinstance(vector.single_observation_space, TokenIds)
     assert vector.observation_space.contains(vector.reset(seed=0)[0])
+    # the README's driver-side check: the error a remote runner would hide behind an IndexError
+    with pytest.raises(IrlmError, match="context_len"):
+        make_env({"corpus": "grammar", "context_len": 4})
 
 
 def test_the_module_refuses_observations_that_are_not_token_ids() -> None:
@@ -115,6 +118,13 @@ def test_the_module_refuses_unknown_model_config_keys() -> None:
         LanguageModelRLModule(
             observation_space=TokenIds(10, 4), action_space=gym.spaces.Discrete(10), model_config={"hidden": 8}
         )
+    # RLlib's default-model settings would be ignored: refused unless left at RLlib's defaults
+    with pytest.raises(IrlmError, match=r"does not use RLlib's default-model settings \['lstm_cell_size', 'use_lstm'\]"):
+        LanguageModelRLModule(observation_space=TokenIds(10, 4), action_space=gym.spaces.Discrete(10),
+                              model_config={"use_lstm": True, "lstm_cell_size": 32})
+    module = LanguageModelRLModule(observation_space=TokenIds(10, 4), action_space=gym.spaces.Discrete(10),
+                                   model_config={"use_lstm": False, "vf_share_layers": False, "hidden_size": 8})
+    assert module.language_model.config.hidden_size == 8
 
 
 def test_the_module_gives_logits_over_the_vocabulary_and_values() -> None:

@@ -1,6 +1,7 @@
 """``LanguageModelRLModule``: an RLlib RLModule (new API stack) whose policy *is* the project's
-language model, so PPO (or any algorithm using the value-function API) trains an ordinary
-``RNNLanguageModel`` that every other tool here can evaluate, save or fine-tune.
+language model, so PPO (tested here; an algorithm needing more than the value-function API,
+such as APPO's target networks, is not supported) trains an ordinary ``RNNLanguageModel`` that
+every other tool here can evaluate, save or fine-tune.
 
 The observation is the env's context window of token ids (int64). The model embeds it and runs
 its RNN; its own head turns the last output into next-token logits, which are the action
@@ -35,8 +36,9 @@ from irlm_env.vocabulary import Vocabulary
 
 #: The language model's options a ``model_config`` may set (its vocabulary is the action space's).
 MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size")
-#: Keys RLlib itself puts into every module's ``model_config`` (PPO adds vf_share_layers).
-RLLIB_OPTIONS = frozenset(f.name for f in dataclasses.fields(DefaultModelConfig))
+#: Keys RLlib itself may put into a module's ``model_config`` (PPO adds vf_share_layers), with
+#: their defaults: accepted at those values, refused at others, which this module would ignore.
+RLLIB_DEFAULTS = dataclasses.asdict(DefaultModelConfig())
 
 
 class LanguageModelRLModule(TorchRLModule, ValueFunctionAPI):
@@ -47,11 +49,19 @@ class LanguageModelRLModule(TorchRLModule, ValueFunctionAPI):
         given: dict[str, Any] = dict(self.model_config or {})
         init_from = given.pop("init_from", None)
         vocab = given.pop("vocab", None)
-        unknown = sorted(k for k in given if k not in MODEL_OPTIONS and k not in RLLIB_OPTIONS)
+        unknown = sorted(k for k in given if k not in MODEL_OPTIONS and k not in RLLIB_DEFAULTS)
         if unknown:
             raise IrlmError(
                 f"LanguageModelRLModule got unknown model_config keys {unknown}; it takes "
                 f"{', '.join(MODEL_OPTIONS)} or init_from and vocab"
+            )
+        # vf_share_layers: PPO sets it either way; the value head always shares the RNN here.
+        ignored = sorted(k for k in given if k in RLLIB_DEFAULTS and k != "vf_share_layers"
+                         and given[k] != RLLIB_DEFAULTS[k])
+        if ignored:
+            raise IrlmError(
+                f"LanguageModelRLModule does not use RLlib's default-model settings {ignored} (it is the project's "
+                f"RNN language model); drop them and set its own: {', '.join(MODEL_OPTIONS)}"
             )
         options = {k: v for k, v in given.items() if k in MODEL_OPTIONS}
         self.language_model = _language_model(int(self.action_space.n), options, init_from, vocab)
