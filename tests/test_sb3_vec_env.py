@@ -67,6 +67,9 @@ def test_attributes_and_methods() -> None:
     env.set_attr("copy", True)
     with pytest.raises(IrlmError, match="all 3 streams"):
         env.set_attr("copy", True, indices=[0])
+    # a method called for one stream would act on all of them (a reset, a seed): refused too
+    with pytest.raises(IrlmError, match="cannot call 'reset' on some streams only"):
+        env.env_method("reset", indices=[0])
     env.set_options({"foo": 1})
     with pytest.raises(IrlmError, match="reset options"):
         env.reset()

@@ -111,17 +111,24 @@ class SB3VecEnvAdapter(VecEnv):
         value = getattr(self.env, attr_name)
         return [value for _ in self._get_indices(indices)]
 
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        if len(list(self._get_indices(indices))) != self.num_envs:
+    def _all_streams(self, what: str, indices: VecEnvIndices) -> list[int]:
+        """The indices, which must be every stream: all of them share one NextWordVectorEnv."""
+        chosen = list(self._get_indices(indices))
+        if len(chosen) != self.num_envs:
             raise IrlmError(
-                f"cannot set {attr_name!r} on some streams only: all {self.num_envs} streams share "
-                "one NextWordVectorEnv; set it for all (indices=None)"
+                f"cannot {what} on some streams only: all {self.num_envs} streams share one NextWordVectorEnv; "
+                "do it for all (indices=None)"
             )
+        return chosen
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        self._all_streams(f"set {attr_name!r}", indices)
         setattr(self.env, attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
+        chosen = self._all_streams(f"call {method_name!r}", indices)
         result = getattr(self.env, method_name)(*method_args, **method_kwargs)
-        return [result for _ in self._get_indices(indices)]
+        return [result for _ in chosen]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         """True for ``Monitor`` only: this adapter already reports Monitor's episode statistics,
