@@ -132,6 +132,20 @@ def test_conflicting_answers_make_a_context_unreliable(second: list[list[int]], 
     assert memory.stats()["unreliable"] == 1.0
 
 
+def test_a_context_answered_after_rejections_counts_as_answered_only() -> None:
+    """Once a context's answer is known its rejections are dropped: it is proposed first and
+    nothing is excluded, and stats() must count the context once, as answered."""
+    memory = AnswerMemory(streams=1, context=1, device=CPU)
+    _context(memory, [3])
+    _feedback(memory, [[5]], [[0.0]])
+    assert memory.stats()["rejected_only"] == 1.0
+    _context(memory, [3])
+    _feedback(memory, [[7]], [[1.0]])
+    assert memory.stats() == {"answered": 1.0, "rejected_only": 0.0, "unreliable": 0.0, "known_share": 0.0}
+    recall = _context(memory, [3])
+    assert recall.known.tolist() == [7] and recall.rejected == [[]]
+
+
 def test_a_token_rewarded_where_it_was_rejected_makes_the_context_unreliable() -> None:
     memory = AnswerMemory(streams=1, context=2, device=CPU)
     _context(memory, [3, 4])
@@ -222,6 +236,40 @@ def test_a_rejected_token_drawn_again_counts_once_in_the_miss_term(monkeypatch: 
     assert seen["actions"].tolist() == [[0, 3, 1, 1, 2, 4]]
     assert seen["queried"].tolist() == [[True, True, True, False, True, True]]
     # S covers the whole vocabulary: no likelihood left to raise, so no miss term.
+    assert seen["terms"].tolist() == [0.0]
+
+
+def test_a_rejected_token_drawn_again_but_not_queried_stays_in_the_miss_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A redrawn rejected token that this segment does not ask about (asked one at a time, or cut
+    by the budget) is still known to be wrong there: it must keep counting in π(S) through the
+    memory, or the miss term forgets a rejection it was told."""
+    seen: dict[str, torch.Tensor] = {}
+    real = group_module.miss_terms
+
+    def spy(probs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, queried: torch.Tensor) -> Any:
+        seen.update(actions=actions.clone(), queried=queried.clone(), terms=real(probs, actions, rewards, queried)[1])
+        return real(probs, actions, rewards, queried)
+
+    monkeypatch.setattr(group_module, "miss_terms", spy)
+    memory = AnswerMemory(streams=1, context=1, device=CPU)
+    _context(memory, [3])
+    _feedback(memory, [[1, 2, 4]], [[0.0, 0.0, 0.0]])
+    _context(memory, [3])
+    model = RNNLanguageModel(ModelConfig(vocab_size=5, embedding_dim=4, hidden_size=8))
+    args = group_module.Args(k=3, stop_at_hit=True, miss_weight=1.0, memory_context=1)
+    segment = Segment(  # 0 and 3 were left to draw, so 1 was drawn again, last, and not asked about
+        tokens=torch.tensor([[3]]), targets=torch.tensor([[0]]), starts=torch.tensor([[False]]),
+        hidden=model.initial_hidden(1, CPU), actions=torch.tensor([[[0, 3, 1]]]), rewards=torch.zeros((1, 1, 3)),
+        probs=torch.tensor([[[0.1, 0.2, 0.3, 0.2, 0.2]]]), allowed=torch.tensor([[[True, True, False]]]),
+    )
+    features = torch.zeros((1, 1, 8), requires_grad=True)
+    _, queries = group_module.group_loss(
+        args, model, segment, features, None, Workspace(5, CPU), Share.single(1, CPU), memory
+    )
+    assert queries == 2
+    assert seen["actions"].tolist() == [[0, 3, 1, 1, 2, 4]]
+    # 1 counts once, through the memory's entry: S is still the whole vocabulary, so no miss term.
+    assert seen["queried"].tolist() == [[True, True, False, True, True, True]]
     assert seen["terms"].tolist() == [0.0]
 
 

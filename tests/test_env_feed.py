@@ -18,7 +18,7 @@ from test_vector_env import assert_same, make_pair
 
 import irlm_env
 from irlm_env.corpus import Corpus, load_corpus
-from irlm_env.envs.episodes import FEED_BLOCK
+from irlm_env.envs.episodes import FEED_BLOCK, START_BLOCK
 from irlm_env.envs.next_word import NextWordEnv
 from irlm_env.envs.vector import NextWordVectorEnv
 from irlm_env.errors import IrlmError
@@ -68,6 +68,20 @@ def test_vector_env_reproduces_single_envs_when_feeding_actions(
     # Unseeded resets continue each stream's generator; reseeding some starts new blocks.
     rollout_both(native, sync, 40, None, autoreset)
     rollout_both(native, sync, 40, [3, None, 5, None, 9], autoreset)
+
+
+@pytest.mark.parametrize(
+    "autoreset", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED]
+)
+def test_feeding_every_action_agrees_with_single_envs_past_the_start_block(
+    grammar: Corpus, autoreset: AutoresetMode
+) -> None:
+    """At probability 1 no feed is drawn: a single env that drew them anyway would have moved its
+    generator on, and its next block of episode starts, drawn after START_BLOCK episodes, would
+    differ from the vector env's. Short episodes take every stream past that block."""
+    native, sync = make_pair(grammar, 5, autoreset, mode="window", episode_length=2,
+                             context_length=3, feed="action", feed_probability=1.0)
+    assert rollout_both(native, sync, 3 * START_BLOCK + 300, 11, autoreset) > 5 * (START_BLOCK + 20)
 
 
 def test_observation_shows_the_action_or_the_truth(grammar: Corpus) -> None:

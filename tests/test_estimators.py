@@ -9,9 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from irlm_agents import group as group_module
 from irlm_agents.lm.model import ModelConfig, RNNLanguageModel
 from irlm_agents.native import estimators as obj
+from irlm_agents.native.distributed import Share
 from irlm_agents.native.gradients import Workspace, head_surrogate, policy_gradient_logits
+from irlm_agents.native.rollout import Segment
 
 @pytest.fixture(autouse=True)
 def _float64() -> Iterator[None]:
@@ -177,6 +180,16 @@ def test_grpo_normalises_and_ignores_uniform_groups() -> None:
     assert torch.equal(weights[1], torch.zeros(4))
 
 
+def test_rloo_weights_are_the_leave_one_out_advantages_over_k() -> None:
+    """Each weight is (R_k - mean of the K - 1 others) / K: the others' mean divides by K - 1, or
+    the baseline is biased and the estimate no longer averages to ∇E[R]."""
+    weights = obj.rloo_weights(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 2.0, 3.0]]))
+    # Row 0: the hit's others average 0; each miss's others average 1/3, so (0 - 1/3) / 4.
+    # Row 1: the others average (6 - R_k) / 3, e.g. (0 - 2) / 4 and (3 - 1) / 4.
+    expected = torch.tensor([[1 / 4, -1 / 12, -1 / 12, -1 / 12], [-1 / 2, -1 / 6, 1 / 6, 1 / 2]])
+    torch.testing.assert_close(weights, expected)
+
+
 def test_rloo_needs_two_samples() -> None:
     with pytest.raises(ValueError, match="K >= 2"):
         obj.rloo_weights(torch.ones(2, 1))
@@ -213,6 +226,54 @@ def test_entropy_bonus_is_entropy_gradient() -> None:
         probs.detach(), torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 1), entropy_coef=1.0
     )
     torch.testing.assert_close(direction, target)
+
+
+def test_entropy_bonus_is_finite_where_a_probability_is_exactly_zero() -> None:
+    """A token whose probability underflowed to 0 contributes 0·log 0 = 0 to the entropy; its log
+    must not turn the row's entropy, and so the whole row's direction, into NaN."""
+    actions, weights = torch.tensor([[0]]), torch.tensor([[1.0]])
+    direction = policy_gradient_logits(torch.tensor([[0.7, 0.3, 0.0]]), actions, weights, entropy_coef=0.1)
+    assert torch.isfinite(direction).all()
+    assert direction[0, 2] == 0.0
+    # The zero-probability token changes nothing for the others.
+    without = policy_gradient_logits(torch.tensor([[0.7, 0.3]]), actions, weights, entropy_coef=0.1)
+    torch.testing.assert_close(direction[:, :2], without)
+
+
+def test_group_loss_weighs_each_candidate_by_its_importance_ratio() -> None:
+    """Candidates proposed at a temperature other than 1 carry π(a)/π_T(a): group_loss's gradient
+    must be that of Σ_k r_k w_k log π(a_k), the ratio applied to both the scattered weights and
+    the π coefficient, or the tempered rloo/grpo estimate is biased."""
+    model = _model(tie=False)
+    generator = torch.Generator().manual_seed(7)
+    tokens = torch.tensor([[1, 4, 2], [3, 3, 5]])
+    actions = torch.randint(0, 7, (2, 3, 4), generator=generator)
+    rewards = torch.rand(2, 3, 4, generator=generator)
+    ratios = 0.2 + 2 * torch.rand(2, 3, 4, generator=generator)
+    contexts = tokens.numel()
+
+    features, _ = model.features(tokens)
+    log_probs = F.log_softmax(model.head(features), -1).reshape(contexts, 7)
+    weights = obj.rloo_weights(rewards.reshape(contexts, 4)) * ratios.reshape(contexts, 4)
+    objective = (weights * log_probs.gather(1, actions.reshape(contexts, 4))).sum() / contexts
+    expected = torch.autograd.grad(objective, list(model.parameters()))
+
+    with torch.no_grad():
+        probs = F.softmax(model(tokens)[0], -1)
+    segment = Segment(
+        tokens=tokens, targets=torch.zeros_like(tokens), starts=torch.zeros_like(tokens, dtype=torch.bool),
+        hidden=model.initial_hidden(2), actions=actions, rewards=rewards, probs=probs,
+    )
+    args = group_module.Args(k=4, estimator="rloo", replacement=True, temperature=0.5)
+    features, _ = model.features(tokens)
+    loss, queries = group_module.group_loss(
+        args, model, segment, features, None, Workspace(7, torch.device("cpu")),
+        Share.single(2, torch.device("cpu")), ratios=ratios,
+    )
+    assert queries == contexts * 4
+    got = torch.autograd.grad(-loss, list(model.parameters()), allow_unused=True)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(torch.zeros_like(e) if g is None else g, e)
 
 
 def test_unknown_estimator_names_the_choices() -> None:

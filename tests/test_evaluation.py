@@ -106,6 +106,37 @@ def test_reward_sees_environment_context(corpus: Corpus, context_length: int | N
     assert scores["reward"] == pytest.approx(float(text[:100].mean()))
 
 
+class _RecordingReward(Reward):
+    """Pays nothing and keeps the contexts it was handed."""
+
+    name = "recording"
+
+    def __call__(self, action: int, target: int, context: np.ndarray) -> float:
+        return 0.0
+
+    def batch(self, actions: np.ndarray, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        self.contexts = np.array(contexts)
+        self.targets = np.array(targets)
+        return np.zeros(actions.shape, dtype=np.float64)
+
+
+@pytest.mark.parametrize("context_length, width", [(None, 1), (5, 5)])
+def test_reward_contexts_are_exactly_the_inputs_before_each_target(
+    corpus: Corpus, context_length: int | None, width: int
+) -> None:
+    """Prediction i is judged on the context an env shows there, the last ``width`` tokens up to
+    and including text[i] (left-padded at the start), never one step off: a mean over the
+    contexts can agree by chance (text[0] == text[100] in this split)."""
+    reward = _RecordingReward()
+    model = _model(corpus)
+    evaluate(model, corpus, reward=reward, context_length=context_length, max_tokens=100)
+    text = corpus.split("validation")[:101].tolist()
+    pad = [model.config.pad_id] * width
+    expected = np.array([(pad + text[: i + 1])[-width:] for i in range(100)])
+    assert np.array_equal(reward.contexts, expected)
+    assert np.array_equal(reward.targets, np.array(text[1:]))
+
+
 def test_errors(corpus: Corpus) -> None:
     model = _model(corpus)
     with pytest.raises(IrlmError, match="max_tokens"):

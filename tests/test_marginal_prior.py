@@ -133,3 +133,42 @@ def test_the_smoothing_sets_how_much_of_the_target_lies_on_unused_words(tmp_path
         frequencies = unigram_frequencies(corpus, pseudo_count)
         np.testing.assert_allclose(frequencies, (counts + pseudo_count) / (counts + pseudo_count).sum())
     assert unigram_frequencies(corpus, 0.1)[counts == 0].sum() < 0.2 * unigram_frequencies(corpus)[counts == 0].sum()
+
+
+def test_a_word_no_context_predicts_leaves_the_direction_finite() -> None:
+    """A word whose probability underflowed to 0 in every row has a mean prediction of 0; its score
+    u/π̄ must stay finite, or 0·inf makes every row's π·ρ, and so the whole direction, NaN."""
+    probs = torch.tensor([[0.7, 0.3, 0.0], [0.5, 0.5, 0.0]])
+    unigram = torch.tensor([0.5, 0.4, 0.1])
+    scores = marginal_scores(probs, unigram, 1.0, 0.5)
+    assert torch.isfinite(scores).all()
+    actions, weights = torch.tensor([[0], [1]]), torch.ones(2, 1)
+    direction = policy_gradient_logits(probs, actions, weights, scale=0.5, scores=scores, out=torch.empty(2, 3))
+    assert torch.isfinite(direction).all()
+    assert direction[:, 2].tolist() == [0.0, 0.0]  # no mass to move on the word itself
+    # The other words get the prior's push as if the word were not there: ρ_v = weight·scale·u_v/π̄_v.
+    live = probs[:, :2]
+    rho = 0.5 * unigram[:2] / live.mean(0)
+    feedback = policy_gradient_logits(live, actions, weights, scale=0.5)
+    torch.testing.assert_close(direction[:, :2], feedback + live * (rho - (live @ rho)[:, None]))
+
+
+def test_the_unqueried_share_pushes_no_harder_than_the_prior_where_q_holds_nearly_all_the_mass() -> None:
+    """Where the queried token holds all but 5e-9 of a row's float32 mass, 1 - π(Q) rounds to 0 and
+    the ρ-mean outside Q is rounding noise; it must stay within ρ's range, so the weight on the
+    queried token a stays within π(a)·(ρ_min - ρ_a) .. π(a)·(ρ_max - ρ_a) (times share/scale)."""
+    probs = torch.tensor([[1.0, 1e-9, 3e-9, 1e-9], [0.25, 0.25, 0.25, 0.25]])
+    probs = probs / probs.sum(-1, keepdim=True)
+    scores = marginal_scores(probs, torch.tensor([0.1, 0.2, 0.3, 0.4]), 1.0, 0.5)
+    actions = torch.tensor([[0], [0]])
+    weights, coefficients = unqueried_share_terms(probs, scores, actions, None, 1.0, 0.5)
+    cand, cand_scores = probs.gather(1, actions)[:, 0], scores[actions][:, 0]
+    factor = 1.0 / 0.5  # share / scale
+    low = cand * (scores.min() - cand_scores) * factor
+    high = cand * (scores.max() - cand_scores) * factor
+    assert torch.all((low <= weights[:, 0]) & (weights[:, 0] <= high)), (low, weights[:, 0], high)
+    row_mean = probs @ scores
+    assert torch.all(((scores.min() - row_mean) * factor <= coefficients)
+                     & (coefficients <= (scores.max() - row_mean) * factor))
+    # The ordinary row is exact: the ρ-mean of the three others is (0.8 + 1.2 + 1.6) / 3 = 1.2.
+    assert weights[1, 0].item() == pytest.approx(0.25 * (1.2 - 0.08) * 2, rel=1e-5)

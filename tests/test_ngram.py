@@ -84,6 +84,16 @@ def test_witten_bell_matches_the_formula_and_is_a_distribution() -> None:
         assert sum(totals) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("max_tokens", [None, 5])
+def test_witten_bell_perplexity_is_exp_of_the_mean_log_probability(max_tokens: int | None) -> None:
+    """The peers' perplexity sits beside a model's, exp of the mean NLL over the n scored
+    positions: a denominator off by one would flatter the n-grams on short splits."""
+    model = WittenBellModel(SEQ, 2, 10)
+    n = len(SEQ) - 1 if max_tokens is None else max_tokens
+    probabilities = model.probabilities(SEQ, np.arange(n))
+    assert model.perplexity(SEQ, max_tokens) == pytest.approx(float(np.exp(-np.mean(np.log(probabilities)))))
+
+
 def test_witten_bell_perplexity_is_finite_on_unseen_tokens() -> None:
     model = WittenBellModel(SEQ, 4, 10)
     unseen = np.array([9, 9, 3, 9], dtype=np.int64)  # tokens and contexts never counted

@@ -212,6 +212,28 @@ def test_score_some_streams_and_a_step_pays_what_score_answered(grammar: Corpus)
         env.score(np.zeros((3, 1), np.int64), np.array([0, 1]))
 
 
+def test_a_step_after_score_pays_the_played_column_of_the_answers(grammar: Corpus) -> None:
+    """The step pays a scored action with the answer score() gave for that very candidate, in
+    whichever column it was; checked against the rewards score() returned, not against another
+    env that would take the same shortcut."""
+    env = NextWordVectorEnv(4, corpus=grammar, mode="line", context_length=4)
+    env.reset(seed=2)
+    vocab = len(env.vocab)
+    rng = np.random.default_rng(0)
+    paid_later_columns = 0
+    for _ in range(40):
+        targets = env.targets()
+        candidates = np.stack([(targets + 1) % vocab, targets, (targets + 2) % vocab], axis=1)
+        scores = env.score(candidates)
+        column = rng.integers(0, 3, 4)
+        live = ~env.pending_reset
+        rewards = env.step(candidates[np.arange(4), column])[1]
+        assert np.array_equal(rewards[live], scores[live, column[live]])
+        assert np.all(rewards[~live] == 0.0)  # a stream the step restarts is paid 0
+        paid_later_columns += int((rewards[live & (column > 0)] == 1.0).sum())
+    assert paid_later_columns > 5
+
+
 def test_copy_false_returns_reused_buffers_and_copy_true_fresh_arrays(grammar: Corpus) -> None:
     actions = np.zeros(3, np.int64)
     fast = NextWordVectorEnv(3, corpus=grammar, copy=False)
