@@ -15,7 +15,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Mapping
-from numbers import Integral, Real
+from numbers import Integral, Number, Real
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,8 @@ from irlm_env.errors import IrlmError, suggest
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 # The types a string option can be converted to, in the order they are tried.
 _CONVERTIBLE = (bool, int, float)
+# Annotations that take any value or any number: text that reads as a number or bool becomes one.
+_OPEN = (object, typing.Any, Number, Real, Integral, np.number, np.floating, np.integer)
 #: The largest seed numpy's legacy seeding (``np.random.seed``) takes; every seed option keeps to it.
 SEED_MAX = 2**32 - 1
 
@@ -168,26 +170,36 @@ def _literal(text: str) -> Any:
 
 
 def _coerce(label: str, option: str, value: Any, choices: tuple[Any, ...]) -> Any:
-    if not isinstance(value, str) or str in choices:
+    """A string option converted to the first annotated type it reads as.
+
+    ``None`` first where allowed (``str | None`` takes ``none`` as None, not as the text), then
+    text where ``str`` is allowed (so ``float | str`` keeps ``0.5`` as text: the annotation does
+    not say which), then bool, int and float in turn. No annotation, or one that takes any value
+    or any number (``Any``, ``numbers.Real``), gets a number or bool if the text reads as one;
+    another class (``Path``) gets the text.
+    """
+    if not isinstance(value, str):
         return value
     if type(None) in choices and value.strip().lower() in ("none", "null"):
         return None
-    if all(choice is object for choice in choices):  # no annotation, or one this module cannot read
+    if str in choices:
+        return value
+    if all(choice in _OPEN for choice in choices):
         return _literal(value)
-    for target in _CONVERTIBLE:
-        if target not in choices:
-            continue
+    targets = [target for target in _CONVERTIBLE if target in choices]
+    for target in targets:
         if target is bool:
             if value.strip().lower() in _BOOLEANS:
                 return _BOOLEANS[value.strip().lower()]
-        else:
-            try:
-                converted = target(value)
-            except ValueError:
-                pass
-            else:
-                if target is float and not math.isfinite(converted):
-                    raise IrlmError(f"{label} option {option}={value!r} must be a finite number.")
-                return converted
-        raise IrlmError(f"{label} option {option}={value!r} must be of type {target.__name__}.")
+            continue
+        try:
+            converted = target(value)
+        except ValueError:
+            continue
+        if target is float and not math.isfinite(converted):
+            raise IrlmError(f"{label} option {option}={value!r} must be a finite number.")
+        return converted
+    if targets:
+        allowed = " or ".join(target.__name__ for target in targets)
+        raise IrlmError(f"{label} option {option}={value!r} must be of type {allowed}.")
     return value

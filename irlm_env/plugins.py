@@ -21,6 +21,7 @@ import functools
 import importlib.metadata
 import os
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -243,24 +244,32 @@ def _selected(entry_points: list[importlib.metadata.EntryPoint]) -> Iterator[imp
         warnings.warn(message, PluginWarning, stacklevel=3)
 
 
-# True while _load runs: code that an entry point imports must not start a second load.
-_loading = False
+# The loaded plugins, built once per process under the lock; _loader is the thread loading, so
+# that code an entry point imports (same thread) is told it cannot use the plugins yet, while
+# other threads wait for the load to finish.
+_loaded: _Loaded | None = None
+_load_lock = threading.RLock()
+_loader: int | None = None
 
 
-@functools.cache
 def _load() -> _Loaded:
-    global _loading
-    if _loading:
-        raise IrlmError(
-            "irlm_env's plugins were used while they were being loaded, by code an installed plugin runs when "
-            "imported (register_plugin, make_reward, load_corpus at import time); an installed plugin registers "
-            "through its entry point's @hookimpl functions, so drop that call from the module's top level"
-        )
-    _loading = True
-    try:
-        return _load_plugins()
-    finally:
-        _loading = False
+    global _loaded, _loader
+    if _loaded is not None:
+        return _loaded
+    with _load_lock:
+        if _loader == threading.get_ident():
+            raise IrlmError(
+                "irlm_env's plugins were used while they were being loaded, by code an installed plugin runs when "
+                "imported (register_plugin, make_reward, load_corpus at import time); an installed plugin registers "
+                "through its entry point's @hookimpl functions, so drop that call from the module's top level"
+            )
+        if _loaded is None:  # else another thread loaded them while this one waited
+            _loader = threading.get_ident()
+            try:
+                _loaded = _load_plugins()
+            finally:
+                _loader = None
+        return _loaded
 
 
 def _load_plugins() -> _Loaded:
@@ -430,8 +439,10 @@ def _check_no_clash(loaded: _Loaded, items: dict[str, dict[str, Entry]]) -> None
 
 def reset_plugins() -> None:
     """Forget the loaded plugins and registries; the next use loads them again."""
-    _load.cache_clear()
-    _registry.cache_clear()
+    global _loaded
+    with _load_lock:
+        _loaded = None
+        _registry.cache_clear()
 
 
 def registry(kind: PluginKind) -> Registry:

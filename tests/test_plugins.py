@@ -10,8 +10,11 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
+from numbers import Real
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -173,6 +176,28 @@ def test_a_plugin_using_the_plugins_while_they_load_is_skipped_with_the_reason(m
     with pytest.warns(PluginWarning, match=r"'selfreg' .*failed to import.*used while they were being loaded"):
         names = reward_registry().names()
     assert "exact" in names and "selfreg" not in names
+
+
+def test_threads_using_the_plugins_at_once_share_one_load() -> None:
+    """The first use from several threads: the others wait for the load, not refuse or load again."""
+    for _ in range(10):
+        plugins.reset_plugins()
+        managers: list[object] = []
+        errors: list[BaseException] = []
+
+        def use() -> None:
+            try:
+                reward_registry().get("exact")
+                managers.append(plugins.get_plugin_manager())
+            except BaseException as error:  # noqa: BLE001 - collected for the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=use) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors and len(managers) == 4 and all(manager is managers[0] for manager in managers)
 
 
 def test_strict_mode_makes_import_failure_fatal(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -399,6 +424,17 @@ def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
     # without an annotation a number looks like one, NaN stays text
     assert bind_options("x", lambda corpus, n=1: None, {"n": "3"}, skip=1) == {"n": 3}
     assert bind_options("x", lambda corpus, n=1: None, {"n": "NaN"}, skip=1) == {"n": "NaN"}
+
+    def unions(corpus: Corpus, a: int | float = 1, b: bool | int = 1, d: Any = 1, e: Real = 1,
+               g: float | str = 1, h: str | None = None, p: Path = Path(".")) -> None: ...
+
+    # each allowed type is tried in turn; Any and numbers.Real take a number; text where str is
+    # allowed (after None); another class gets the text
+    given = {"a": "0.5", "b": "3", "d": "2", "e": "0.5", "g": "0.5", "h": "none", "p": "2024"}
+    assert bind_options("x", unions, given, skip=1) == {
+        "a": 0.5, "b": 3, "d": 2, "e": 0.5, "g": "0.5", "h": None, "p": "2024"}
+    with pytest.raises(IrlmError, match=r"option a='x' must be of type int or float"):
+        bind_options("x", unions, {"a": "x"}, skip=1)
     reward = make_reward("needs", corpus, level="3", strict="yes")
     assert (reward.inner.level, reward.inner.strict) == (3, True)
     assert reward(0, 1, np.zeros(2, np.int64)) == 3.0

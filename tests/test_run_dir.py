@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.image
@@ -17,6 +18,7 @@ from irlm_agents.runs import run_dir as run_dir_module
 from irlm_agents.runs.run_dir import RunDirectory, TrainingInterrupted
 from irlm_agents.lm.checkpoints import load_model
 from irlm_agents.lm.evaluation import evaluate
+from irlm_env import hookimpl, plugins
 from irlm_env.errors import IrlmError
 
 
@@ -98,6 +100,27 @@ def test_top1_and_perplexity_each_keep_their_best_checkpoint(tmp_path: Path) -> 
     assert (summary["best_top1"], summary["best_perplexity"]) == (0.30, 30.0)
 
 
+def test_reward_options_typed_as_text_are_recorded_as_the_reward_takes_them(tmp_path: Path) -> None:
+    """`--reward-option scale=0.5` arrives as text; config.json and checkpoints hold 0.5."""
+
+    class Scaled:
+        @hookimpl
+        def irlm_register_rewards(self, register: Callable[..., None]) -> None:
+            def scaled(corpus: object, scale: float = 1.0) -> Callable[..., float]:
+                return lambda action, target, context: scale * (action == target)
+
+            register("scaled", scaled)
+
+    plugins.register_plugin(Scaled(), "scaled-plugin")
+    try:
+        args = tiny_args(tmp_path / "run", reward="scaled", reward_options={"scale": "0.5"})
+        corpus = load_corpus_for(args)
+        model = build_model(args, corpus)
+        assert args.recorded(model.config)["reward_options"] == {"scale": 0.5}
+    finally:
+        plugins.reset_plugins()
+
+
 def test_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
     run_once(tmp_path / "run")
     args = tiny_args(tmp_path / "run")
@@ -128,6 +151,22 @@ def test_two_runs_started_at_once_never_share_a_folder(tmp_path: Path, monkeypat
     for run in runs:
         run.__exit__(None, None, None)
     assert [str(run.path) for run in runs] == ["runs/unit-stamp", "runs/unit-stamp-2", "runs/unit-stamp-3"]
+
+
+def test_a_run_that_fails_before_recording_anything_leaves_its_folder_free(tmp_path: Path) -> None:
+    """A claimed folder is refused, so a run that fails at once (a reward error at the first
+    evaluation) takes back what it wrote, and the same command can run again. A user's file stays."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    args = tiny_args(folder)
+    corpus = load_corpus_for(args)
+    with pytest.raises(RuntimeError, match="reward broke"):
+        with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None):
+            raise RuntimeError("reward broke")
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    run, _ = run_once(folder)  # starts: nothing of the failed run is left to refuse it
+    assert read_metrics(run.path)["tokens"] == [0.0, 100.0, 200.0]
 
 
 def test_a_folder_left_by_a_run_killed_before_its_first_evaluation_is_refused(tmp_path: Path) -> None:

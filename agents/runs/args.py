@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from irlm_env.corpus_spec import CorpusSpec
 from irlm_env.errors import IrlmError
 from irlm_env.options import SEED_MAX, check_int
+from irlm_env.rewards.checked import bound_reward_options
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -119,6 +120,8 @@ class TrainArgs:
         bias is the checkpoint's too (``unigram_init``, on by default for the SB3 agents, is not
         applied)."""
         record = self.to_dict()
+        # Options typed on a command line arrive as text: recorded as the reward takes them.
+        record["reward_options"] = bound_reward_options(self.reward, self.reward_options)
         if self.init_from is not None:
             record.update({name: getattr(model, name) for name in MODEL_SETTINGS}, unigram_init=False)
         return record

@@ -67,6 +67,8 @@ BEST_PERPLEXITY_CHECKPOINT = "best-perplexity.irlm"
 FINAL_CHECKPOINT = "final.irlm"
 CURVE_FILE = "curve.png"
 SUMMARY_FILE = "summary.json"
+#: TensorBoard's event files, as SummaryWriter names them.
+EVENTS_GLOB = "events.out.tfevents.*"
 METRIC_COLUMNS = ("top1", "top5", "perplexity", "reward", "free_top1")
 COLUMNS = ("tokens", "seconds", *METRIC_COLUMNS)
 
@@ -150,6 +152,7 @@ class RunDirectory:
         self._postfix: dict[str, str] = {}
         self._start = time.perf_counter()
         self._previous_handlers: dict[signal.Signals, Any] = {}
+        self._events_before: set[Path] = set()
         self._stop: signal.Signals | None = None
 
     def _holds_a_run(self) -> bool:
@@ -163,7 +166,17 @@ class RunDirectory:
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> RunDirectory:
         self._claim()
+        try:
+            self._open()
+        except BaseException:
+            self._close()
+            self._release()
+            raise
+        return self
+
+    def _open(self) -> None:
         _write_json(self.path / CONFIG_FILE, self._config())
+        self._events_before = set(self.path.glob(EVENTS_GLOB))
         self._writer = SummaryWriter(log_dir=str(self.path))
         self._bar = tqdm(
             total=self.args.total_tokens,
@@ -179,7 +192,21 @@ class RunDirectory:
                 previous = signal.signal(signum, self._request_stop)
                 # None: the previous handler was not set from Python; the default is the best restore.
                 self._previous_handlers[signum] = signal.SIG_DFL if previous is None else previous
-        return self
+
+    def _release(self) -> None:
+        """Remove what this run wrote, when it failed before recording anything.
+
+        The folder was claimed at the start, and a claimed folder is refused: without this, the
+        same command could not be run again after, say, a reward error at the first evaluation,
+        though the run left nothing worth keeping. Files it did not write stay.
+        """
+        for path in [self.path / METRICS_FILE, self.path / CONFIG_FILE,
+                     *(set(self.path.glob(EVENTS_GLOB)) - self._events_before)]:
+            path.unlink(missing_ok=True)
+        try:
+            self.path.rmdir()  # only if now empty
+        except OSError:
+            pass
 
     def _claim(self) -> None:
         """Create metrics.csv exclusively, so that of two runs started at once in one folder one gets it.
@@ -235,6 +262,8 @@ class RunDirectory:
                 signal.signal(signum, previous)
             self._previous_handlers.clear()
             self._close()
+            if exc is not None and not isinstance(exc, KeyboardInterrupt) and not self.last_metrics:
+                self._release()
 
     def _close(self) -> None:
         if self._bar is not None:
@@ -336,6 +365,7 @@ class RunDirectory:
 
     def _save(self, name: str) -> Path:
         path = self.path / name
+        recorded = self.args.recorded(self.model.config)
         save_model(
             self.model,
             path,
@@ -345,8 +375,8 @@ class RunDirectory:
                 "agent": self.agent,
                 "tokens": self.tokens,
                 "eval_context_length": self.eval_context_length,
-                "reward": {"name": self.args.reward, "options": dict(self.args.reward_options)},
-                "train_args": self.args.recorded(self.model.config),
+                "reward": {"name": self.args.reward, "options": recorded["reward_options"]},
+                "train_args": recorded,
                 "metrics": self.last_metrics,
                 "metrics_tokens": self.metrics_tokens,
                 "corpus_source_hash": self.corpus.source_hash,

@@ -16,8 +16,9 @@ the result to SB3's conventions:
   episode ended.
 
 All streams live in one env object, so ``get_attr`` returns that object's attribute once per
-requested index, ``env_method`` calls the method once and repeats its result, and ``set_attr``
-only accepts all indices.
+requested index, while ``env_method`` (which calls the method once and repeats its result) and
+``set_attr`` accept all indices only: a method or a setting acts on every stream at once. Read
+an attribute of some streams with ``get_attr``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ to every env and evaluator, so a costly reward (word vectors, a learned judge) i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from numbers import Integral
 from typing import Any
 
@@ -24,6 +24,17 @@ from irlm_env.vocabulary import Vocabulary
 _FLOAT64 = np.dtype(np.float64)
 
 
+def bound_reward_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Reward ``name``'s options as its factory takes them: text from a command line converted
+    to the annotated types (what a run records, so that ``scale=0.5`` is saved as 0.5)."""
+    entry = reward_registry().get(name)
+    label = f"reward {name!r} (plugin {entry.plugin_name!r})"
+    try:
+        return bind_options(label, entry.factory, options, skip=1, kind="reward")
+    except IrlmError as exc:
+        raise IrlmError(f"{exc}{factory_hint(entry.factory)}") from None
+
+
 def make_reward(name: str, corpus: Corpus, **options: Any) -> CheckedReward:
     """Build reward ``name`` for ``corpus``, wrapped so that every value it returns is checked."""
     entry = reward_registry().get(name)
@@ -32,11 +43,7 @@ def make_reward(name: str, corpus: Corpus, **options: Any) -> CheckedReward:
             f"make_reward needs the Corpus the reward will judge, got {type(corpus).__name__} {corpus!r}; "
             "pass load_corpus(...)'s result, e.g. make_reward(name, load_corpus('pydocs'))"
         )
-    label = f"reward {name!r} (plugin {entry.plugin_name!r})"
-    try:
-        bound = bind_options(label, entry.factory, options, skip=1, kind="reward")
-    except IrlmError as exc:
-        raise IrlmError(f"{exc}{factory_hint(entry.factory)}") from None
+    bound = bound_reward_options(name, options)
     reward = entry.factory(corpus, **bound)
     if not callable(reward):
         raise IrlmError(
