@@ -25,8 +25,10 @@ from irlm_env.errors import IrlmError, suggest
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 # The types a string option can be converted to, in the order they are tried.
 _CONVERTIBLE = (bool, int, float)
-# Annotations that take any value or any number: text that reads as a number or bool becomes one.
-_OPEN = (object, typing.Any, Number, Real, Integral, np.number, np.floating, np.integer)
+# Annotations that take any value: text that reads as a number or bool becomes one.
+_ANY = (object, typing.Any)
+# The bool spellings that cannot be numbers, for an option that takes a bool or a number.
+_WORDS = ("true", "yes", "false", "no")
 #: The largest seed numpy's legacy seeding (``np.random.seed``) takes; every seed option keeps to it.
 SEED_MAX = 2**32 - 1
 
@@ -169,28 +171,46 @@ def _literal(text: str) -> Any:
     return value if isinstance(value, (bool, int, float)) else text
 
 
+def _target(choice: Any) -> type | None:
+    """The conversion an annotated type asks for: its own for bool, int and float, int for any
+    integer type (``numbers.Integral``, ``np.int64``), float for any other number type."""
+    if choice in _CONVERTIBLE:
+        return choice  # type: ignore[no-any-return]
+    if choice in (Number, np.number):
+        return float
+    if isinstance(choice, type):
+        if issubclass(choice, (Integral, np.integer)):
+            return int
+        if issubclass(choice, (Real, np.floating)):
+            return float
+    return None
+
+
 def _coerce(label: str, option: str, value: Any, choices: tuple[Any, ...]) -> Any:
     """A string option converted to the first annotated type it reads as.
 
     ``None`` first where allowed (``str | None`` takes ``none`` as None, not as the text), then
     text where ``str`` is allowed (so ``float | str`` keeps ``0.5`` as text: the annotation does
-    not say which), then bool, int and float in turn. No annotation, or one that takes any value
-    or any number (``Any``, ``numbers.Real``), gets a number or bool if the text reads as one;
-    another class (``Path``) gets the text.
+    not say which), then bool, int and float in turn, any number type counting as int or float;
+    where a number is allowed too, only a word (``true``, ``no``) is a bool. No annotation, or
+    one that takes any value (``Any``), gets a number or bool if the text reads as one; text that
+    no allowed number type reads goes to another class the union allows (``Path``) as it is.
     """
     if not isinstance(value, str):
         return value
-    if type(None) in choices and value.strip().lower() in ("none", "null"):
+    allowed = [choice for choice in choices if choice is not type(None)]
+    word = value.strip().lower()
+    if len(allowed) < len(choices) and word in ("none", "null"):
         return None
-    if str in choices:
+    if str in allowed:
         return value
-    if all(choice in _OPEN for choice in choices):
+    if not allowed or any(choice in _ANY for choice in allowed):
         return _literal(value)
-    targets = [target for target in _CONVERTIBLE if target in choices]
+    targets = sorted({t for t in map(_target, allowed) if t is not None}, key=_CONVERTIBLE.index)
     for target in targets:
         if target is bool:
-            if value.strip().lower() in _BOOLEANS:
-                return _BOOLEANS[value.strip().lower()]
+            if word in (_WORDS if len(targets) > 1 else _BOOLEANS):
+                return _BOOLEANS[word]
             continue
         try:
             converted = target(value)
@@ -199,7 +219,7 @@ def _coerce(label: str, option: str, value: Any, choices: tuple[Any, ...]) -> An
         if target is float and not math.isfinite(converted):
             raise IrlmError(f"{label} option {option}={value!r} must be a finite number.")
         return converted
-    if targets:
-        allowed = " or ".join(target.__name__ for target in targets)
-        raise IrlmError(f"{label} option {option}={value!r} must be of type {allowed}.")
+    if targets and all(_target(choice) is not None for choice in allowed):
+        kinds = " or ".join(target.__name__ for target in targets)
+        raise IrlmError(f"{label} option {option}={value!r} must be of type {kinds}.")
     return value

@@ -244,32 +244,33 @@ def _selected(entry_points: list[importlib.metadata.EntryPoint]) -> Iterator[imp
         warnings.warn(message, PluginWarning, stacklevel=3)
 
 
-# The loaded plugins, built once per process under the lock; _loader is the thread loading, so
-# that code an entry point imports (same thread) is told it cannot use the plugins yet, while
-# other threads wait for the load to finish.
+# The loaded plugins, built on first use. No lock is held while third-party code is imported
+# (a plugin's import could wait on another thread, or a fork copy a held lock): two threads
+# using the plugins for the first time at once may both load them, and the first result is
+# kept. _loading marks the thread that is loading, so that code an entry point runs when
+# imported is told it cannot use the plugins yet.
 _loaded: _Loaded | None = None
-_load_lock = threading.RLock()
-_loader: int | None = None
+_loading = threading.local()
 
 
 def _load() -> _Loaded:
-    global _loaded, _loader
+    global _loaded
     if _loaded is not None:
         return _loaded
-    with _load_lock:
-        if _loader == threading.get_ident():
-            raise IrlmError(
-                "irlm_env's plugins were used while they were being loaded, by code an installed plugin runs when "
-                "imported (register_plugin, make_reward, load_corpus at import time); an installed plugin registers "
-                "through its entry point's @hookimpl functions, so drop that call from the module's top level"
-            )
-        if _loaded is None:  # else another thread loaded them while this one waited
-            _loader = threading.get_ident()
-            try:
-                _loaded = _load_plugins()
-            finally:
-                _loader = None
-        return _loaded
+    if getattr(_loading, "active", False):
+        raise IrlmError(
+            "irlm_env's plugins were used while they were being loaded, by code an installed plugin runs when "
+            "imported (register_plugin, make_reward, load_corpus at import time); an installed plugin registers "
+            "through its entry point's @hookimpl functions, so drop that call from the module's top level"
+        )
+    _loading.active = True
+    try:
+        result = _load_plugins()
+    finally:
+        _loading.active = False
+    if _loaded is None:
+        _loaded = result
+    return _loaded
 
 
 def _load_plugins() -> _Loaded:
@@ -440,9 +441,8 @@ def _check_no_clash(loaded: _Loaded, items: dict[str, dict[str, Entry]]) -> None
 def reset_plugins() -> None:
     """Forget the loaded plugins and registries; the next use loads them again."""
     global _loaded
-    with _load_lock:
-        _loaded = None
-        _registry.cache_clear()
+    _loaded = None
+    _registry.cache_clear()
 
 
 def registry(kind: PluginKind) -> Registry:

@@ -159,12 +159,19 @@ def test_a_run_that_fails_before_recording_anything_leaves_its_folder_free(tmp_p
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
+    (folder / "events.out.tfevents.1.earlier").write_text("an earlier TensorBoard log")
     args = tiny_args(folder)
     corpus = load_corpus_for(args)
     with pytest.raises(RuntimeError, match="reward broke"):
         with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None):
             raise RuntimeError("reward broke")
-    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["events.out.tfevents.1.earlier", "notes.txt"]
+    # failing while it writes config.json, before its TensorBoard writer exists
+    bad = tiny_args(folder, reward_options={"bogus": 1})
+    with pytest.raises(IrlmError, match="no option 'bogus'"):
+        with RunDirectory("unit", bad, corpus, build_model(bad, corpus), eval_context_length=None):
+            pass
+    assert sorted(p.name for p in folder.iterdir()) == ["events.out.tfevents.1.earlier", "notes.txt"]
     run, _ = run_once(folder)  # starts: nothing of the failed run is left to refuse it
     assert read_metrics(run.path)["tokens"] == [0.0, 100.0, 200.0]
 

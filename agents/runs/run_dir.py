@@ -176,7 +176,6 @@ class RunDirectory:
 
     def _open(self) -> None:
         _write_json(self.path / CONFIG_FILE, self._config())
-        self._events_before = set(self.path.glob(EVENTS_GLOB))
         self._writer = SummaryWriter(log_dir=str(self.path))
         self._bar = tqdm(
             total=self.args.total_tokens,
@@ -200,12 +199,12 @@ class RunDirectory:
         same command could not be run again after, say, a reward error at the first evaluation,
         though the run left nothing worth keeping. Files it did not write stay.
         """
-        for path in [self.path / METRICS_FILE, self.path / CONFIG_FILE,
-                     *(set(self.path.glob(EVENTS_GLOB)) - self._events_before)]:
-            path.unlink(missing_ok=True)
         try:
+            for path in [self.path / METRICS_FILE, self.path / CONFIG_FILE,
+                         *(set(self.path.glob(EVENTS_GLOB)) - self._events_before)]:
+                path.unlink(missing_ok=True)
             self.path.rmdir()  # only if now empty
-        except OSError:
+        except OSError:  # what is left is refused as a run; the error being raised matters more
             pass
 
     def _claim(self) -> None:
@@ -220,6 +219,8 @@ class RunDirectory:
                 self.path.mkdir(parents=True, exist_ok=True)
                 if self._named or not self._holds_a_run():
                     self._csv_file = (self.path / METRICS_FILE).open("x", newline="")
+                    # Before this run writes any: _release must tell its event files from earlier ones.
+                    self._events_before = set(self.path.glob(EVENTS_GLOB))
                     break
             except FileExistsError:
                 if self._named:
