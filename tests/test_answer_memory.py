@@ -210,8 +210,21 @@ def test_the_miss_term_counts_the_tokens_rejected_there_before(monkeypatch: pyte
     assert _context(memory, [3]).rejected == [[5, 6, 1, 2]]
 
 
-def test_a_rejected_token_drawn_again_counts_once_in_the_miss_term(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With fewer than K tokens left to draw, the sampler proposes a rejected one again; π(S) must not count it twice."""
+@pytest.mark.parametrize(
+    ("allowed", "queried", "queries"),
+    [
+        # the redrawn 1 asked again: it counts once, through this segment's query
+        (None, [True, True, True, False, True, True], 3),
+        # the redrawn 1 not asked (asked one at a time, or cut by the budget): it is still known
+        # to be wrong there, so it counts once through the memory's entry
+        ([True, True, False], [True, True, False, True, True, True], 2),
+    ],
+)
+def test_a_rejected_token_drawn_again_counts_once_in_the_miss_term(
+    monkeypatch: pytest.MonkeyPatch, allowed: list[bool] | None, queried: list[bool], queries: int
+) -> None:
+    """With fewer than K tokens left to draw, the sampler proposes a rejected one again; π(S) must
+    count it once, whether or not this segment asks about it."""
     seen: dict[str, torch.Tensor] = {}
     real = group_module.miss_terms
 
@@ -230,46 +243,16 @@ def test_a_rejected_token_drawn_again_counts_once_in_the_miss_term(monkeypatch: 
         tokens=torch.tensor([[3]]), targets=torch.tensor([[0]]), starts=torch.tensor([[False]]),
         hidden=model.initial_hidden(1, CPU), actions=torch.tensor([[[0, 3, 1]]]), rewards=torch.zeros((1, 1, 3)),
         probs=torch.tensor([[[0.1, 0.2, 0.3, 0.2, 0.2]]]),
+        allowed=None if allowed is None else torch.tensor([[allowed]]),
     )
     features = torch.zeros((1, 1, 8), requires_grad=True)
-    group_module.group_loss(args, model, segment, features, None, Workspace(5, CPU), Share.single(1, CPU), memory)
-    assert seen["actions"].tolist() == [[0, 3, 1, 1, 2, 4]]
-    assert seen["queried"].tolist() == [[True, True, True, False, True, True]]
-    # S covers the whole vocabulary: no likelihood left to raise, so no miss term.
-    assert seen["terms"].tolist() == [0.0]
-
-
-def test_a_rejected_token_drawn_again_but_not_queried_stays_in_the_miss_term(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A redrawn rejected token that this segment does not ask about (asked one at a time, or cut
-    by the budget) is still known to be wrong there: it must keep counting in π(S) through the
-    memory, or the miss term forgets a rejection it was told."""
-    seen: dict[str, torch.Tensor] = {}
-    real = group_module.miss_terms
-
-    def spy(probs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, queried: torch.Tensor) -> Any:
-        seen.update(actions=actions.clone(), queried=queried.clone(), terms=real(probs, actions, rewards, queried)[1])
-        return real(probs, actions, rewards, queried)
-
-    monkeypatch.setattr(group_module, "miss_terms", spy)
-    memory = AnswerMemory(streams=1, context=1, device=CPU)
-    _context(memory, [3])
-    _feedback(memory, [[1, 2, 4]], [[0.0, 0.0, 0.0]])
-    _context(memory, [3])
-    model = RNNLanguageModel(ModelConfig(vocab_size=5, embedding_dim=4, hidden_size=8))
-    args = group_module.Args(k=3, stop_at_hit=True, miss_weight=1.0, memory_context=1)
-    segment = Segment(  # 0 and 3 were left to draw, so 1 was drawn again, last, and not asked about
-        tokens=torch.tensor([[3]]), targets=torch.tensor([[0]]), starts=torch.tensor([[False]]),
-        hidden=model.initial_hidden(1, CPU), actions=torch.tensor([[[0, 3, 1]]]), rewards=torch.zeros((1, 1, 3)),
-        probs=torch.tensor([[[0.1, 0.2, 0.3, 0.2, 0.2]]]), allowed=torch.tensor([[[True, True, False]]]),
-    )
-    features = torch.zeros((1, 1, 8), requires_grad=True)
-    _, queries = group_module.group_loss(
+    _, used = group_module.group_loss(
         args, model, segment, features, None, Workspace(5, CPU), Share.single(1, CPU), memory
     )
-    assert queries == 2
+    assert used == queries
     assert seen["actions"].tolist() == [[0, 3, 1, 1, 2, 4]]
-    # 1 counts once, through the memory's entry: S is still the whole vocabulary, so no miss term.
-    assert seen["queried"].tolist() == [[True, True, False, True, True, True]]
+    assert seen["queried"].tolist() == [queried]
+    # S covers the whole vocabulary: no likelihood left to raise, so no miss term.
     assert seen["terms"].tolist() == [0.0]
 
 
