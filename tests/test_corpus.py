@@ -85,6 +85,16 @@ def test_every_split_gets_a_unit_even_for_three_units(tmp_path: Path) -> None:
     assert split_boundaries(np.array([1, 1, 1, 100])) == (2, 3)
 
 
+def test_split_boundaries_give_train_the_unit_that_reaches_90_percent() -> None:
+    """Where the units allow it the split is exactly 90/5/5; a unit that crosses a boundary
+    belongs to the split it starts in. Every corpus's splits, and so every reported figure,
+    rest on these indices."""
+    assert split_boundaries(np.ones(100, dtype=np.int64)) == (90, 95)
+    assert split_boundaries(np.full(20, 5, dtype=np.int64)) == (18, 19)
+    # Unit 1 (cumulative 10 -> 95 of 100) crosses 90%: it stays in train; unit 2 ends at 97.
+    assert split_boundaries(np.array([10, 85, 2, 3])) == (2, 3)
+
+
 def test_fewer_than_three_units_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(IrlmError, match="only 2 line.*at least 3"):
         load_corpus("text", path=str(write_lines(tmp_path / "t.txt", ["a b", "c"])))
@@ -349,6 +359,18 @@ def test_token_ids_use_the_smallest_unsigned_type(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "t.txt", lines)
     assert load_corpus("text", path=str(path), max_vocab=None).split("train").dtype == np.uint16  # 423 tokens
     assert load_corpus("text", path=str(path), tokenizer="char").split("train").dtype == np.uint8
+
+
+def test_a_chunk_of_exactly_257_distinct_tokens_keeps_the_last_one(tmp_path: Path) -> None:
+    """Provisional ids 0..256 need 16 bits: stored in 8, token 256 would wrap to token 0's id and
+    the text would silently change (the smallest type is chosen by the largest id, not the count)."""
+    words = [f"w{i}" for i in range(257)]
+    path = write_lines(tmp_path / "t.txt", [" ".join(words)] * 10)
+    corpus = load_corpus("text", path=str(path), max_vocab=None)
+    for name in SPLITS:
+        ids = corpus.split(name)
+        units = (len(ids) - 1) // 258
+        assert corpus.vocab.decode(ids) == ["<eos>", *[*words, "<eos>"] * units]
 
 
 def test_tokenizing_holds_no_token_strings_for_the_whole_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,13 +87,18 @@ def distributed_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def single_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, torch.Tensor]]:
+def single_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the single-process references keep their run directories."""
+    return tmp_path_factory.mktemp("single")
+
+
+@pytest.fixture(scope="module")
+def single_runs(single_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
     """The parameters each compared configuration reaches in one process with 32 streams."""
-    out = tmp_path_factory.mktemp("single")
     runs = {}
     for config in COMPARED:
         module = importlib.import_module(f"irlm_agents.{config['agent']}")
-        result = module.train(module.Args(**config["options"], run_dir=str(out / config["name"])))
+        result = module.train(module.Args(**config["options"], run_dir=str(single_dir / config["name"])))
         runs[config["name"]] = {k: v.cpu() for k, v in result.model.state_dict().items()}
     return runs
 
@@ -122,6 +127,27 @@ def test_two_processes_train_the_single_process_model(
     assert ranks[0]["run_dir"] == ranks[1]["run_dir"] == str(distributed_runs / config["name"])
     saved = load_model(distributed_runs / config["name"] / "final.irlm").model
     assert _max_difference(saved.state_dict(), ranks[0]["params"]) == 0.0
+
+
+def _training_scalars(run_dir: Path) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: [event.value for event in events.Scalars(tag)] for tag in ("train/reward", "train/accuracy")}
+
+
+@pytest.mark.parametrize("name", ["reinforce-mean", "expected-log_er"])
+def test_two_processes_log_the_single_process_training_reward_and_accuracy(
+    name: str, distributed_runs: Path, single_runs: dict[str, dict[str, torch.Tensor]], single_dir: Path
+) -> None:
+    """The reward and accuracy each update logs are the global batch's means, as one process
+    logs them, not their sum over processes: the training curves of a torchrun run read the same."""
+    single = _training_scalars(single_dir / name)
+    shared = _training_scalars(distributed_runs / name)
+    assert len(single["train/reward"]) == 20 and any(single["train/reward"])
+    for tag, values in single.items():
+        assert shared[tag] == pytest.approx(values, rel=1e-5, abs=1e-6), tag
 
 
 def test_the_comparison_fails_when_both_processes_step_the_same_streams(

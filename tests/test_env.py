@@ -149,6 +149,41 @@ def test_line_episode_is_one_unit_ending_in_termination(grammar: Corpus) -> None
     assert max(lengths) > 2, "line episodes ignore episode_length"
 
 
+def test_a_window_episode_may_span_the_whole_split(tmp_path: Path) -> None:
+    """A split of ``episode_length + 1`` tokens is long enough, as the error below says: its one
+    window is the whole split. One token fewer is refused up front, not at the first reset."""
+    path = tmp_path / "tiny.txt"
+    path.write_text("one two three\nfour five\nsix\nseven eight nine ten\n" * 2, encoding="utf-8")
+    tiny = load_corpus("text", path=str(path))
+    tokens = tiny.split("train")
+    n = len(tokens)
+    env = NextWordEnv(corpus=tiny, context_length=1, episode_length=n - 1)
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        seen = [int(obs[-1])]
+        for _ in range(n - 1):
+            _, _, _, truncated, info = env.step(0)
+            seen.append(info["target"])
+        assert truncated and seen == tokens.tolist()
+    with pytest.raises(IrlmError, match=rf"has {n} tokens, fewer than episode_length \+ 1 = {n + 1}"):
+        NextWordEnv(corpus=tiny, episode_length=n)
+
+
+def test_line_episodes_start_at_every_line_of_the_split(tmp_path: Path) -> None:
+    """Every unit of the split, the last one included, is drawn as a line episode."""
+    path = tmp_path / "lines.txt"
+    path.write_text("".join(f"first{i} middle end .\n" for i in range(20)), encoding="utf-8")
+    corpus = load_corpus("text", path=str(path))
+    tokens, starts = corpus.split("train"), corpus.line_starts("train")
+    env = NextWordEnv(corpus=corpus, mode="line")
+    env.reset(seed=0)
+    drawn = set()
+    for _ in range(400):
+        drawn.add(env.step(0)[-1]["target"])
+        env.reset()
+    assert drawn == set(tokens[starts + 1].tolist()) and len(drawn) == len(starts)
+
+
 def test_same_seed_same_rollout_and_other_seed_differs(grammar: Corpus) -> None:
     actions = list(np.random.default_rng(0).integers(0, len(grammar.vocab), 300))
     for mode in ("window", "line"):

@@ -97,6 +97,22 @@ def test_the_rollout_carries_its_hidden_state_from_segment_to_segment() -> None:
     torch.testing.assert_close(lazy.probs, second.probs)
 
 
+def test_a_segment_that_opens_with_an_episode_start_is_recomputed_from_a_zeroed_state() -> None:
+    """With episodes as long as segments every segment after the first begins a new episode,
+    while the state carried in is the last episode's: the fused pass must zero it at step 0 as
+    the rollout did, or the update's features are not the ones the segment was played with."""
+    torch.manual_seed(0)
+    args = NativeArgs(**{**TINY, "episode_length": 5, "n_envs": 3, "rollout_steps": 5})
+    rollout = build(args).rollout
+    for index in range(3):
+        segment = rollout.collect(args.rollout_steps, _distinct_pairs, score=True)
+        assert segment.starts[:, 0].all() and not segment.starts[:, 1:].any()
+        assert index == 0 or segment.hidden.abs().sum() > 0  # a live state comes in, to be zeroed
+        with torch.no_grad():
+            probs = F.softmax(rollout.model.head(rollout.features(segment)), -1)
+        torch.testing.assert_close(probs, segment.probs, atol=1e-5, rtol=1e-4)
+
+
 def test_features_take_the_last_segment_once() -> None:
     args = NativeArgs(**{**TINY, "n_envs": 2, "rollout_steps": 4})
     rollout = build(args).rollout
@@ -159,6 +175,27 @@ def test_budget_mask_asks_while_the_conditional_chance_stays_above_the_threshold
     rewards, queried = known_rewards(torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0] * 4]), allowed)
     assert queried.sum(-1).tolist() == [3, 1, 1]
     assert rewards.tolist() == [[0.0, 0.0, 1.0, 0.0], [0.0] * 4, [0.0] * 4]  # row 1's hit was never asked
+
+
+def test_budget_mask_conditions_on_the_earlier_candidates_only() -> None:
+    """The chance that a candidate is right given that the earlier ones were wrong divides by
+    the mass the earlier ones left, not counting the candidate's own: 0.2 / (1 - 0.5) = 0.4 is
+    below 0.5, so only the played candidate is asked; 0.3 / 0.5 = 0.6 is not, and 0.05 / 0.2 = 0.25 is again."""
+    probs = torch.tensor([[0.5, 0.2, 0.2, 0.1], [0.5, 0.3, 0.05, 0.15]])
+    allowed = group_module.budget_mask(probs, 0.5)
+    assert allowed.tolist() == [[True, False, False, False], [True, True, False, False]]
+
+
+def test_query_budget_moves_the_threshold_by_the_relative_error_against_what_was_affordable() -> None:
+    """One step of the steering, by hand: the threshold's logarithm moves by ``gain`` times the
+    segment's spend relative to the spend affordable before it. This is what the run's queries
+    per token, a reported figure, are steered by."""
+    budget = group_module.QueryBudget(per_token=2.0, total_tokens=100, threshold=0.1, gain=0.5)
+    budget.update(50, 150)  # 3 a token where 2 were affordable: 50% over
+    assert budget.threshold == pytest.approx(0.1 * np.exp(0.5 * 0.5))
+    assert budget.affordable() == pytest.approx(1.0)  # the rest of the run pays for it
+    budget.update(25, 25)  # exactly what is now affordable: the threshold stays
+    assert budget.threshold == pytest.approx(0.1 * np.exp(0.5 * 0.5))
 
 
 def test_query_budget_spends_its_budget_over_the_run() -> None:
@@ -277,6 +314,21 @@ def test_expected_reward_objective_learns_beyond_the_majority_token(tmp_path: Pa
     assert metrics["queries_per_token"] == pytest.approx(vocab)
 
 
+def test_validation_comes_at_every_multiple_of_eval_every_and_not_at_the_end() -> None:
+    """The learning curve's points and the best checkpoints are taken at the first update that
+    reaches each multiple of ``eval_every`` (late updates do not push the schedule back), and
+    never at the budget's end, where the final validation comes anyway."""
+    from irlm_agents.native.distributed import Share
+
+    progress = Progress(total_tokens=1200, eval_every=300, share=Share.single(4, torch.device("cpu")))
+    due = []
+    while progress.tokens < progress.total_tokens:
+        progress.add(120, 0, reward=0.0, accuracy=0.0)
+        if progress.validation_due():
+            due.append(progress.tokens)
+    assert due == [360, 600, 960]
+
+
 def test_queries_per_token_are_counted(tmp_path: Path) -> None:
     metrics = _train("group", tmp_path, total_tokens=4_000, k=6)
     assert metrics["queries_per_token"] == pytest.approx(6.0)
@@ -338,6 +390,24 @@ def test_training_labels_about_the_asked_fraction_of_tokens(tmp_path: Path, monk
                                      label_fraction=0.3, run_dir=str(tmp_path / "run")))
     assert len(kept) >= 20
     assert abs(sum(kept) / len(kept) - 0.3) < 0.03
+
+
+def test_a_max_grad_norm_of_zero_turns_clipping_off() -> None:
+    """``--max-grad-norm 0`` means no clipping, as its help says; clipping to norm 0 instead would
+    zero every gradient and the run would never learn."""
+    from types import SimpleNamespace
+
+    from irlm_agents.native.distributed import Share
+    from irlm_agents.native.training import optimise
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    setup = SimpleNamespace(share=Share.single(1, torch.device("cpu")), average=None)
+    direction = torch.tensor([30.0, 40.0, 0.0])  # a gradient of norm 50
+    optimise(optimizer, (weight * direction).sum(), 0.0, setup)  # type: ignore[arg-type]
+    assert weight.tolist() == [-30.0, -40.0, 0.0]
+    optimise(optimizer, (weight * direction).sum(), 1.0, setup)  # type: ignore[arg-type]
+    torch.testing.assert_close(weight.detach(), torch.tensor([-30.6, -40.8, 0.0]))
 
 
 def test_weight_decay_is_decoupled_and_zero_is_adam() -> None:
@@ -563,6 +633,16 @@ def test_a_reward_beyond_float32_stops_the_run(scaled_reward: None, tmp_path: Pa
                           "run_dir": str(tmp_path / "run")})
     with pytest.raises(IrlmError, match=r"a reward of 1e\+39 is beyond float32's range"):
         module.train(args)
+
+
+def test_a_reward_beyond_float32_is_named_by_its_own_value() -> None:
+    """The error names the reward that overflowed, not the first one of the batch, so the user
+    knows by how much to scale the reward down."""
+    from irlm_agents.native.rollout import float32_rewards
+
+    np.testing.assert_array_equal(float32_rewards(np.array([0.5, 2.0])), np.array([0.5, 2.0], np.float32))
+    with pytest.raises(IrlmError, match=r"a reward of -3e\+39 is beyond float32's range"):
+        float32_rewards(np.array([[0.5, 1.0], [-3e39, 2.0]]))
 
 
 class _Counting:

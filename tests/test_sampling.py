@@ -68,6 +68,19 @@ def test_temperature_sharpens_the_draws() -> None:
     torch.testing.assert_close(cold, sharpened, atol=0.01, rtol=0)
 
 
+def test_the_rollouts_probabilities_do_not_stand_in_for_a_tempered_policy() -> None:
+    """The group agent hands the rollout's softmax (temperature 1) along with a proposal
+    temperature; the draws must still come from the tempered distribution, or the importance
+    weights, which assume it, would be wrong."""
+    torch.manual_seed(0)
+    logits = torch.log(PROBS.float())[None].expand(40_000, 4)
+    probs = torch.softmax(logits, -1)
+    sharpened = PROBS**2 / (PROBS**2).sum()
+    for replacement in (True, False):
+        drawn = sample_candidates(logits, 1, replacement=replacement, temperature=0.5, probs=probs)
+        torch.testing.assert_close(_frequencies(drawn), sharpened, atol=0.01, rtol=0)
+
+
 def test_distinct_draws_are_sequential_draws_without_replacement() -> None:
     """Every ordered triple comes as often as drawing one token, removing it, and drawing again
     says, as with Gumbel top-k (checked alongside)."""
@@ -93,6 +106,18 @@ def test_distinct_draws_never_repeat_a_token() -> None:
         drawn = sample_distinct_from_cdf(probs.cumsum(-1), 4)
         assert all(len(set(row)) == 4 for row in drawn.tolist())
         assert set(drawn[0, :2].tolist()) == {1, 3} and int(drawn[1, 0]) == 2
+
+
+def test_repeats_are_replaced_after_the_draws_they_repeat() -> None:
+    """Where a row has fewer tokens of mass than candidates, the later draws land on token 0 again
+    (a number of zero mass left). The replacement must take the repeat, not the earlier draw: the
+    first candidate is the action the env is stepped with, and must stay a draw from the policy."""
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.6, 0.0, 0.4, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    for _ in range(50):
+        drawn = sample_distinct_from_cdf(probs.cumsum(-1), 4)
+        assert all(len(set(row)) == 4 for row in drawn.tolist())
+        assert set(drawn[0, :2].tolist()) == {0, 2} and int(drawn[1, 0]) == 0
 
 
 def test_the_cpu_loop_draws_what_the_device_loop_draws() -> None:
