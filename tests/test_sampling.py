@@ -97,27 +97,27 @@ def test_distinct_draws_are_sequential_draws_without_replacement() -> None:
             assert abs(float(codes[a * 16 + b * 4 + c]) - exact) < 0.006, (a, b, c)
 
 
-def test_distinct_draws_never_repeat_a_token() -> None:
-    # Row 0 has two tokens of positive mass and row 1 one: the other draws cannot come from the
-    # table, and are filled with distinct tokens rather than repeats.
+@pytest.mark.parametrize(
+    ("probs", "first_two", "alone"),
+    [
+        # row 0 has two tokens of positive mass and row 1 one: the other draws cannot come from
+        # the table, and are filled with distinct tokens rather than repeats
+        ([[0.0, 0.7, 0.0, 0.3, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]], {1, 3}, 2),
+        # the later draws land on token 0 again (a number of zero mass left): the replacement
+        # must take the repeat, not the earlier draw, since the first candidate is the action the
+        # env is stepped with and must stay a draw from the policy
+        ([[0.6, 0.0, 0.4, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]], {0, 2}, 0),
+    ],
+)
+def test_distinct_draws_never_repeat_a_token_and_keep_the_first_draws(
+    probs: list[list[float]], first_two: set[int], alone: int
+) -> None:
     torch.manual_seed(0)
-    probs = torch.tensor([[0.0, 0.7, 0.0, 0.3, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    table = torch.tensor(probs, dtype=torch.float64).cumsum(-1)
     for _ in range(50):
-        drawn = sample_distinct_from_cdf(probs.cumsum(-1), 4)
+        drawn = sample_distinct_from_cdf(table, 4)
         assert all(len(set(row)) == 4 for row in drawn.tolist())
-        assert set(drawn[0, :2].tolist()) == {1, 3} and int(drawn[1, 0]) == 2
-
-
-def test_repeats_are_replaced_after_the_draws_they_repeat() -> None:
-    """Where a row has fewer tokens of mass than candidates, the later draws land on token 0 again
-    (a number of zero mass left). The replacement must take the repeat, not the earlier draw: the
-    first candidate is the action the env is stepped with, and must stay a draw from the policy."""
-    torch.manual_seed(0)
-    probs = torch.tensor([[0.6, 0.0, 0.4, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
-    for _ in range(50):
-        drawn = sample_distinct_from_cdf(probs.cumsum(-1), 4)
-        assert all(len(set(row)) == 4 for row in drawn.tolist())
-        assert set(drawn[0, :2].tolist()) == {0, 2} and int(drawn[1, 0]) == 0
+        assert set(drawn[0, :2].tolist()) == first_two and int(drawn[1, 0]) == alone
 
 
 def test_the_cpu_loop_draws_what_the_device_loop_draws() -> None:
