@@ -112,10 +112,11 @@ class Registry:
         if entry is not None:
             return entry
         if name in self._clashes:
-            owners = " and ".join(repr(e.plugin_name) for e in self._clashes[name])
+            claimants = self._clashes[name]
+            owners = " and ".join(repr(e.plugin_name) for e in claimants)
             raise IrlmError(
-                f"{self.kind} {name!r} is registered by {len(self._clashes[name])} plugins: {owners}. Uninstall all but one, "
-                f"or choose which third-party plugins load with {LOAD_ENV}=name,name."
+                f"{self.kind} {name!r} is registered by {len(claimants)} plugins: {owners}. Uninstall all "
+                f"but one, or choose which third-party plugins load with {LOAD_ENV}=name,name."
             )
         message = f"unknown {self.kind} {name!r}; {suggest(str(name), self._entries)}."
         if self._broken:

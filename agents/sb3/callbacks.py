@@ -15,10 +15,11 @@ class ValidationCallback(BaseCallback):
     """Scores the policy's language model on validation every ``eval_every`` env tokens.
 
     ``validate`` is the run's call of :func:`irlm_agents.lm.evaluation.evaluate`. The figures go
-    to SB3's logger (stdout, CSV, TensorBoard, dumped at each evaluation together with SB3's own
-    training statistics and the episodes' mean reward and length, ``rollout/ep_rew_mean`` and
-    ``rollout/ep_len_mean``, which SB3 itself logs only at a ``log_interval`` the agents leave
-    off so that its tables do not scroll the progress bar away) and to the run directory (metrics.csv, best checkpoint, progress bar).
+    to the run directory (metrics.csv, best checkpoint, progress bar) and to SB3's logger
+    (stdout, CSV, TensorBoard), dumped at each evaluation together with SB3's own training
+    statistics and the episodes' mean reward and length (``rollout/ep_rew_mean``,
+    ``rollout/ep_len_mean``), which SB3 itself logs only at a ``log_interval``: the agents leave
+    that off so that SB3's tables do not scroll the progress bar away.
     Between evaluations the bar also shows the mean reward of the actions sampled in the last
     rollout (with the ``exact`` reward, their accuracy). SB3's VecEnv infos carry no per-step
     targets (building a dict per stream per step would slow the hot path), so the reward is the

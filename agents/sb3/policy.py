@@ -53,7 +53,8 @@ def make_self_contained(agent: BaseAlgorithm) -> None:
     """
     config = getattr(agent.policy, "model_config", None)
     if not isinstance(config, ModelConfig):
-        raise IrlmError(f"make_self_contained needs an agent with an irlm_agents policy, got {type(agent.policy).__name__}")
+        raise IrlmError("make_self_contained needs an agent with an irlm_agents policy, got "
+                        f"{type(agent.policy).__name__}")
     sizes = {name: getattr(config, name) for name in MODEL_OPTIONS}
     agent.policy_kwargs = {**agent.policy_kwargs, **sizes, "init_from": None, "vocab": None}
 
