@@ -157,11 +157,27 @@ def _check_units(name: str, units: Sequence[str]) -> None:
         )
 
 
+def _encodable(unit: str) -> bool:
+    try:
+        unit.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _build(spec: CorpusSpec, source: CorpusSource) -> Corpus:
     tok = make_tokenizer(spec.tokenizer, lowercase=spec.lowercase)
     units = source.units
     _check_units(spec.name, units)
-    digest = source_hash(units)
+    try:
+        digest = source_hash(units)
+    except UnicodeEncodeError:  # lone surrogates, as text read with errors="surrogateescape" keeps bytes
+        bad = next(i for i, unit in enumerate(units) if not _encodable(unit))
+        raise IrlmError(
+            f"corpus {spec.name!r}: unit {bad} holds characters that are not text ({units[bad][:40]!r}...), as "
+            "undecodable bytes kept by errors='surrogateescape' are; decode the text with errors='replace' in the "
+            "corpus factory"
+        ) from None
     key = cache_key(digest, tok, spec.max_vocab, spec.min_freq)
     encoded = read_cached(key, digest, tok)
     if encoded is None:

@@ -222,8 +222,16 @@ def _register_plugin(loaded: _Loaded, plugin: object, info: PluginInfo) -> str |
     return None
 
 
+def _normalized(distribution: str) -> str:
+    """A distribution's name as PEP 503 compares names: lowercase, runs of ``-_.`` as one ``-``."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
 def _selected(entry_points: list[importlib.metadata.EntryPoint]) -> Iterator[importlib.metadata.EntryPoint]:
-    """Apply IRLM_LOAD_PLUGINS: unset = all, empty = none, else a comma-separated allow-list."""
+    """Apply IRLM_LOAD_PLUGINS: unset = all, empty = none, else a comma-separated allow-list.
+
+    Distribution names compare as pip compares them (``irlm_half`` is ``irlm-half``).
+    """
     raw = os.environ.get(LOAD_ENV)
     if raw is None:
         yield from entry_points
@@ -231,11 +239,11 @@ def _selected(entry_points: list[importlib.metadata.EntryPoint]) -> Iterator[imp
     wanted = {item.strip() for item in raw.split(",") if item.strip()}
     known: set[str] = set()
     for ep in entry_points:
-        names = {ep.name, ep.dist.name if ep.dist else ""}
+        names = {ep.name, *((ep.dist.name, _normalized(ep.dist.name)) if ep.dist else ())}
         known |= names
-        if names & wanted:
+        if names & (wanted | {_normalized(name) for name in wanted}):
             yield ep
-    for missing in sorted(wanted - known):
+    for missing in sorted(name for name in wanted if name not in known and _normalized(name) not in known):
         message = (
             f"{LOAD_ENV} names plugin {missing!r}, which is not installed; "
             f"{suggest(missing, known - {''})}. Install it or fix {LOAD_ENV}."

@@ -11,6 +11,7 @@ import importlib
 import sys
 import textwrap
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from numbers import Integral, Real
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 import irlm_env
 from irlm_env import IrlmError, hookimpl, plugins
 from irlm_env.corpus import Corpus, load_corpus
+from irlm_env.corpora import CorpusSource
 from irlm_env.corpora.registry import corpus_registry, make_corpus_source
 from irlm_env.rewards import make_reward
 from irlm_env.rewards.registry import reward_registry
@@ -226,6 +228,13 @@ def test_load_plugins_allow_list_by_entry_point_or_distribution(
     monkeypatch.setenv(plugins.LOAD_ENV, "aa, irlm-bb")
     names = reward_registry().names()
     assert "aa" in names and "bb" in names and "cc" not in names
+    # distribution names compare as pip compares them
+    monkeypatch.setenv(plugins.LOAD_ENV, "IRLM_CC")
+    plugins.reset_plugins()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not installed" warning either
+        names = reward_registry().names()
+    assert "cc" in names and "aa" not in names
 
 
 def test_load_plugins_naming_a_missing_plugin_warns(make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -490,6 +499,16 @@ def test_corpus_factory_must_return_a_corpus_source() -> None:
     plugins.register_plugin(_plugin_registering("lines", lambda: ["a b"], hook="irlm_register_corpora"), "lines")
     with pytest.raises(IrlmError, match=r"corpus 'lines' \(plugin 'lines'\) returned list, not an irlm_env.corpora.CorpusSource"):
         make_corpus_source("lines", {})
+
+
+def test_corpus_text_that_is_not_unicode_is_named_with_its_unit() -> None:
+    """Undecodable bytes kept by errors='surrogateescape' cannot be hashed or tokenized as text."""
+    units = ["a good line", "a bad \udcff line", "a third line"]
+    plugins.register_plugin(
+        _plugin_registering("bytes", lambda: CorpusSource(units=units), hook="irlm_register_corpora"), "bytes"
+    )
+    with pytest.raises(IrlmError, match=r"corpus 'bytes': unit 1 holds characters that are not text.*errors='replace'"):
+        load_corpus("bytes")
 
 
 # --- A plugin that breaks while registering is skipped; the others keep working (issue 10.4) --
