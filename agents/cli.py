@@ -218,10 +218,12 @@ def _show(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
     # The title goes above the table on its own line: as the table's title, rich would wrap it to
     # the table's width and cut a long checkpoint path in two.
     console = Console()
+    if not console.is_terminal:  # a pipe or a file has no width to keep to: cut nothing
+        console = Console(width=400)
     console.print(title, markup=False, highlight=False, soft_wrap=True)
     table = Table()
     for column in rows[0] if rows else ():
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a long name wraps rather than being cut short
     for row in rows:
         cells = (", ".join(v) if isinstance(v, list) else "-" if v is None else str(v) for v in row.values())
         table.add_row(*cells)

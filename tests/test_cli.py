@@ -147,8 +147,10 @@ def test_listings_name_their_plugins() -> None:
     builtins = [row for row in plugins if row["kind"] == "builtin"]
     assert builtins and all(row["error"] is None and row["version"] for row in builtins)
     assert any("corpus grammar" in row["provides"] for row in plugins)
-    table = irlm("plugins")
+    table = irlm("plugins", env={"COLUMNS": "60"})
     assert table.returncode == 0 and "builtin" in table.stdout
+    # piped (not a terminal), nothing is cut short, however narrow COLUMNS says the screen is
+    assert "irlm_env.corpora.builtin" in table.stdout and "corpus pydocs, corpus grammar, corpus text" in table.stdout
 
 
 def test_broken_plugin_is_listed_with_its_error(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import matplotlib.image
 import pytest
 
 from irlm_agents.runs.args import TrainArgs, build_model, load_corpus_for
-from irlm_agents.runs.plotting import plot_runs, read_metrics
+from irlm_agents.runs.plotting import PlotWarning, plot_runs, read_metrics
 from irlm_agents.runs import run_dir as run_dir_module
 from irlm_agents.runs.run_dir import RunDirectory, TrainingInterrupted
 from irlm_agents.lm.checkpoints import load_model
@@ -243,6 +243,10 @@ def test_plot_errors_are_clear(tmp_path: Path) -> None:
     (header_only / "metrics.csv").write_text("tokens,seconds,top1\n100,1.5,0.2\n200,3")  # cut short
     with pytest.raises(IrlmError, match="malformed or cut short"):
         plot_runs([header_only], tmp_path / "x.png")
+    (header_only / "metrics.csv").write_text("tokens,seconds,perplexity\n100,1.5,inf\n200,3,nan\n")  # diverged
+    with pytest.warns(PlotWarning, match="every perplexity value is nan or inf"):
+        plot_runs([header_only], tmp_path / "diverged.png", metric="perplexity")
+    (tmp_path / "diverged.png").unlink()
     assert not (tmp_path / "x.png").exists()
 
 

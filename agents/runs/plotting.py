@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +29,10 @@ _LABELS = {
     "perplexity": "validation perplexity",
     "reward": "validation mean reward",
 }
+
+
+class PlotWarning(UserWarning):
+    """A curve that cannot be drawn (a diverged run's perplexity); the rest of the figure is."""
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, list[float]]:
@@ -86,6 +92,9 @@ def plot_runs(
             choices = [name for name in columns if name != "tokens"]
             raise IrlmError(f"{run}: no metric {metric!r}; {suggest(metric, choices)}")
         label = labels[index] if labels is not None else (run.name or run.resolve().name)
+        if not any(math.isfinite(value) for value in columns[metric]):
+            warnings.warn(f"{run}: every {metric} value is nan or inf (the run diverged), so its curve is empty",
+                          PlotWarning, stacklevel=2)
         axes.plot(columns["tokens"], columns[metric], marker="o", markersize=3, label=label)
         best = _best_accuracy(run)
         if best is not None and metric == "top1":
