@@ -172,17 +172,18 @@ def _literal(text: str) -> Any:
 
 
 def _target(choice: Any) -> type | None:
-    """The conversion an annotated type asks for: its own for bool, int and float, int for any
-    integer type (``numbers.Integral``, ``np.int64``), float for any other number type."""
+    """The conversion an annotated type asks for: its own for bool, int and float, int for the
+    integer ABC and numpy's integer types, float for the other number ABCs and numpy's floats.
+
+    Other classes built on numbers (an ``IntEnum``, ``Fraction``) read text their own way, so
+    their text passes through unconverted.
+    """
     if choice in _CONVERTIBLE:
         return choice  # type: ignore[no-any-return]
-    if choice in (Number, np.number):
+    if choice is Integral or (isinstance(choice, type) and issubclass(choice, np.integer)):
+        return int
+    if choice in (Number, Real, np.number) or (isinstance(choice, type) and issubclass(choice, np.floating)):
         return float
-    if isinstance(choice, type):
-        if issubclass(choice, (Integral, np.integer)):
-            return int
-        if issubclass(choice, (Real, np.floating)):
-            return float
     return None
 
 

@@ -237,13 +237,18 @@ def _selected(entry_points: list[importlib.metadata.EntryPoint]) -> Iterator[imp
         yield from entry_points
         return
     wanted = {item.strip() for item in raw.split(",") if item.strip()}
-    known: set[str] = set()
+    wanted_distributions = {_normalized(name) for name in wanted}
+    known: set[str] = set()  # for suggestions: entry-point and distribution names as written
+    known_distributions: set[str] = set()
     for ep in entry_points:
-        names = {ep.name, *((ep.dist.name, _normalized(ep.dist.name)) if ep.dist else ())}
-        known |= names
-        if names & (wanted | {_normalized(name) for name in wanted}):
+        distribution = ep.dist.name if ep.dist and ep.dist.name else None  # broken metadata has none
+        known.add(ep.name)
+        if distribution is not None:
+            known.add(distribution)
+            known_distributions.add(_normalized(distribution))
+        if ep.name in wanted or (distribution is not None and _normalized(distribution) in wanted_distributions):
             yield ep
-    for missing in sorted(name for name in wanted if name not in known and _normalized(name) not in known):
+    for missing in sorted(name for name in wanted if name not in known and _normalized(name) not in known_distributions):
         message = (
             f"{LOAD_ENV} names plugin {missing!r}, which is not installed; "
             f"{suggest(missing, known - {''})}. Install it or fix {LOAD_ENV}."

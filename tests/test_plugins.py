@@ -7,12 +7,14 @@ is exactly what ``importlib.metadata`` sees for an installed package.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import sys
 import textwrap
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,12 @@ class Half(Reward):
 def irlm_register_rewards(register):
     register({name!r}, Half, "half credit for misses")
 """
+
+
+class Color(enum.IntEnum):
+    """An option type built on int that reads its own names."""
+
+    RED = 1
 
 
 @pytest.fixture(autouse=True)
@@ -228,7 +236,11 @@ def test_load_plugins_allow_list_by_entry_point_or_distribution(
     monkeypatch.setenv(plugins.LOAD_ENV, "aa, irlm-bb")
     names = reward_registry().names()
     assert "aa" in names and "bb" in names and "cc" not in names
-    # distribution names compare as pip compares them
+    # distribution names compare as pip compares them; entry-point names as written
+    monkeypatch.setenv(plugins.LOAD_ENV, "AA")
+    plugins.reset_plugins()
+    with pytest.warns(PluginWarning, match="names plugin 'AA', which is not installed"):
+        assert "aa" not in reward_registry().names()
     monkeypatch.setenv(plugins.LOAD_ENV, "IRLM_CC")
     plugins.reset_plugins()
     with warnings.catch_warnings():
@@ -459,6 +471,11 @@ def test_reward_options_are_checked_against_the_factory(corpus: Corpus) -> None:
                                   ("i", "2.5", "must be of type int")):
         with pytest.raises(IrlmError, match=rf"option {option}='{text}' {problem}"):
             bind_options("x", more, {option: text}, skip=1)
+
+    # classes built on numbers read text their own way: it reaches them unconverted
+    def own(corpus: Corpus, color: Color = Color.RED, share: Fraction = Fraction(1)) -> None: ...
+
+    assert bind_options("x", own, {"color": "RED", "share": "1/3"}, skip=1) == {"color": "RED", "share": "1/3"}
     reward = make_reward("needs", corpus, level="3", strict="yes")
     assert (reward.inner.level, reward.inner.strict) == (3, True)
     assert reward(0, 1, np.zeros(2, np.int64)) == 3.0
