@@ -219,7 +219,7 @@ def _show(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
     # the table's width and cut a long checkpoint path in two.
     console = Console()
     if not console.is_terminal:  # a pipe or a file has no width to keep to: cut nothing
-        console = Console(width=400)
+        console.width = 400
     console.print(title, markup=False, highlight=False, soft_wrap=True)
     table = Table()
     for column in rows[0] if rows else ():

@@ -43,6 +43,13 @@ from irlm_env.vocabulary import Vocabulary
 MODEL_OPTIONS = ("cell", "embedding_dim", "hidden_size", "num_layers", "dropout", "tie_weights", "pad_id")
 
 
+def standalone_options(config: ModelConfig) -> dict[str, Any]:
+    """The ``policy_kwargs`` that rebuild a policy of ``config`` without the checkpoint it may
+    have been warm-started from: its sizes, and no ``init_from`` or ``vocab`` (the saved
+    weights already hold the warm start)."""
+    return {**{name: getattr(config, name) for name in MODEL_OPTIONS}, "init_from": None, "vocab": None}
+
+
 def make_self_contained(agent: BaseAlgorithm) -> None:
     """Replace a warm-started agent's ``init_from`` and ``vocab`` by the sizes they resolved to.
 
@@ -55,8 +62,7 @@ def make_self_contained(agent: BaseAlgorithm) -> None:
     if not isinstance(config, ModelConfig):
         raise IrlmError("make_self_contained needs an agent with an irlm_agents policy, got "
                         f"{type(agent.policy).__name__}")
-    sizes = {name: getattr(config, name) for name in MODEL_OPTIONS}
-    agent.policy_kwargs = {**agent.policy_kwargs, **sizes, "init_from": None, "vocab": None}
+    agent.policy_kwargs = {**agent.policy_kwargs, **standalone_options(config)}
 
 
 class RNNFeaturesExtractor(BaseFeaturesExtractor):
@@ -203,10 +209,7 @@ class RNNLanguagePolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         for name in ("net_arch", "features_extractor_class", "features_extractor_kwargs", "ortho_init"):
             data.pop(name, None)
-        config = self.model_config
-        data.update({name: getattr(config, name) for name in MODEL_OPTIONS})
-        # Saved weights already hold the warm start; a reload must not need the original file.
-        data["init_from"] = data["vocab"] = None
+        data.update(standalone_options(self.model_config))
         return data
 
     def extract_features(self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor | None = None) -> torch.Tensor:  # type: ignore[override]

@@ -38,7 +38,7 @@ from torch import nn
 
 from irlm_agents.lm.model import Hidden, RNNLanguageModel
 from irlm_agents.sb3.distributions import LogProbEntropy, TokenDistribution, draw_tokens, token_ids
-from irlm_agents.sb3.policy import MODEL_OPTIONS, check_layout, check_spaces, model_config
+from irlm_agents.sb3.policy import check_layout, check_spaces, model_config, standalone_options
 from irlm_env.errors import IrlmError
 from irlm_env.vocabulary import Vocabulary
 
@@ -179,8 +179,7 @@ class RecurrentLanguagePolicy(RecurrentActorCriticPolicy):
         data = super()._get_constructor_parameters()
         for name in ("net_arch", "features_extractor_class", "features_extractor_kwargs", "ortho_init"):
             data.pop(name, None)
-        data.update({name: getattr(self.model_config, name) for name in MODEL_OPTIONS})
-        data["init_from"] = data["vocab"] = None  # saved weights already hold the warm start
+        data.update(standalone_options(self.model_config))
         return data
 
     def _features(self, obs: torch.Tensor, states: States, episode_starts: torch.Tensor) -> tuple[torch.Tensor, States]:

@@ -27,7 +27,10 @@ _FLOAT64 = np.dtype(np.float64)
 def bound_reward_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Reward ``name``'s options as its factory takes them: text from a command line converted
     to the annotated types (what a run records, so that ``scale=0.5`` is saved as 0.5)."""
-    entry = reward_registry().get(name)
+    return _bound(reward_registry().get(name), name, options)
+
+
+def _bound(entry: Entry, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     label = f"reward {name!r} (plugin {entry.plugin_name!r})"
     try:
         return bind_options(label, entry.factory, options, skip=1, kind="reward")
@@ -43,8 +46,7 @@ def make_reward(name: str, corpus: Corpus, **options: Any) -> CheckedReward:
             f"make_reward needs the Corpus the reward will judge, got {type(corpus).__name__} {corpus!r}; "
             "pass load_corpus(...)'s result, e.g. make_reward(name, load_corpus('pydocs'))"
         )
-    bound = bound_reward_options(name, options)
-    reward = entry.factory(corpus, **bound)
+    reward = entry.factory(corpus, **_bound(entry, name, options))
     if not callable(reward):
         raise IrlmError(
             f"reward {name!r} (plugin {entry.plugin_name!r}) factory returned {type(reward).__name__}, "
