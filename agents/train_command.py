@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import importlib.util
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from typing import Any
 
 import click
 from click.core import ParameterSource
+
+from irlm_env.errors import IrlmError
 
 #: Agent name -> module; the modules define ``Args`` (a TrainArgs dataclass) and ``train``.
 AGENTS: dict[str, str] = {
@@ -136,20 +139,41 @@ def check_typed_model_settings(args: Any, ctx: click.Context) -> None:
         check_warm_start(args, load_model(args.init_from).model.config, typed)
 
 
+def option_names(message: str, options: Sequence[click.Option]) -> str:
+    """``message`` with the settings it names written as the command line's options.
+
+    The agents' argument checks serve the Python API as well, so they name fields as Python
+    does (``k_early``, ``feed='action'``); on a command line ``--k-early`` and ``--feed action``
+    are what the user typed and can find in ``--help``. One-word names stay as they are (``k``,
+    ``temperature``): there they read the same, and ``--k`` inside ``k=8`` would not.
+    """
+    for option in sorted(options, key=lambda option: -len(option.name or "")):
+        name, flag = option.name, option.opts[0]
+        # A name inside a path or a longer word is left alone (``/tmp/run_dir``, ``my_run_dir``).
+        message = re.sub(rf"(?<![\w/.-]){name}='([^']*)'", rf"{flag} \1", message)
+        if "_" in (name or ""):
+            message = re.sub(rf"(?<![\w/.-]){name}(?![\w/-]|\.\w)", flag, message)
+    return message
+
+
 def agent_command(name: str) -> click.Command:
     """The ``irlm train NAME`` command for one agent module."""
     module = importlib.import_module(AGENTS[name])
     args_cls: type = module.Args
     train: Callable[[Any], Any] = module.train
     summary = (module.__doc__ or f"Train the {name} agent.").strip().splitlines()[0]
+    params = dataclass_options(args_cls)
 
     def run(**kwargs: Any) -> None:
         from irlm_agents.runs.report import training_report  # torch: only once training runs
 
-        args = args_cls(**kwargs)
-        if getattr(args, "init_from", None) is not None:
-            check_typed_model_settings(args, click.get_current_context())
-        result = train(args)
+        try:
+            args = args_cls(**kwargs)
+            if getattr(args, "init_from", None) is not None:
+                check_typed_model_settings(args, click.get_current_context())
+            result = train(args)
+        except IrlmError as error:
+            raise IrlmError(option_names(str(error), params)) from None
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
             click.echo(training_report(name, result.metrics, Path(result.run_dir)))
 
@@ -162,7 +186,7 @@ def agent_command(name: str) -> click.Command:
     return click.Command(
         name,
         callback=run,
-        params=dataclass_options(args_cls),
+        params=params,
         help=(module.__doc__ or summary).strip(),
         short_help=summary,
         epilog=epilog,

@@ -251,7 +251,7 @@ def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pyte
           "different vocabulary")
     check(["train", "ppx"], "unknown agent 'ppx'", "did you mean 'ppo'")
     check(["train", "ppo", "--corpus-option", "novalue"], "KEY=VALUE")
-    check(["train", "ppo", "--total-tokens", "-5"], "total_tokens")
+    check(["train", "ppo", "--total-tokens", "-5"], "--total-tokens must be a positive integer")
     check(["plot", str(run_dir), "--metric", "top2"], "no metric 'top2'")
     check(["train", "ppo", *TINY, "--run-dir", str(run_dir)], "already holds a run")
     check(["corpus-stats", "nope"], "unknown corpus 'nope'")
@@ -266,23 +266,23 @@ def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pyte
     for args, fragments in [
         (["--seed", "-1"], ("seed must be an integer from 0 to 4294967295, got -1",)),
         (["--seed", "4294967296"], ("seed must be an integer from 0 to 4294967295",)),
-        (["--ent-coef", "nan"], ("ent_coef must be a finite number, got nan",)),
-        (["--n-epochs", "0"], ("n_epochs must be a positive integer, got 0",)),
-        (["--batch-size", "1"], ("batch_size must be an integer >= 2, got 1",)),
+        (["--ent-coef", "nan"], ("--ent-coef must be a finite number, got nan",)),
+        (["--n-epochs", "0"], ("--n-epochs must be a positive integer, got 0",)),
+        (["--batch-size", "1"], ("--batch-size must be an integer >= 2, got 1",)),
         (["--gamma", "2"], ("gamma must be in [0, 1], got 2.0",)),
-        (["--clip-range", "-1"], ("clip_range must be above 0",)),
-        (["--n-steps", "1", "--n-envs", "1"], ("n_steps x n_envs must be at least 2",)),
-        (["--run-dir", ""], ("run_dir is empty",)),
+        (["--clip-range", "-1"], ("--clip-range must be above 0",)),
+        (["--n-steps", "1", "--n-envs", "1"], ("--n-steps x --n-envs must be at least 2",)),
+        (["--run-dir", ""], ("--run-dir is empty",)),
     ]:
         check(["train", "ppo", *TINY, "--run-dir", str(unused), *args], *fragments)
-    check(["train", "a2c", *TINY, "--run-dir", str(unused), "--n-steps", "0"], "n_steps must be a positive integer")
+    check(["train", "a2c", *TINY, "--run-dir", str(unused), "--n-steps", "0"], "--n-steps must be a positive integer")
     # A model option typed next to --init-from is checked against the checkpoint, even at its default.
     check(["train", "supervised", "--corpus", "grammar", "--init-from", str(run_dir / "final.irlm"),
            "--hidden-size", "256", "--run-dir", str(unused)], "--hidden-size 256 (the checkpoint has 32)")
     check(["train", "recurrent-ppo", "--corpus", "grammar", "--run-dir", str(unused), "--batch-size", "0"],
-          "batch_size must be an integer >= 2")
+          "--batch-size must be an integer >= 2")
     check(["train", "group", "--corpus", "grammar", "--run-dir", str(unused), "--miss-weight", "nan"],
-          "miss_weight must be a finite number")
+          "--miss-weight must be a finite number")
     assert not unused.exists()
     check(["generate", str(run_dir), "--prompt", "the", "--temperature", "nan"], "temperature must be a finite number")
     check(["generate", str(run_dir), "--prompt", "the", "--seed", "99999999999999999999"], "--seed")
@@ -290,6 +290,28 @@ def test_bad_input_is_one_clear_line(run_dir: Path, tmp_path: Path, capsys: pyte
     garbled.mkdir()
     (garbled / "metrics.csv").write_bytes(b"garbage\x00\xff\n1,2\n")
     check(["plot", str(garbled), "-o", str(tmp_path / "g.png")], "malformed or cut short (UnicodeDecodeError", "a run written by `irlm train`")
+
+
+def test_errors_name_the_options_a_user_typed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The agents' checks serve the Python API too and name fields as Python does (``k_early``,
+    ``feed='action'``); on the command line the error names the options ``--help`` lists."""
+    unused = tmp_path / "never"
+    for args, fragment in [
+        (["--k-early", "5"], "needs both --k-early (candidates early on) and --early-tokens (for how"),
+        (["--feed-probability", "0.5"], "--feed-probability=0.5 only applies to fed actions; pass --feed action with it"),
+        (["--trust-memory"], "--trust-memory trusts the answer memory's known answers: set --memory-context"),
+    ]:
+        code, _, err = run_main(capsys, "train", "group", "--corpus", "grammar", "--run-dir", str(unused), *args)
+        assert_one_line_error(subprocess.CompletedProcess(args, code, "", err), fragment)
+    assert not unused.exists()
+    # Only a whole name is an option: inside a path or a longer word it stays as written.
+    from irlm_agents.group import Args
+    from irlm_agents.train_command import dataclass_options, option_names
+
+    message = "run_dir is empty; /tmp/run_dir/x and my_run_dir.txt and run_dir.log stay, run_dir."
+    assert option_names(message, dataclass_options(Args)) == (
+        "--run-dir is empty; /tmp/run_dir/x and my_run_dir.txt and run_dir.log stay, --run-dir."
+    )
 
 
 def test_bare_commands_print_their_help_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -390,7 +412,7 @@ def test_every_agent_module_gives_the_one_line_error(agent: str) -> None:
     """``python -m irlm_agents.<agent>`` goes through the same entry as ``irlm train``."""
     result = subprocess.run([sys.executable, "-m", AGENTS[agent], "--total-tokens", "0"],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert_one_line_error(result, "total_tokens must be a positive integer")
+    assert_one_line_error(result, "--total-tokens must be a positive integer")
 
 
 def test_agent_module_takes_the_same_options(monkeypatch: pytest.MonkeyPatch,
