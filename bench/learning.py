@@ -428,7 +428,39 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "run_dir": args.run_dir,
         "wall_seconds": wall,
+        # What chose the best checkpoint: runs compared with another schedule are refused.
+        "validation": validation_schedule(args.eval_every, args.eval_tokens),
     }
+
+
+def validation_schedule(eval_every: int, eval_tokens: int) -> dict[str, int]:
+    """How often a run is scored on validation and on how many tokens: its best checkpoint's rule."""
+    return {"eval_every": eval_every, "eval_tokens": eval_tokens}
+
+
+def check_schedules(parser: argparse.ArgumentParser, runs: list[dict[str, Any]], schedule: dict[str, int] | None,
+                    where: str) -> None:
+    """Refuse runs whose best checkpoints were chosen on another validation schedule than
+    ``schedule`` (the first recorded one where None), and say which runs predate the record.
+
+    A run scored every 100k tokens and one scored every 10k, or on 2,000 validation tokens against
+    10,000, do not pick their best checkpoints by the same rule, and the issue's comparison is at
+    each run's best checkpoint under one rule for every agent.
+    """
+    unrecorded = [f"{run['name']} seed {run['seed']}" for run in runs if "validation" not in run]
+    for run in runs:
+        if "validation" not in run:
+            continue
+        schedule = schedule or run["validation"]
+        if run["validation"] != schedule:
+            parser.error(f"{where}: {run['name']} seed {run['seed']} chose its best checkpoint on validation every "
+                         f"{run['validation']['eval_every']} tokens over {run['validation']['eval_tokens']}, not "
+                         f"every {schedule['eval_every']} over {schedule['eval_tokens']}; compare runs of one "
+                         "--curve-points, --total-tokens and --eval-tokens")
+    if unrecorded:
+        which = "its runs" if len(unrecorded) == len(runs) else ", ".join(unrecorded)
+        print(f"note: {where}: {which} predate the record of the validation schedule, which cannot be checked "
+              "for them", file=sys.stderr)
 
 
 def checkpoint_scores(run_dir: str | Path, name: str, corpus: Corpus) -> dict[str, float]:
@@ -603,6 +635,7 @@ def pooled_results(parser: argparse.ArgumentParser, paths: list[str]) -> dict[st
             if held != run:
                 parser.error(f"{path} and an earlier file both hold {run['name']} seed {run['seed']} with different "
                              "figures; pass files whose runs are of different seeds")
+    check_schedules(parser, list(runs.values()), None, ", ".join(paths))
     order = list(dict.fromkeys(name for name, _ in runs))
     ordered = sorted(runs.values(), key=lambda run: (run["name"] != "supervised", order.index(run["name"]), run["seed"]))
     return {**pooled, "runs": ordered}
@@ -690,7 +723,8 @@ def preflight(parser: argparse.ArgumentParser, options: argparse.Namespace, comm
 
 
 def reused_runs(parser: argparse.ArgumentParser, options: argparse.Namespace, corpus_label: str,
-                seeds: list[int], names: list[str], peers: dict[str, float]) -> list[dict[str, Any]]:
+                seeds: list[int], names: list[str], peers: dict[str, float],
+                schedule: dict[str, int]) -> list[dict[str, Any]]:
     """The ``--reuse`` file's runs of agents not run again, or a parser error if it does not match.
 
     Its n-gram rows must be the ones of ``--corpus``: two files of the same name in other folders
@@ -712,6 +746,7 @@ def reused_runs(parser: argparse.ArgumentParser, options: argparse.Namespace, co
             parser.error(f"--reuse file {path} was run with {flag} {saved.get(key, 0.0)}, "
                          f"not {getattr(options, key)}; pass the same {flag}")
     kept = [run for run in saved["runs"] if run["name"] not in names and run["seed"] in seeds]
+    check_schedules(parser, kept, schedule, f"--reuse file {path}")
     missing = {(run["name"], seed) for run in kept for seed in seeds} - {(run["name"], run["seed"]) for run in kept}
     if missing:
         parser.error(f"--reuse file {path} lacks {', '.join(f'{n} seed {s}' for n, s in sorted(missing))}; "
@@ -764,7 +799,8 @@ def main(argv: list[str] | None = None) -> int:
           f"tokens, vocabulary {len(corpus.vocab):,}" + (
               "; a test split this small makes differences of a few percent noise" if sizes["test"] < 10_000 else ""))
     peers = ngram_rows(corpus)
-    reused = reused_runs(parser, options, corpus_label, seeds, names, peers)
+    reused = reused_runs(parser, options, corpus_label, seeds, names, peers,
+                         validation_schedule(common["eval_every"], common["eval_tokens"]))
     if "supervised" not in names and not any(run["name"] == "supervised" for run in reused):
         names.insert(0, "supervised")  # the reference every ratio needs
     order = list(dict.fromkeys([*(run["name"] for run in reused), *names]))

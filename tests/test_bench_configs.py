@@ -60,7 +60,41 @@ def _reuse(tmp_path: Path, names: list[str], seeds: list[int], total_tokens: int
     path.write_text(json.dumps(saved))
     options = argparse.Namespace(reuse=str(path), total_tokens=total_tokens, weight_decay=weight_decay,
                                  ema_decay=ema_decay, corpus="pydocs")
-    return _bench().reused_runs(argparse.ArgumentParser(), options, "pydocs", seeds, names, peers)
+    return _bench().reused_runs(argparse.ArgumentParser(), options, "pydocs", seeds, names, peers, SCHEDULE)
+
+
+SCHEDULE = {"eval_every": 100, "eval_tokens": 2000}
+
+
+def test_runs_chosen_on_another_validation_schedule_are_not_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run's best checkpoint is chosen on its validation schedule, recorded with it; reusing or
+    pooling runs of another schedule is refused, and runs saved before the record are named."""
+    bench = _bench()
+    path = tmp_path / "results.json"
+
+    def saved(*schedules: dict[str, int] | None) -> None:
+        runs = [{"name": name, "seed": 0, **({"validation": schedule} if schedule else {})}
+                for name, schedule in zip(("supervised", "likelihood-k8"), schedules)]
+        path.write_text(json.dumps({"corpus": "pydocs", "total_tokens": 1000, "ngram": PEERS, "runs": runs}))
+
+    options = argparse.Namespace(reuse=str(path), total_tokens=1000, weight_decay=0.0, ema_decay=0.0, corpus="pydocs")
+    saved(SCHEDULE, SCHEDULE)
+    assert len(bench.reused_runs(argparse.ArgumentParser(), options, "pydocs", [0], ["x"], PEERS, SCHEDULE)) == 2
+    assert "note" not in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.reused_runs(argparse.ArgumentParser(), options, "pydocs", [0], ["x"], PEERS,
+                          {**SCHEDULE, "eval_tokens": 500})
+    assert "supervised seed 0 chose its best checkpoint on validation every 100 tokens over 2000, not every " \
+           "100 over 500" in capsys.readouterr().err
+    saved(SCHEDULE, {"eval_every": 250, "eval_tokens": 2000})
+    with pytest.raises(SystemExit):  # pooled for a table: the files' runs must agree among themselves
+        bench.main(["--table", str(path)])
+    assert "likelihood-k8 seed 0 chose its best checkpoint on validation every 250" in capsys.readouterr().err
+    saved(None, SCHEDULE)
+    bench.reused_runs(argparse.ArgumentParser(), options, "pydocs", [0], ["x"], PEERS, SCHEDULE)
+    assert "supervised seed 0 predate the record of the validation schedule" in capsys.readouterr().err
 
 
 def test_reuse_keeps_the_saved_runs_of_agents_not_run_again(tmp_path: Path) -> None:
