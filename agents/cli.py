@@ -82,7 +82,8 @@ checkpoint_option = click.option(
 @click.option("--corpus", default=None, help="evaluate on this corpus instead of the training one (its vocabulary must be the checkpoint's, "
                    "ids included)")
 @click.option("--corpus-option", "corpus_options", multiple=True, metavar="KEY=VALUE",
-              callback=parse_pairs, help="options for --corpus (repeatable)")
+              callback=parse_pairs, help="options for --corpus, or without it changes to the training corpus's options, "
+                                         "say a path=... the text has moved to (repeatable)")
 @click.option("--reward", "reward_name", default=None,
               help="score the reward metric with this reward instead of the one the checkpoint was trained with")
 @click.option("--reward-option", "reward_options", multiple=True, metavar="KEY=VALUE",

@@ -149,6 +149,8 @@ def option_names(message: str, options: Sequence[click.Option]) -> str:
     """
     for option in sorted(options, key=lambda option: -len(option.name or "")):
         name, flag = option.name, option.opts[0]
+        # The model's own checks qualify the name (ModelConfig.dropout): unambiguous, one word or not.
+        message = re.sub(rf"\bModelConfig\.{name}\b", flag, message)
         # A name inside a path or a longer word is left alone (``/tmp/run_dir``, ``my_run_dir``).
         message = re.sub(rf"(?<![\w/.-]){name}='([^']*)'", rf"{flag} \1", message)
         if "_" in (name or ""):

@@ -300,6 +300,7 @@ def test_errors_name_the_options_a_user_typed(tmp_path: Path, capsys: pytest.Cap
         (["--k-early", "5"], "needs both --k-early (candidates early on) and --early-tokens (for how"),
         (["--feed-probability", "0.5"], "--feed-probability=0.5 only applies to fed actions; pass --feed action with it"),
         (["--trust-memory"], "--trust-memory trusts the answer memory's known answers: set --memory-context"),
+        (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
     ]:
         code, _, err = run_main(capsys, "train", "group", "--corpus", "grammar", "--run-dir", str(unused), *args)
         assert_one_line_error(subprocess.CompletedProcess(args, code, "", err), fragment)

@@ -256,8 +256,12 @@ def test_a_reward_function_with_other_parameter_names_gets_the_fix(corpus: Corpu
 
     _install("guess", guess)
     with pytest.raises(IrlmError, match=r"requires the option\(s\) t, c.*name its parameters \(action, target, "
-                       r"context\): register\(\) takes such a function, or a factory f\(corpus, \*\*options\)"):
+                       r"context\), or register `lambda corpus: guess`: register\(\) takes such a function, or a "
+                       r"factory f\(corpus, \*\*options\)"):
         make_reward("guess", corpus)
+    _install("anonymous", lambda a, t, c: float(a == t))  # no name to write the fix with
+    with pytest.raises(IrlmError, match="or register `lambda corpus: the_function`"):
+        make_reward("anonymous", corpus)
 
 
 def test_a_reward_function_with_a_required_extra_parameter_is_refused_at_registration() -> None:

@@ -87,9 +87,13 @@ def factory_hint(factory: Callable[..., Any]) -> str:
     required = [p for p in params[1:] if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty]
     if len(required) < 2:
         return ""
+    name = getattr(factory, "__name__", "reward")
+    if not name.isidentifier():  # a lambda or a callable object: no name to write the fix with
+        name = "the_function"
     return (
-        " If it is the reward function itself, name its parameters (action, target, context): "
-        "register() takes such a function, or a factory f(corpus, **options) that returns the reward."
+        " If it is the reward function itself, name its parameters (action, target, context), or register "
+        f"`lambda corpus: {name}`: register() takes such a function, or a factory f(corpus, **options) that "
+        "returns the reward."
     )
 
 
