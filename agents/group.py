@@ -324,7 +324,13 @@ class QueryBudget:
         target = self.affordable()
         self.tokens += tokens
         self.queries += queries
-        self.threshold *= math.exp(self.gain * (queries / tokens - target) / target)
+        if target <= 0:
+            # Spent, which only a trusted memory's floor of 0 allows: from here on each context
+            # not answered yet is asked about its first candidate only, the least it can cost.
+            self.threshold = math.inf
+            return
+        # Capped: a spend far above a target near 0 would overflow exp.
+        self.threshold *= math.exp(min(50.0, self.gain * (queries / tokens - target) / target))
 
 
 def group_loss(
@@ -349,6 +355,7 @@ def group_loss(
             f"the logexp estimator weighs candidates by R_k / sum_j R_j, which needs rewards >= 0, but reward "
             f"{args.reward!r} paid {float(rewards.min()):g}; use --estimator rloo or grpo for signed rewards"
         )
+    check_yes_no(args, rewards)
     queried = None
     if args.stop_at_hit:
         if segment.allowed is not None:  # asked one at a time: what the rollout allowed itself to ask
@@ -416,44 +423,60 @@ def group_loss(
     return -head_surrogate(model, features, direction), n_queries
 
 
-def check_against_corpus(args: Args, setup: Setup) -> None:
-    """Refuse, before the run starts, settings that only the corpus and its reward can rule out.
-
-    Distinct candidates cannot outnumber the vocabulary. And ``stop_at_hit`` (so the query
-    budget and the answer memory) and the miss term read each reward as a yes or no answer, with
-    at most one yes per context: a graded reward would stop at its first positive value and train
-    towards the model's own sample. The first step's contexts are scored, without stepping, with
-    the most frequent words as candidates; a value other than 0 and 1, or two 1s in one context,
-    is refused.
-    """
+def check_vocabulary(args: Args, setup: Setup) -> None:
+    """Refuse, before the run starts, more distinct candidates than the corpus has tokens."""
     vocab = len(setup.corpus.vocab)
     most = max(args.k, args.k_early)
     if not args.replacement and most > vocab:
         over = " and ".join(flag for flag, k in (("--k", args.k), ("--k-early", args.k_early)) if k > vocab)
         raise IrlmError(f"k={most} distinct candidates cannot be drawn from a vocabulary of {vocab} tokens; "
                         f"lower {over} to at most {vocab}")
+
+
+def check_yes_no(args: Args, rewards: torch.Tensor, where: str = "") -> None:
+    """Refuse a reward that is not a yes or no about one right token, where the settings read it so.
+
+    ``stop_at_hit`` (so the query budget and the answer memory) and the miss term read each reward
+    as a yes or no answer, with at most one yes per context: a graded reward would stop at its
+    first positive value and train towards the model's own sample. ``rewards`` is (contexts, K).
+    """
     yes_no = [flag for flag, on in (("--stop-at-hit (or --query-budget)", args.stop_at_hit),
                                     ("--memory-context", args.memory_context), ("--miss-weight", args.miss_weight)) if on]
     if not yes_no:
         return
-    frequent = np.argsort(-unigram_frequencies(setup.corpus), kind="stable")[:min(64, vocab)]
-    env = setup.rollout.env
-    rewards = env.score(np.broadcast_to(frequent, (env.num_envs, len(frequent))))
-    graded = rewards[(rewards != 0) & (rewards != 1)]
-    several = int(((rewards == 1).sum(1) > 1).sum())
-    if graded.size or several:
-        found = f"a reward of {graded[0]:g}" if graded.size else f"1 to several candidates in {several} contexts"
+    graded = (rewards != 0) & (rewards != 1) & ~rewards.isnan()  # NaN: a candidate nobody scored
+    # Drawn with replacement, the right token can be a context's candidate twice, each a yes.
+    several = torch.zeros_like(graded[:, 0]) if args.replacement else (rewards == 1).sum(1) > 1
+    if bool(graded.any() | several.any()):  # one device sync a segment where all is well
+        found = (f"a reward of {float(rewards[graded][0]):g}" if bool(graded.any())
+                 else f"1 to several candidates in {int(several.sum())} contexts")
         raise IrlmError(
             f"{' and '.join(yes_no)} read the reward as a yes or no answer about one right token, but reward "
-            f"{args.reward!r} gave {found} on the first step; leave them out for this reward (the logexp estimator "
-            "weighs all K candidates by their rewards), or use a reward that pays 1 for one token and 0 otherwise"
+            f"{args.reward!r} gave {found}{where}; leave them out for this reward (the logexp estimator weighs all "
+            "K candidates by their rewards), or use a reward that pays 1 for one token and 0 otherwise"
         )
+
+
+def check_yes_no_first(args: Args, setup: Setup) -> int:
+    """:func:`check_yes_no` before the run starts, on the first stream's first context scored
+    with the 64 most frequent words as candidates; the reward queries it spent.
+
+    Every segment's answers are checked as well, but a reward caught there has already left a run
+    directory. These queries teach the model nothing and are counted like the others.
+    """
+    if not (args.stop_at_hit or args.memory_context or args.miss_weight):
+        return 0
+    frequent = np.argsort(-unigram_frequencies(setup.corpus), kind="stable")[:min(64, len(setup.corpus.vocab))]
+    rewards = setup.rollout.env.score(frequent[None, :], streams=np.zeros(1, np.int64))
+    check_yes_no(args, torch.from_numpy(rewards), " on the first context")
+    return len(frequent)
 
 
 def train(args: Args) -> TrainResult:
     seed_everything(args.seed)
     setup = build(args)
-    check_against_corpus(args, setup)
+    check_vocabulary(args, setup)
+    checked = check_yes_no_first(args, setup)
     model, rollout = setup.model, setup.rollout
     optimizer = make_optimizer(model.parameters(), args)
     scratch = Workspace(model.config.vocab_size, setup.device)
@@ -512,7 +535,8 @@ def train(args: Args) -> TrainResult:
                 ratios.clear()
                 optimise(optimizer, loss, args.max_grad_norm, setup)
             reward = float(segment.rewards[..., 0].mean())
-            progress.add(segment.num_tokens, queries, reward=reward, accuracy=segment.accuracy)
+            progress.add(segment.num_tokens, queries + checked, reward=reward, accuracy=segment.accuracy)
+            checked = 0
             if memory is not None and run is not None:
                 run.log_scalars("memory_contexts", progress.tokens, memory.stats())
             log_update(run, progress, setup, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,23 @@ def test_the_budget_may_plan_under_a_query_a_token_only_when_tokens_can_cost_non
         budget = group_module.QueryBudget(per_token=1.0, total_tokens=100, floor=floor)
         budget.update(50, 80)  # 20 of the 100 queries left for 50 tokens
         assert budget.affordable() == pytest.approx(max(floor, 0.4))
+
+
+def test_a_trusting_budget_that_is_spent_asks_only_first_candidates() -> None:
+    """With a trusted memory the floor is 0, so the spend still affordable can reach 0 (or near
+    it) before the run ends: the steering must not divide by it or overflow, and the budget then
+    asks each context not answered yet about its first candidate only."""
+    spent = group_module.QueryBudget(per_token=0.98, total_tokens=100_000, floor=0.0)
+    spent.update(50_000, 98_000)  # the whole run's budget gone at half way
+    assert spent.affordable() == 0.0
+    spent.update(1120, 1120)
+    assert spent.threshold == math.inf
+    probs = torch.tensor([[0.3, 0.3, 0.2], [0.9, 0.05, 0.05]])
+    assert group_module.budget_mask(probs, spent.threshold).tolist() == [[True, False, False]] * 2
+    nearly = group_module.QueryBudget(per_token=0.98, total_tokens=100_000, floor=0.0)
+    nearly.update(50_000, 97_999)  # one query left for 50,000 tokens
+    nearly.update(1120, 1120)
+    assert math.isfinite(nearly.threshold) and nearly.threshold > 1e10
 
 
 def _spent(tmp_path: Path, name: str, **options: Any) -> float:

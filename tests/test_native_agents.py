@@ -7,6 +7,7 @@ accuracy is known exactly, and require at least 80% of it on validation. Each ta
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import subprocess
@@ -256,8 +257,9 @@ def test_curriculum_on_k_proposes_k_early_candidates_for_the_first_early_tokens(
     metrics = _train("group", tmp_path, k=1, k_early=4, early_tokens=200, stop_at_hit=True, miss_weight=1.0,
                      n_envs=8, rollout_steps=10, total_tokens=800)
     assert widths == [4, 4, 4] + [1] * 7
-    # Early contexts asked up to 4 tokens each, the later ones exactly one.
-    assert 1 < metrics["queries_per_token"] <= (3 * 4 + 7) / 10
+    # Early contexts asked up to 4 tokens each, the later ones exactly one; and the 64 queries of
+    # the check that the reward is a yes or no, before the run.
+    assert 1 < metrics["queries_per_token"] - 64 / 800 <= (3 * 4 + 7) / 10
 
 
 def test_expected_needs_a_reward_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,7 +347,7 @@ def test_python_dash_m_reports_a_user_error_in_one_line(agent: str) -> None:
     )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: rollout_steps must be a positive integer"), result.stderr
+    assert lines[0].startswith("Error: --rollout-steps must be a positive integer"), result.stderr
 
 
 def test_python_dash_m_reports_an_unknown_option_in_one_line() -> None:
@@ -530,11 +532,54 @@ def test_group_refuses_yes_no_options_with_a_graded_reward_before_the_run(
     group_module.train(group_module.Args(**{**TINY, "run_dir": str(tmp_path / "ok"), "k": 4, "reward": "graded"}))
 
 
+class _LateGraded(_Graded):
+    """0 or 1 on its first call (the check before the run), graded from then on."""
+
+    calls = 0
+
+    def batch(self, actions: np.ndarray, targets: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+        _LateGraded.calls += 1
+        exact = (actions == targets[:, None]).astype(np.float64)
+        return exact if _LateGraded.calls == 1 else exact + 0.5 * (np.abs(actions - targets[:, None]) == 1)
+
+
+def test_group_checks_every_segments_answers_and_counts_the_first_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check before the run asks one context about the most frequent words and counts those
+    queries; a reward that turns graded later is caught on the segment that shows it."""
+    _LateGraded.calls = 0
+    with contextlib.contextmanager(_registered)("late", _LateGraded):
+        with pytest.raises(IrlmError, match=r"--stop-at-hit \(or --query-budget\) .* gave a reward of 0.5;"):
+            group_module.train(group_module.Args(**{**TINY, "run_dir": str(tmp_path / "late"), "k": 4,
+                                                    "reward": "late", "stop_at_hit": True}))
+    assert _LateGraded.calls > 1 and not (tmp_path / "late").exists()
+    added, counted = [0], [0]
+    add, loss = Progress.add, group_module.group_loss
+
+    def add_spy(self: Progress, tokens: int, queries: int, **kwargs: Any) -> None:
+        added[0] += queries
+        add(self, tokens, queries, **kwargs)
+
+    def loss_spy(*args: Any, **kwargs: Any) -> Any:
+        value, queries = loss(*args, **kwargs)
+        counted[0] += queries
+        return value, queries
+
+    monkeypatch.setattr(Progress, "add", add_spy)
+    monkeypatch.setattr(group_module, "group_loss", loss_spy)
+    result = group_module.train(group_module.Args(**{**TINY, "run_dir": str(tmp_path / "ok"), "k": 4,
+                                                     "stop_at_hit": True}))
+    vocab = len(result.corpus.vocab)
+    assert added[0] == counted[0] + min(64, vocab) and counted[0] > 0
+
+
 def test_logexp_refuses_a_negative_reward_and_rloo_takes_it(graded_reward: None, tmp_path: Path) -> None:
     signed = {**TINY, "k": 4, "reward": "graded", "reward_options": {"signed": True}}
     with pytest.raises(IrlmError, match=r"logexp estimator .* needs rewards >= 0, but reward 'graded' paid -1; "
                                         "use --estimator rloo or grpo"):
         group_module.train(group_module.Args(**{**signed, "run_dir": str(tmp_path / "run")}))
+    assert not (tmp_path / "run").exists()  # refused at the first update: the folder is free again
     group_module.train(group_module.Args(**{**signed, "estimator": "rloo", "run_dir": str(tmp_path / "ok")}))
 
 

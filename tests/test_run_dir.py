@@ -153,9 +153,10 @@ def test_two_runs_started_at_once_never_share_a_folder(tmp_path: Path, monkeypat
     assert [str(run.path) for run in runs] == ["runs/unit-stamp", "runs/unit-stamp-2", "runs/unit-stamp-3"]
 
 
-def test_a_run_that_fails_before_recording_anything_leaves_its_folder_free(tmp_path: Path) -> None:
-    """A claimed folder is refused, so a run that fails at once (a reward error at the first
-    evaluation) takes back what it wrote, and the same command can run again. A user's file stays."""
+def test_a_run_that_fails_before_training_a_token_leaves_its_folder_free(tmp_path: Path) -> None:
+    """A claimed folder is refused, so a run that fails before its first update (a reward error
+    at the first evaluation, or at the first update) takes back what it wrote, and the same
+    command can run again. A user's file stays."""
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
@@ -172,8 +173,26 @@ def test_a_run_that_fails_before_recording_anything_leaves_its_folder_free(tmp_p
         with RunDirectory("unit", bad, corpus, build_model(bad, corpus), eval_context_length=None):
             pass
     assert sorted(p.name for p in folder.iterdir()) == ["events.out.tfevents.1.earlier", "notes.txt"]
+    # failing at the first update, after the untrained model's evaluation and checkpoints
+    with pytest.raises(IrlmError, match="reward paid -1"):
+        with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None) as run:
+            run.record(0, {"top1": 0.1, "top5": 0.2, "perplexity": 50.0, "reward": 0.1, "free_top1": 0.1})
+            assert (folder / "best.irlm").is_file()
+            raise IrlmError("reward paid -1")
+    assert sorted(p.name for p in folder.iterdir()) == ["events.out.tfevents.1.earlier", "notes.txt"]
     run, _ = run_once(folder)  # starts: nothing of the failed run is left to refuse it
     assert read_metrics(run.path)["tokens"] == [0.0, 100.0, 200.0]
+
+
+def test_a_run_that_fails_after_training_keeps_what_it_recorded(tmp_path: Path) -> None:
+    args = tiny_args(tmp_path / "run")
+    corpus = load_corpus_for(args)
+    with pytest.raises(IrlmError, match="reward paid -1"):
+        with RunDirectory("unit", args, corpus, build_model(args, corpus), eval_context_length=None) as run:
+            run.record(0, {"top1": 0.1, "top5": 0.2, "perplexity": 50.0, "reward": 0.1, "free_top1": 0.1})
+            run.advance(35)
+            raise IrlmError("reward paid -1")
+    assert {"metrics.csv", "config.json", "best.irlm"} <= {p.name for p in (tmp_path / "run").iterdir()}
 
 
 def test_a_folder_left_by_a_run_killed_before_its_first_evaluation_is_refused(tmp_path: Path) -> None:

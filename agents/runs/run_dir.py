@@ -153,6 +153,7 @@ class RunDirectory:
         self._start = time.perf_counter()
         self._previous_handlers: dict[signal.Signals, Any] = {}
         self._events_before: set[Path] = set()
+        self._files_before: set[str] = set()
         self._stop: signal.Signals | None = None
 
     def _holds_a_run(self) -> bool:
@@ -193,14 +194,17 @@ class RunDirectory:
                 self._previous_handlers[signum] = signal.SIG_DFL if previous is None else previous
 
     def _release(self) -> None:
-        """Remove what this run wrote, when it failed before recording anything.
+        """Remove what this run wrote, when it failed before training a token.
 
         The folder was claimed at the start, and a claimed folder is refused: without this, the
-        same command could not be run again after, say, a reward error at the first evaluation,
-        though the run left nothing worth keeping. Files it did not write stay.
+        same command could not be run again after, say, a reward error at the first evaluation or
+        at the first update, though the run left nothing worth keeping (at most the untrained
+        model and its figures). Files it did not write stay.
         """
         try:
-            for path in [self.path / METRICS_FILE, self.path / CONFIG_FILE,
+            written = [self.path / name for name in (BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, CURVE_FILE)
+                       if name not in self._files_before]
+            for path in [self.path / METRICS_FILE, self.path / CONFIG_FILE, *written,
                          *(set(self.path.glob(EVENTS_GLOB)) - self._events_before)]:
                 path.unlink(missing_ok=True)
             self.path.rmdir()  # only if now empty
@@ -219,8 +223,9 @@ class RunDirectory:
                 self.path.mkdir(parents=True, exist_ok=True)
                 if self._named or not self._holds_a_run():
                     self._csv_file = (self.path / METRICS_FILE).open("x", newline="")
-                    # Before this run writes any: _release must tell its event files from earlier ones.
+                    # Before this run writes any: _release must tell its files from earlier ones.
                     self._events_before = set(self.path.glob(EVENTS_GLOB))
+                    self._files_before = {path.name for path in self.path.iterdir()}
                     break
             except FileExistsError:
                 if self._named:
@@ -263,7 +268,7 @@ class RunDirectory:
                 signal.signal(signum, previous)
             self._previous_handlers.clear()
             self._close()
-            if exc is not None and not isinstance(exc, KeyboardInterrupt) and not self.last_metrics:
+            if exc is not None and not isinstance(exc, KeyboardInterrupt) and not self.tokens:
                 self._release()
 
     def _close(self) -> None:
