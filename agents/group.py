@@ -329,8 +329,10 @@ class QueryBudget:
             # not answered yet is asked about its first candidate only, the least it can cost.
             self.threshold = math.inf
             return
-        # Capped: a spend far above a target near 0 would overflow exp.
-        self.threshold *= math.exp(min(50.0, self.gain * (queries / tokens - target) / target))
+        try:
+            self.threshold *= math.exp(self.gain * (queries / tokens - target) / target)
+        except OverflowError:  # a spend far above a target near 0: as spent as can be
+            self.threshold = math.inf
 
 
 def group_loss(

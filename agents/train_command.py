@@ -151,10 +151,13 @@ def option_names(message: str, options: Sequence[click.Option]) -> str:
         name, flag = option.name, option.opts[0]
         # The model's own checks qualify the name (ModelConfig.dropout): unambiguous, one word or not.
         message = re.sub(rf"\bModelConfig\.{name}\b", flag, message)
-        # A name inside a path or a longer word is left alone (``/tmp/run_dir``, ``my_run_dir``).
-        message = re.sub(rf"(?<![\w/.-]){name}='([^']*)'", rf"{flag} \1", message)
+        # Left alone: a name inside a path, a longer word or a quoted value (``/tmp/run_dir``,
+        # ``my_run_dir``, ``'k_early'``), and a plugin's own option of the same name
+        # (``corpus 'grammar' option seed=...`` is not ``--seed``).
+        unrelated = r"(?<![\w/\\.'\"-])(?<!option )"
+        message = re.sub(rf"{unrelated}{name}='([^']*)'", rf"{flag} \1", message)
         if "_" in (name or ""):
-            message = re.sub(rf"(?<![\w/.-]){name}(?![\w/-]|\.\w)", flag, message)
+            message = re.sub(rf"{unrelated}{name}(?![\w/\\'\"-]|\.\w)", flag, message)
     return message
 
 

@@ -356,9 +356,14 @@ def test_a_trusting_budget_that_is_spent_asks_only_first_candidates() -> None:
     probs = torch.tensor([[0.3, 0.3, 0.2], [0.9, 0.05, 0.05]])
     assert group_module.budget_mask(probs, spent.threshold).tolist() == [[True, False, False]] * 2
     nearly = group_module.QueryBudget(per_token=0.98, total_tokens=100_000, floor=0.0)
-    nearly.update(50_000, 97_999)  # one query left for 50,000 tokens
+    nearly.update(50_000, 97_999)  # one query left for 50,000 tokens: exp of about 25,000
     nearly.update(1120, 1120)
-    assert math.isfinite(nearly.threshold) and nearly.threshold > 1e10
+    assert nearly.threshold == math.inf
+    # A large step that exp can take is taken as it is, as it always was.
+    steep = group_module.QueryBudget(per_token=1.0, total_tokens=1000, floor=0.0)
+    steep.update(500, 990)  # 0.02 a token left
+    steep.update(100, 402)  # 4.02 a token: the logarithm moves by 0.5 * 4 / 0.02 = 100
+    assert steep.threshold == pytest.approx(0.1 * math.exp(0.5 * 0.98) * math.exp(100))
 
 
 def _spent(tmp_path: Path, name: str, **options: Any) -> float:

@@ -309,10 +309,10 @@ def test_errors_name_the_options_a_user_typed(tmp_path: Path, capsys: pytest.Cap
     from irlm_agents.group import Args
     from irlm_agents.train_command import dataclass_options, option_names
 
-    message = "run_dir is empty; /tmp/run_dir/x and my_run_dir.txt and run_dir.log stay, run_dir."
-    assert option_names(message, dataclass_options(Args)) == (
-        "--run-dir is empty; /tmp/run_dir/x and my_run_dir.txt and run_dir.log stay, --run-dir."
-    )
+    message = ("run_dir is empty; /tmp/run_dir/x, C:\\runs\\run_dir, my_run_dir.txt, run_dir.log, 'k_early', "
+               "{'eval_tokens': 3} and a plugin's option seed='x' or option run_dir=1 stay, run_dir.")
+    assert option_names(message, dataclass_options(Args)) == message.replace("run_dir is", "--run-dir is").replace(
+        "stay, run_dir.", "stay, --run-dir.")
 
 
 def test_bare_commands_print_their_help_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -259,9 +259,14 @@ def test_a_reward_function_with_other_parameter_names_gets_the_fix(corpus: Corpu
                        r"context\), or register `lambda corpus: guess`: register\(\) takes such a function, or a "
                        r"factory f\(corpus, \*\*options\)"):
         make_reward("guess", corpus)
-    _install("anonymous", lambda a, t, c: float(a == t))  # no name to write the fix with
-    with pytest.raises(IrlmError, match="or register `lambda corpus: the_function`"):
-        make_reward("anonymous", corpus)
+    class Guess:
+        def __call__(self, a: int, t: int, c: np.ndarray) -> float:
+            return float(a == t)
+
+    for anonymous in (lambda a, t, c: float(a == t), Guess()):  # no name to write the fix with
+        _install("anonymous", anonymous)
+        with pytest.raises(IrlmError, match="or register `lambda corpus: the_function`"):
+            make_reward("anonymous", corpus)
 
 
 def test_a_reward_function_with_a_required_extra_parameter_is_refused_at_registration() -> None:

@@ -195,9 +195,11 @@ def test_a_run_that_fails_after_training_keeps_what_it_recorded(tmp_path: Path) 
     assert {"metrics.csv", "config.json", "best.irlm"} <= {p.name for p in (tmp_path / "run").iterdir()}
 
 
-def test_a_folder_left_by_a_run_killed_before_its_first_evaluation_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("left", ["config.json", "best.irlm", "final.irlm"])
+def test_a_folder_left_by_a_run_killed_before_its_first_evaluation_is_refused(tmp_path: Path, left: str) -> None:
+    """And one holding a checkpoint, which a run would overwrite (and remove, should it fail)."""
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / left).write_text("{}")
     args = tiny_args(tmp_path / "run")
     corpus = load_corpus_for(args)
     with pytest.raises(IrlmError, match="already holds a run"):

@@ -69,6 +69,9 @@ CURVE_FILE = "curve.png"
 SUMMARY_FILE = "summary.json"
 #: TensorBoard's event files, as SummaryWriter names them.
 EVENTS_GLOB = "events.out.tfevents.*"
+#: What marks a folder as holding a run: a new run refuses it, and one that failed before training
+#: a token removes them (a run that gets as far as final.irlm has trained).
+RUN_FILES = (METRICS_FILE, CONFIG_FILE, BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, FINAL_CHECKPOINT)
 METRIC_COLUMNS = ("top1", "top5", "perplexity", "reward", "free_top1")
 COLUMNS = ("tokens", "seconds", *METRIC_COLUMNS)
 
@@ -153,13 +156,12 @@ class RunDirectory:
         self._start = time.perf_counter()
         self._previous_handlers: dict[signal.Signals, Any] = {}
         self._events_before: set[Path] = set()
-        self._files_before: set[str] = set()
         self._stop: signal.Signals | None = None
 
     def _holds_a_run(self) -> bool:
         # config.json too: a run killed before its first evaluation left no metrics.csv before
-        # metrics.csv was created at the start.
-        return (self.path / METRICS_FILE).exists() or (self.path / CONFIG_FILE).exists()
+        # metrics.csv was created at the start. And the checkpoints, which a run would overwrite.
+        return any((self.path / name).exists() for name in RUN_FILES)
 
     def _taken(self) -> IrlmError:
         return IrlmError(f"{self.path} already holds a run; choose another --run-dir or delete it")
@@ -202,9 +204,7 @@ class RunDirectory:
         model and its figures). Files it did not write stay.
         """
         try:
-            written = [self.path / name for name in (BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, CURVE_FILE)
-                       if name not in self._files_before]
-            for path in [self.path / METRICS_FILE, self.path / CONFIG_FILE, *written,
+            for path in [*(self.path / name for name in RUN_FILES),
                          *(set(self.path.glob(EVENTS_GLOB)) - self._events_before)]:
                 path.unlink(missing_ok=True)
             self.path.rmdir()  # only if now empty
@@ -223,9 +223,8 @@ class RunDirectory:
                 self.path.mkdir(parents=True, exist_ok=True)
                 if self._named or not self._holds_a_run():
                     self._csv_file = (self.path / METRICS_FILE).open("x", newline="")
-                    # Before this run writes any: _release must tell its files from earlier ones.
+                    # Before this run writes any: _release must tell its event files from earlier ones.
                     self._events_before = set(self.path.glob(EVENTS_GLOB))
-                    self._files_before = {path.name for path in self.path.iterdir()}
                     break
             except FileExistsError:
                 if self._named:

@@ -87,7 +87,7 @@ def factory_hint(factory: Callable[..., Any]) -> str:
     required = [p for p in params[1:] if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty]
     if len(required) < 2:
         return ""
-    name = getattr(factory, "__name__", "reward")
+    name = getattr(factory, "__name__", "")
     if not name.isidentifier():  # a lambda or a callable object: no name to write the fix with
         name = "the_function"
     return (
