@@ -532,6 +532,19 @@ def test_group_refuses_yes_no_options_with_a_graded_reward_before_the_run(
     group_module.train(group_module.Args(**{**TINY, "run_dir": str(tmp_path / "ok"), "k": 4, "reward": "graded"}))
 
 
+def _count_group_loss_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-item list that sums the queries ``group_loss`` reports, as training calls it."""
+    counted, loss = [0], group_module.group_loss
+
+    def loss_spy(*args: Any, **kwargs: Any) -> Any:
+        value, queries = loss(*args, **kwargs)
+        counted[0] += queries
+        return value, queries
+
+    monkeypatch.setattr(group_module, "group_loss", loss_spy)
+    return counted
+
+
 class _LateGraded(_Graded):
     """0 or 1 on its first call (the check before the run), graded from then on."""
 
@@ -554,20 +567,15 @@ def test_group_checks_every_segments_answers_and_counts_the_first_check(
             group_module.train(group_module.Args(**{**TINY, "run_dir": str(tmp_path / "late"), "k": 4,
                                                     "reward": "late", "stop_at_hit": True}))
     assert _LateGraded.calls > 1 and not (tmp_path / "late").exists()
-    added, counted = [0], [0]
-    add, loss = Progress.add, group_module.group_loss
+    added = [0]
+    add = Progress.add
 
     def add_spy(self: Progress, tokens: int, queries: int, **kwargs: Any) -> None:
         added[0] += queries
         add(self, tokens, queries, **kwargs)
 
-    def loss_spy(*args: Any, **kwargs: Any) -> Any:
-        value, queries = loss(*args, **kwargs)
-        counted[0] += queries
-        return value, queries
-
     monkeypatch.setattr(Progress, "add", add_spy)
-    monkeypatch.setattr(group_module, "group_loss", loss_spy)
+    counted = _count_group_loss_queries(monkeypatch)
     result = group_module.train(group_module.Args(**{**TINY, "run_dir": str(tmp_path / "ok"), "k": 4,
                                                      "stop_at_hit": True}))
     vocab = len(result.corpus.vocab)
@@ -740,8 +748,8 @@ def test_asking_one_at_a_time_with_dropout_counts_what_it_asked(counting_reward:
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Dropout makes the update's probabilities differ from the rollout's: the queries counted
     must still be those the rollout asked, one reward call each."""
-    asked, counted = [0], [0]
-    collect, loss = Rollout.collect, group_module.group_loss
+    asked = [0]
+    collect = Rollout.collect
 
     def collect_spy(self: Rollout, *args: Any, **kwargs: Any) -> Segment:
         before = _Counting.judged
@@ -749,13 +757,8 @@ def test_asking_one_at_a_time_with_dropout_counts_what_it_asked(counting_reward:
         asked[0] += _Counting.judged - before
         return segment
 
-    def loss_spy(*args: Any, **kwargs: Any) -> Any:
-        value, queries = loss(*args, **kwargs)
-        counted[0] += queries
-        return value, queries
-
     monkeypatch.setattr(Rollout, "collect", collect_spy)
-    monkeypatch.setattr(group_module, "group_loss", loss_spy)
+    counted = _count_group_loss_queries(monkeypatch)
     small = {**TINY, "corpus_options": {"n_sentences": 400}, "hidden_size": 16, "embedding_dim": 8, "n_envs": 8,
              "rollout_steps": 16, "episode_length": 40, "eval_tokens": 500, "seed": 3}
     group_module.train(group_module.Args(**{**small, "reward": "counting", "k": 6, "query_budget": 4.0, "dropout": 0.5,
