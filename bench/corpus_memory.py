@@ -7,10 +7,12 @@ nothing else the parent process allocated counts. The child reports its peak res
 (``VmHWM``, the kernel's high-water mark, which includes the interpreter and numpy).
 
     python bench/corpus_memory.py                        # 200 MB of generated text
-    python bench/corpus_memory.py --size-mb 50 --tokenizer char
+    python bench/corpus_memory.py --tokenizer char
     python bench/corpus_memory.py --path big.txt --max-vocab 50000
 
-Target: peak <= 3 x the text size + the bytes of the final token array.
+Target: peak <= 3 x the text size + the bytes of the final token array. The peak counts the
+interpreter, its imports and the tokenizer's buffers, so the target is for large texts: under
+100 MB such fixed costs can make it fail, and the script then says so.
 """
 
 from __future__ import annotations
@@ -107,9 +109,10 @@ def main() -> None:
     if figures["peak_mb"] <= bound:
         print("PASS")
         return
-    small = figures["before_mb"] > bound / 2  # the interpreter alone is most of the bound
-    print("FAIL" + (f" (the interpreter alone takes {figures['before_mb']:.0f} MB: the bound means something "
-                    "only for texts of 50 MB or more; pass --size-mb 50 or more)" if small else ""))
+    small = text_mb < 100  # where fixed costs (the interpreter, imports, buffers) weigh in the bound
+    print("FAIL" + (f" (the interpreter and imports alone take {figures['before_mb']:.0f} MB of it: the target is "
+                    "for large texts, where such fixed costs weigh little; the README's figures are for 200 MB, "
+                    "the default)" if small else ""))
     sys.exit(1)
 
 

@@ -76,6 +76,9 @@ def preflight(parser: argparse.ArgumentParser, agents: list[str], base: dict[str
 
     if rounds < 1:
         parser.error(f"--rounds must be at least 1, got {rounds}")
+    if not isinstance(base["n_envs"], int) or base["n_envs"] < 2 or base["n_envs"] % 2:
+        parser.error(f"--n-envs {base['n_envs']}: the two-process runs split the streams evenly between them; "
+                     "pass an even number, 2 or more")
     native = ("supervised", "reinforce", "group", "expected", "mixer")
     for agent in agents:
         if agent not in native:

@@ -4,8 +4,8 @@
 two rows' tokens/s come from different moments and different neighbours: a bandit agent paired
 with another bandit agent competes for memory bandwidth with per-step products, supervised
 paired with supervised does not. Here every configuration trains in this one process, on one
-thread, one after another and again in rounds (supervised, then each agent, then supervised
-again), so machine noise hits them alike. Each run is the configuration of
+thread, one after another and again in rounds (supervised, then each agent, in the same order
+every round), so machine noise hits them alike. Each run is the configuration of
 ``bench/learning.py`` (same model, corpus, settings and seed) trained from scratch for
 ``--total-tokens``; its rate is the tokens per second of its rollouts and updates (validation
 excluded, as in ``bench/learning.py``), and each agent's ratio is against the supervised run of
