@@ -285,6 +285,19 @@ def test_the_corpus_spec_travels_in_the_header(tmp_path: Path) -> None:
     with pytest.raises(IrlmError, match=r"bare\.irlm.*records no corpus settings.*corpus_spec=corpus.spec"):
         bare.load_corpus()
     assert bare.eval_context_length is None and bare.reward == ("exact", {})
+    # A corpus named for it (irlm eval --corpus) is cut with its tokenizer into a vocabulary of its
+    # size: the training text gives the same token list again, another text is refused.
+    named = bare.load_corpus("grammar", {"n_sentences": 400})
+    assert named.vocab.content_hash == corpus.vocab.content_hash and named.spec.max_vocab == 40
+    with pytest.raises(IrlmError, match=r"different vocabulary.*records no corpus settings, so corpus 'grammar' was "
+                                        r"cut with its tokenizer and a vocabulary of its size \(40 tokens\)"):
+        bare.load_corpus("grammar", {"n_sentences": 50})
+    bpe = load_corpus("grammar", n_sentences=400, tokenizer="bpe", max_vocab=300)
+    bare_bpe = load_model(save_model(RNNLanguageModel(ModelConfig(vocab_size=len(bpe.vocab), embedding_dim=4,
+                                                                  hidden_size=5)),
+                                     tmp_path / "bpe.irlm", bpe.vocab, bpe.tokenizer.config()))
+    with pytest.raises(IrlmError, match="its bpe tokenizer learnt its tokens from the training text"):
+        bare_bpe.load_corpus("grammar", {"n_sentences": 400})
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,8 @@ class Checkpoint:
         if self.corpus is None:
             raise IrlmError(
                 f"checkpoint {str(self.path)!r} records no corpus settings (it was saved without "
-                "corpus_spec); save it with save_model(..., corpus_spec=corpus.spec)"
+                "corpus_spec); save it with save_model(..., corpus_spec=corpus.spec), or name its corpus "
+                "(irlm eval FILE --corpus NAME, checkpoint.load_corpus(NAME))"
             )
         return CorpusSpec.from_dict(self.corpus, where=f"checkpoint {str(self.path)!r} corpus spec")
 
@@ -124,6 +125,8 @@ class Checkpoint:
         Without ``name``, ``options`` update the training corpus's own. The result's vocabulary is
         checked against the model's: another corpus must give the same token list.
         """
+        if name is not None and self.corpus is None:
+            return self._load_named_corpus(name, options)
         saved = self.corpus_spec()
         if name is None and not options:
             corpus = self._rebuild_training_corpus(saved)
@@ -135,6 +138,32 @@ class Checkpoint:
             corpus = load_corpus(spec)
             self.check_vocabulary(corpus.vocab)
         self.check_tokenizer(corpus.tokenizer)
+        return corpus
+
+    def _load_named_corpus(self, name: str, options: Mapping[str, Any] | None) -> Corpus:
+        """Corpus ``name`` for a checkpoint saved without corpus settings, cut as its model was.
+
+        The tokenizer is the checkpoint's own. Its vocabulary's size serves as ``max_vocab``:
+        tokens are ranked by their count in the train split, so a text that gave the model its
+        vocabulary gives the same token list again, whatever ``min_freq`` built it, and the
+        vocabulary check says when another text does not. A ``bpe`` tokenizer's tokens depend on
+        the text it was trained on, so it cannot be rebuilt from the name alone.
+        """
+        where = f"checkpoint {str(self.path)!r}" if self.path is not None else "the checkpoint"
+        unsaved = f"{where} records no corpus settings, so corpus {name!r} was cut with its tokenizer and a " \
+                  f"vocabulary of its size ({len(self.vocab)} tokens)"
+        tokenizer = make_tokenizer(**self.tokenizer_config)
+        if tokenizer.learns_from_text:
+            raise IrlmError(f"{where} records no corpus settings, and its {tokenizer.name} tokenizer learnt its tokens "
+                            "from the training text, which only those settings name; save the model with "
+                            "save_model(..., corpus_spec=corpus.spec)")
+        spec = CorpusSpec(name, dict(options or {}), tokenizer.name, tokenizer.lowercase, len(self.vocab), 1)
+        corpus = load_corpus(spec)
+        try:
+            self.check_vocabulary(corpus.vocab)
+        except IrlmError as error:
+            raise IrlmError(f"{error} ({unsaved}; save the model with save_model(..., corpus_spec=corpus.spec) to "
+                            "record how it was cut)") from None
         return corpus
 
     def _rebuild_training_corpus(self, spec: CorpusSpec) -> Corpus:
