@@ -139,6 +139,10 @@ def check_typed_model_settings(args: Any, ctx: click.Context) -> None:
         check_warm_start(args, load_model(args.init_from).model.config, typed)
 
 
+#: Env keywords whose agent setting has another name: the env's ``mode`` is ``--episode-mode``.
+ENV_KEYWORDS = {"mode": "episode_mode"}
+
+
 def option_names(message: str, options: Sequence[click.Option]) -> str:
     """``message`` with the settings it names written as the command line's options.
 
@@ -147,6 +151,10 @@ def option_names(message: str, options: Sequence[click.Option]) -> str:
     are what the user typed and can find in ``--help``. One-word names stay as they are (``k``,
     ``temperature``): there they read the same, and ``--k`` inside ``k=8`` would not.
     """
+    flags = {option.name: option.opts[0] for option in options}
+    for keyword, name in ENV_KEYWORDS.items():  # the env's own word for an agent's setting
+        if name in flags:
+            message = re.sub(rf"(?<![\w/\\.'\"-]){keyword}='([^']*)'", rf"{flags[name]} \1", message)
     for option in sorted(options, key=lambda option: -len(option.name or "")):
         name, flag = option.name, option.opts[0]
         # The model's own checks qualify the name (ModelConfig.dropout): unambiguous, one word or not.

@@ -304,6 +304,13 @@ def test_errors_name_the_options_a_user_typed(tmp_path: Path, capsys: pytest.Cap
     ]:
         code, _, err = run_main(capsys, "train", "group", "--corpus", "grammar", "--run-dir", str(unused), *args)
         assert_one_line_error(subprocess.CompletedProcess(args, code, "", err), fragment)
+    # The env's own keyword for an agent setting (mode= is --episode-mode).
+    short = tmp_path / "short.txt"
+    short.write_text("a b c d e f g h i j\n" * 30)
+    code, _, err = run_main(capsys, "train", "supervised", "--corpus", "text", "--corpus-option", f"path={short}",
+                            "--run-dir", str(unused))
+    assert_one_line_error(subprocess.CompletedProcess([], code, "", err),
+                          "use a smaller --episode-length, --episode-mode line or a longer text")
     assert not unused.exists()
     # Only a whole name is an option: inside a path or a longer word it stays as written.
     from irlm_agents.group import Args
