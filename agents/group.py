@@ -435,6 +435,12 @@ def check_vocabulary(args: Args, setup: Setup) -> None:
                         f"lower {over} to at most {vocab}")
 
 
+def yes_no_settings(args: Args) -> list[str]:
+    """The options set that read each reward as a yes or no about one right token."""
+    return [flag for flag, on in (("--stop-at-hit (or --query-budget)", args.stop_at_hit),
+                                  ("--memory-context", args.memory_context), ("--miss-weight", args.miss_weight)) if on]
+
+
 def check_yes_no(args: Args, rewards: torch.Tensor, where: str = "") -> None:
     """Refuse a reward that is not a yes or no about one right token, where the settings read it so.
 
@@ -442,8 +448,7 @@ def check_yes_no(args: Args, rewards: torch.Tensor, where: str = "") -> None:
     as a yes or no answer, with at most one yes per context: a graded reward would stop at its
     first positive value and train towards the model's own sample. ``rewards`` is (contexts, K).
     """
-    yes_no = [flag for flag, on in (("--stop-at-hit (or --query-budget)", args.stop_at_hit),
-                                    ("--memory-context", args.memory_context), ("--miss-weight", args.miss_weight)) if on]
+    yes_no = yes_no_settings(args)
     if not yes_no:
         return
     graded = (rewards != 0) & (rewards != 1) & ~rewards.isnan()  # NaN: a candidate nobody scored
@@ -466,7 +471,7 @@ def check_yes_no_first(args: Args, setup: Setup) -> int:
     Every segment's answers are checked as well, but a reward caught there has already left a run
     directory. These queries teach the model nothing and are counted like the others.
     """
-    if not (args.stop_at_hit or args.memory_context or args.miss_weight):
+    if not yes_no_settings(args):
         return 0
     frequent = np.argsort(-unigram_frequencies(setup.corpus), kind="stable")[:min(64, len(setup.corpus.vocab))]
     rewards = setup.rollout.env.score(frequent[None, :], streams=np.zeros(1, np.int64))

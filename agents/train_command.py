@@ -141,6 +141,10 @@ def check_typed_model_settings(args: Any, ctx: click.Context) -> None:
 
 #: Env keywords whose agent setting has another name: the env's ``mode`` is ``--episode-mode``.
 ENV_KEYWORDS = {"mode": "episode_mode"}
+# Not an option's name: one inside a path, a longer word or a quoted value (``/tmp/run_dir``,
+# ``my_run_dir``, ``'k_early'``), or a plugin's own option of the same name (``corpus 'grammar'
+# option seed=...`` is not ``--seed``).
+_UNRELATED = r"(?<![\w/\\.'\"-])(?<!option )"
 
 
 def option_names(message: str, options: Sequence[click.Option]) -> str:
@@ -151,21 +155,15 @@ def option_names(message: str, options: Sequence[click.Option]) -> str:
     are what the user typed and can find in ``--help``. One-word names stay as they are (``k``,
     ``temperature``): there they read the same, and ``--k`` inside ``k=8`` would not.
     """
-    flags = {option.name: option.opts[0] for option in options}
-    for keyword, name in ENV_KEYWORDS.items():  # the env's own word for an agent's setting
-        if name in flags:
-            message = re.sub(rf"(?<![\w/\\.'\"-]){keyword}='([^']*)'", rf"{flags[name]} \1", message)
-    for option in sorted(options, key=lambda option: -len(option.name or "")):
-        name, flag = option.name, option.opts[0]
+    flags = {option.name: option.opts[0] for option in options if option.name}
+    flags.update({keyword: flags[name] for keyword, name in ENV_KEYWORDS.items() if name in flags})
+    for word in sorted(flags, key=len, reverse=True):
+        flag = flags[word]
         # The model's own checks qualify the name (ModelConfig.dropout): unambiguous, one word or not.
-        message = re.sub(rf"\bModelConfig\.{name}\b", flag, message)
-        # Left alone: a name inside a path, a longer word or a quoted value (``/tmp/run_dir``,
-        # ``my_run_dir``, ``'k_early'``), and a plugin's own option of the same name
-        # (``corpus 'grammar' option seed=...`` is not ``--seed``).
-        unrelated = r"(?<![\w/\\.'\"-])(?<!option )"
-        message = re.sub(rf"{unrelated}{name}='([^']*)'", rf"{flag} \1", message)
-        if "_" in (name or ""):
-            message = re.sub(rf"{unrelated}{name}(?![\w/\\'\"-]|\.\w)", flag, message)
+        message = re.sub(rf"\bModelConfig\.{word}\b", flag, message)
+        message = re.sub(rf"{_UNRELATED}{word}='([^']*)'", rf"{flag} \1", message)
+        if "_" in word:
+            message = re.sub(rf"{_UNRELATED}{word}(?![\w/\\'\"-]|\.\w)", flag, message)
     return message
 
 

@@ -83,9 +83,8 @@ class Checkpoint:
         (a BPE tokenizer's merges decide which tokens a text becomes)."""
         saved = make_tokenizer(**self.tokenizer_config)
         if saved != tokenizer:
-            where = f"checkpoint {str(self.path)!r}" if self.path is not None else "the checkpoint"
             raise IrlmError(
-                f"{where} was trained with another tokenizer ({saved!r}) than the environment's "
+                f"{_described(self.path)} was trained with another tokenizer ({saved!r}) than the environment's "
                 f"({tokenizer!r}); use the corpus, tokenizer and max_vocab/min_freq settings the model was "
                 "trained with"
             )
@@ -149,7 +148,7 @@ class Checkpoint:
         vocabulary check says when another text does not. A ``bpe`` tokenizer's tokens depend on
         the text it was trained on, so it cannot be rebuilt from the name alone.
         """
-        where = f"checkpoint {str(self.path)!r}" if self.path is not None else "the checkpoint"
+        where = _described(self.path)
         unsaved = f"{where} records no corpus settings, so corpus {name!r} was cut with its tokenizer and a " \
                   f"vocabulary of its size ({len(self.vocab)} tokens)"
         tokenizer = make_tokenizer(**self.tokenizer_config)
@@ -206,13 +205,17 @@ class Checkpoint:
         return make_reward(name, corpus, **options)
 
 
+def _described(path: str | Path | None) -> str:
+    """A checkpoint as messages name it."""
+    return f"checkpoint {str(path)!r}" if path is not None else "the checkpoint"
+
+
 def check_vocabulary(saved: Vocabulary, current: Vocabulary, path: str | Path | None = None) -> None:
     """Raise ``IrlmError`` unless ``saved`` and ``current`` are the same token list (by hash)."""
     if saved.content_hash == current.content_hash:
         return
-    where = f"checkpoint {str(path)!r}" if path is not None else "the checkpoint"
     raise IrlmError(
-        f"{where} was trained with a different vocabulary ({len(saved)} tokens, hash "
+        f"{_described(path)} was trained with a different vocabulary ({len(saved)} tokens, hash "
         f"{saved.content_hash[:12]}) than the environment's ({len(current)} tokens, hash "
         f"{current.content_hash[:12]}); use the corpus, tokenizer and max_vocab/min_freq settings "
         "the model was trained with"
