@@ -110,6 +110,10 @@ def eval_command(
 ) -> None:
     """Top-1/top-5 accuracy, perplexity, mean reward and free-running top-1 of a checkpoint on a split.
 
+    known_perplexity is the perplexity over the tokens whose true word is not <unk>: where the
+    train split holds no <unk> (every word of it in the vocabulary), no model learns its rate,
+    and the words new to the split, all <unk>, can move perplexity by tens of percent.
+
     The corpus, tokenizer, reward and context window are those the checkpoint was trained
     with (stored in it); --corpus evaluates on another corpus whose vocabulary is the
     checkpoint's: the same tokens with the same ids, which a vocabulary built from another

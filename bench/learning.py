@@ -8,6 +8,7 @@
     python bench/learning.py --table OUT/results-STAMP.json --figure queries.png   # and redraw its figure
     python bench/learning.py --table OUT/results-A.json OUT/results-B.json   # seeds run in two calls, pooled
     python bench/learning.py --agents likelihood-k1 --seeds 0,1 --reuse OUT/results-STAMP.json   # add an agent
+    python bench/learning.py --rescore OUT/results-STAMP.json   # add the known-word perplexity to an older file
 
 Setup: the corpus (``--corpus``: Tiny Shakespeare from ``../shared/corpora``, the built-in
 ``pydocs``, or any text file), word tokens, ``max_vocab=10000``, GRU with embedding 128 and
@@ -423,6 +424,7 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
         "best_perplexity": best["perplexity"],
         "ppl_best_top1": lowest["top1"],
         "ppl_best_perplexity": lowest["perplexity"],
+        **known_perplexities(test, best, lowest),
         "tokens_per_second": float(result.metrics.get("tokens_per_second", args.total_tokens / wall)),
         "queries_per_token": float(result.metrics.get("queries_per_token", 1.0)),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -431,6 +433,21 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
         # What chose the best checkpoint: runs compared with another schedule are refused.
         "validation": validation_schedule(args.eval_every, args.eval_tokens),
     }
+
+
+#: The perplexity over the test tokens whose true word is not ``<unk>``, at the end, the best
+#: checkpoint and the lowest-perplexity one. Where the train split holds no ``<unk>`` (``pydocs``:
+#: every word of it is in the vocabulary), no model can learn how often a word new to it comes,
+#: and about 5% of its test tokens are such words: each model's figure on them is what its start
+#: and its regularisation leave on a token it never saw (add-one's floor in the marginal prior's
+#: target gave the bandit agents 3 nats over supervised on each), which moves ``perplexity`` by
+#: tens of percent. This figure compares the models on the words they could learn.
+KNOWN = ("test_known_perplexity", "best_known_perplexity", "ppl_best_known_perplexity")
+
+
+def known_perplexities(*scores: dict[str, float]) -> dict[str, float]:
+    """``KNOWN``'s figures from the end, best and lowest-perplexity checkpoints' test scores."""
+    return {key: float(score["known_perplexity"]) for key, score in zip(KNOWN, scores)}
 
 
 def validation_schedule(eval_every: int, eval_tokens: int) -> dict[str, int]:
@@ -464,7 +481,8 @@ def check_schedules(parser: argparse.ArgumentParser, runs: list[dict[str, Any]],
 
 
 def checkpoint_scores(run_dir: str | Path, name: str, corpus: Corpus) -> dict[str, float]:
-    """Test top-1 and perplexity of the run's checkpoint ``name`` (NaN when it has none).
+    """Test top-1, perplexity and known-word perplexity of the run's checkpoint ``name`` (NaN when
+    it has none).
 
     ``corpus`` is the one the run trained on, loaded once for every checkpoint scored.
     """
@@ -473,11 +491,11 @@ def checkpoint_scores(run_dir: str | Path, name: str, corpus: Corpus) -> dict[st
 
     path = Path(run_dir) / name
     if not path.exists():
-        return {"top1": math.nan, "perplexity": math.nan}
+        return {"top1": math.nan, "perplexity": math.nan, "known_perplexity": math.nan}
     checkpoint = load_model(path)
     scores = evaluate(checkpoint.model, corpus, "test", reward=checkpoint.make_reward(corpus),
                       context_length=checkpoint.eval_context_length)
-    return {"top1": float(scores["top1"]), "perplexity": float(scores["perplexity"])}
+    return {key: float(scores[key]) for key in ("top1", "perplexity", "known_perplexity")}
 
 
 def ngram_rows(corpus: Corpus) -> dict[str, float]:
@@ -490,7 +508,7 @@ def ngram_rows(corpus: Corpus) -> dict[str, float]:
 #: ``ppl_best_*`` score the lowest-validation-perplexity checkpoint; results files written
 #: before it was kept lack them, and their table leaves those columns out.
 FIGURES = ("test_top1", "test_perplexity", "best_top1", "best_perplexity", "ppl_best_top1", "ppl_best_perplexity",
-           "tokens_per_second")
+           "tokens_per_second", *KNOWN)
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -547,6 +565,7 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
         top1, ppl = peers[f"{name}_top1"], peers[f"{name}_perplexity"]
         ratio = (top1 / sup["test_top1"], ppl / sup["test_perplexity"]) if sup else (math.nan, math.nan)
         print(f"{name + ' (n-gram)':{width}s} {'full':8s} {top1:7.4f} {ratio[0]:6.3f} {ppl:8.1f} {ratio[1]:6.3f}")
+    print_known(rows, runs, width)
     if len(seeds) > 1:
         print("\nper seed (end / best checkpoint" + (" / pbest checkpoint):" if lowest else "):"))
         for run in runs:
@@ -555,6 +574,59 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
             print(f"  {run['name']:{width}s} seed {run['seed']}: top1 {run['test_top1']:.4f} / {run['best_top1']:.4f}{top1}, "
                   f"ppl {run['test_perplexity']:.1f} / {run['best_perplexity']:.1f}{ppl}, "
                   f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok")
+
+
+def print_known(rows: list[dict[str, Any]], runs: list[dict[str, Any]], width: int) -> None:
+    """The perplexity over the words the train split holds (``KNOWN``), per configuration and
+    per seed, for the runs that recorded it (``--rescore`` adds it to an older file)."""
+    scored = [row for row in rows if all(key in run for run in row["runs"] for key in KNOWN)]
+    if not scored:
+        return
+    print("\nperplexity over the test tokens whose true word is not <unk> (end / best / pbest checkpoint):")
+    for row in scored:
+        print(f"  {row['name']:{width}s} " + " / ".join(f"{row[key]:.1f}" for key in KNOWN) + ", x sup "
+              + " / ".join(f"{row[f'{key}_ratio']:.3f}" for key in KNOWN))
+    for row in scored:
+        for run in row["runs"] if len(row["runs"]) > 1 else ():
+            print(f"    {row['name']:{width}s} seed {run['seed']}: " + " / ".join(f"{run[key]:.1f}" for key in KNOWN))
+    left = [row["name"] for row in rows if row not in scored]
+    if left:
+        print(f"  (not recorded for {', '.join(left)}: rescore the file they were saved in, bench/learning.py "
+              "--rescore FILE)")
+
+
+def rescore(parser: argparse.ArgumentParser, path: Path, scored: dict[str, list[dict[str, float]]]) -> None:
+    """Add ``KNOWN`` to the runs of a results file saved before it was recorded, from the
+    checkpoints in their run folders, and write the file again in place.
+
+    Each checkpoint's test perplexity must be the one the file holds for it, so that the figure
+    added is of the very model the file scored. ``scored`` keeps each run folder's scores for the
+    next file: pooled files hold copies of the same runs.
+    """
+    from irlm_agents.lm.checkpoints import load_model
+    from irlm_agents.runs.run_dir import BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, FINAL_CHECKPOINT
+    from irlm_env.fileio import atomic_write_bytes
+
+    saved = read_results(parser, path, "--rescore file")
+    for run in saved["runs"]:
+        if all(key in run for key in KNOWN):
+            continue
+        folder = Path(run["run_dir"])
+        if not (folder / FINAL_CHECKPOINT).is_file():
+            parser.error(f"--rescore {path}: {run['name']} seed {run['seed']} has no {FINAL_CHECKPOINT} in its run "
+                         f"folder {folder} any more; run that configuration again instead")
+        if str(folder) not in scored:
+            corpus = load_model(folder / FINAL_CHECKPOINT).load_corpus()  # memoized: loaded once per text
+            scored[str(folder)] = [checkpoint_scores(folder, name, corpus)
+                                   for name in (FINAL_CHECKPOINT, BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT)]
+        scores = scored[str(folder)]
+        for score, stored in zip(scores, ("test_perplexity", "best_perplexity", "ppl_best_perplexity")):
+            if stored in run and not math.isclose(score["perplexity"], run[stored], rel_tol=1e-9):
+                parser.error(f"--rescore {path}: {run['name']} seed {run['seed']}'s checkpoint scores test perplexity "
+                             f"{score['perplexity']:.4f} where the file holds {stored} {run[stored]:.4f}: the folder "
+                             f"{folder} holds another run now; run that configuration again instead")
+        run.update(known_perplexities(*scores))
+    atomic_write_bytes(path, json.dumps(saved, indent=2).encode())
 
 
 def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path, title: str) -> Path:
@@ -775,6 +847,9 @@ def main(argv: list[str] | None = None) -> int:
                              "of the same benchmark), of all their runs together")
     parser.add_argument("--figure", metavar="PNG",
                         help="with --table: also draw the queries figure of those runs to this PNG (no run is repeated)")
+    parser.add_argument("--rescore", metavar="RESULTS_JSON", nargs="+",
+                        help="add the perplexity over the test tokens that are not <unk> to saved results files "
+                             "from their runs' checkpoints, write them again, and exit")
     parser.add_argument("--reuse", metavar="RESULTS_JSON",
                         help="keep this saved file's runs of the agents not in --agents (same corpus, budget "
                              "and seeds), so agents can be added to a benchmark without running the others again")
@@ -783,6 +858,12 @@ def main(argv: list[str] | None = None) -> int:
         width = max(map(len, AGENTS))
         for name, (module, extra, feedback) in AGENTS.items():
             print(f"{name:{width}s} {feedback:7s} irlm_agents.{module} {extra}")
+        return 0
+    if options.rescore:
+        scored: dict[str, list[dict[str, float]]] = {}
+        for path in options.rescore:
+            rescore(parser, Path(path), scored)
+            print(f"rescored {path}")
         return 0
     if options.table:
         reprint(pooled_results(parser, options.table), Path(options.figure) if options.figure else None)

@@ -22,7 +22,7 @@ import torch
 from irlm_agents import supervised
 from irlm_agents.lm.checkpoints import load_model
 from irlm_agents.lm.evaluation import evaluate
-from irlm_agents.runs.run_dir import FINAL_CHECKPOINT
+from irlm_agents.runs.run_dir import BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, FINAL_CHECKPOINT
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -433,3 +433,59 @@ def test_a_folder_or_glob_is_benchmarked_as_the_text_corpus_with_a_file_name_fit
     assert "/" not in label and "*" not in label and label.endswith("docs-a-m-txt")
     assert learning.corpus_label(str(tmp_path / "docs")) == "docs"
     assert learning.corpus_label(str(tmp_path / "docs" / "a.txt")) == "a"
+
+
+def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    learning = _bench()
+    names = (FINAL_CHECKPOINT, BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT)
+    runs, known = [], []
+    for name, fraction in (("supervised", 1.0), ("supervised-half", 0.5)):
+        run_dir = tmp_path / name
+        supervised.train(supervised.Args(**TINY_SUPERVISED, label_fraction=fraction, run_dir=str(run_dir)))
+        corpus = load_model(run_dir / FINAL_CHECKPOINT).load_corpus()
+        scores = [learning.checkpoint_scores(run_dir, checkpoint, corpus) for checkpoint in names]
+        known.append([score["known_perplexity"] for score in scores])
+        runs.append({"name": name, "seed": 0, "feedback": "full", "run_dir": str(run_dir), "tokens_per_second": 1.0,
+                     "queries_per_token": 0.0, "peak_mb": 1.0, "test_top1": scores[0]["top1"],
+                     "best_top1": scores[1]["top1"], "ppl_best_top1": scores[2]["top1"],
+                     "test_perplexity": scores[0]["perplexity"], "best_perplexity": scores[1]["perplexity"],
+                     "ppl_best_perplexity": scores[2]["perplexity"]})
+    ngram = {f"{name}_{metric}": 1.0 for name in learning.PEERS for metric in ("top1", "perplexity")}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"runs": runs, "ngram": ngram, "total_tokens": 1000, "corpus": "grammar"}))
+    assert learning.main(["--table", str(path)]) == 0
+    assert "not <unk>" not in capsys.readouterr().out  # nothing recorded yet
+
+    assert learning.main(["--rescore", str(path)]) == 0
+    saved = json.loads(path.read_text())
+    for run, want in zip(saved["runs"], known):
+        assert [run[key] for key in learning.KNOWN] == want
+        checkpoint = load_model(Path(run["run_dir"]) / FINAL_CHECKPOINT)
+        assert run["test_known_perplexity"] == evaluate(checkpoint.model, checkpoint.load_corpus(), "test")[
+            "known_perplexity"]
+    assert learning.main(["--table", str(path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("  supervised-half"))
+    ratio = known[1][0] / known[0][0]
+    assert f"x sup {ratio:.3f}" in row and abs(ratio - 1) > 1e-3
+
+    # A file whose figures are not those of the checkpoints now in the folder, or whose folder is
+    # gone, is refused, and left as it was.
+    for run in saved["runs"]:
+        for key in learning.KNOWN:
+            del run[key]
+    saved["runs"][1]["best_perplexity"] *= 1.01
+    path.write_text(json.dumps(saved))
+    with pytest.raises(SystemExit):
+        learning.main(["--rescore", str(path)])
+    assert "holds best_perplexity" in capsys.readouterr().err
+    assert json.loads(path.read_text()) == saved
+    saved["runs"][1]["best_perplexity"] /= 1.01
+    saved["runs"][1]["run_dir"] = str(tmp_path / "gone")
+    path.write_text(json.dumps(saved))
+    with pytest.raises(SystemExit):
+        learning.main(["--rescore", str(path)])
+    assert "has no final.irlm in its run folder" in capsys.readouterr().err
+    assert json.loads(path.read_text()) == saved

@@ -98,7 +98,7 @@ def test_eval_json_and_table(run_dir: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0 and json.loads(out)["top1"] == pytest.approx(logged["top1"])
     code, out, err = run_main(capsys, "eval", str(run_dir), "--checkpoint", "best", "--split", "test")
     assert code == 0, err
-    assert "top1" in out and "perplexity" in out and "free_top1" in out
+    assert "top1" in out and "perplexity" in out and "free_top1" in out and "known_perplexity" in out
     code, out, err = run_main(capsys, "eval", str(run_dir), "--checkpoint", "best-perplexity", "--json",
                               "--max-tokens", "1000")
     assert code == 0, err

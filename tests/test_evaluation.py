@@ -27,12 +27,13 @@ def _model(corpus: Corpus, cell: str = "gru") -> RNNLanguageModel:
 
 
 def _brute_force(
-    model: RNNLanguageModel, text: np.ndarray, context_length: int | None, streams: int, reward_context: int
+    model: RNNLanguageModel, text: np.ndarray, context_length: int | None, streams: int, reward_context: int,
+    unknown: int = 1,
 ) -> dict[str, float]:
     """One prediction at a time: the definition evaluate() must reproduce."""
     n = len(text) - 1
     length = math.ceil(n / min(streams, n))
-    nll = top1 = top5 = reward = 0.0
+    nll = top1 = top5 = reward = known_nll = known = 0.0
     hidden = None
     with torch.no_grad():
         for i in range(n):
@@ -47,11 +48,15 @@ def _brute_force(
             target = int(text[i + 1])
             log_probs = torch.log_softmax(logits.double(), -1)
             nll -= float(log_probs[target])
+            if target != unknown:
+                known_nll -= float(log_probs[target])
+                known += 1
             ranked = torch.argsort(logits, descending=True)[:5].tolist()
             top1 += ranked[0] == target
             top5 += target in ranked
             reward += ranked[0] == target  # the "exact" reward
-    return {"top1": top1 / n, "top5": top5 / n, "perplexity": math.exp(nll / n), "reward": reward / n, "tokens": float(n)}
+    return {"top1": top1 / n, "top5": top5 / n, "perplexity": math.exp(nll / n), "reward": reward / n, "tokens": float(n),
+            "known_perplexity": math.exp(known_nll / known) if known else math.nan}
 
 
 @pytest.mark.parametrize("context_length", [None, 3])
@@ -65,6 +70,28 @@ def test_matches_brute_force(corpus: Corpus, context_length: int | None, cell: s
     for key in ("top1", "top5", "reward"):
         assert got[key] == pytest.approx(want[key], abs=1e-12), key
     assert got["perplexity"] == pytest.approx(want["perplexity"], rel=1e-5)
+
+
+@pytest.mark.parametrize("context_length", [None, 3])
+def test_known_perplexity_leaves_out_the_unknown_words(tmp_path, context_length: int | None) -> None:
+    """Where the vocabulary lacks words of the split, <unk> is scored in ``perplexity`` and left
+    out of ``known_perplexity``; the other tokens are scored alike in both."""
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(60)]
+    path = tmp_path / "text.txt"
+    path.write_text("\n".join(" ".join(rng.choice(words, 8, p=np.arange(60, 0, -1) / 1830)) for _ in range(400)))
+    corpus = load_corpus("text", path=str(path), max_vocab=50)
+    text = corpus.split("validation")[:301]
+    unknown = text[1:] == corpus.vocab.unk_id
+    assert 0 < unknown.mean() < 0.5
+    model = _model(corpus)
+    with torch.no_grad():
+        model.decoder.bias[corpus.vocab.unk_id] = -4.0  # <unk> rated far below its share, as pydocs' models do
+    got = evaluate(model, corpus, "validation", context_length=context_length, max_tokens=300, batch_size=7)
+    want = _brute_force(model, text, context_length, 7, context_length or 1, unknown=corpus.vocab.unk_id)
+    assert got["known_perplexity"] == pytest.approx(want["known_perplexity"], rel=1e-5)
+    assert got["perplexity"] == pytest.approx(want["perplexity"], rel=1e-5)
+    assert got["known_perplexity"] < got["perplexity"]
 
 
 def test_trained_signal_and_train_mode_restored(corpus: Corpus) -> None:
