@@ -16,7 +16,9 @@ averaged over seeds:
 * the gap in mean negative log-likelihood to the same seed's supervised run, split by the rank
   supervised gives the true token (1, 2-8, 9-100, 101-1000, beyond): which tokens the gap is in;
 * the same gap split by how often the true word occurs in the train split (under 30, 30-299,
-  300-2999, 3000 and more times): which words the queries leave unlearnt;
+  300-2999, 3000 and more times), ``<unk>`` apart: which words the queries leave unlearnt, and
+  how much of the gap is the rate of words new to the test split, which no model learns where
+  the train split holds no ``<unk>`` (``pydocs``);
 * how often training would have told the agent the true token of a test context, split the
   same way: for a group agent the chance that its own candidates (drawn as in training, from
   this checkpoint) hold it, for supervised training its label fraction;
@@ -94,7 +96,7 @@ def told_rule(run_args: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor]
 
 def token_scores(checkpoint_path: Path, temperatures: tuple[float, ...] = ()) -> dict[str, torch.Tensor]:
     """Per test token: negative log-likelihood, rank of the true token, its count in the train
-    split, top-8 mass, entropy and,
+    split, whether it is ``<unk>``, top-8 mass, entropy and,
     when the run's ``config.json`` (next to the checkpoint) names a rule, the chance that training
     feedback reveals the true token (see :func:`told_rule`). With ``temperatures``, also
     ``scaled_nll`` (tokens, temperatures): the negative log-likelihood with the logits divided by each.
@@ -135,6 +137,7 @@ def token_scores(checkpoint_path: Path, temperatures: tuple[float, ...] = ()) ->
                 ], -1))
             parts["rank"].append((log_probs > true[..., None]).sum(-1) + 1)
             parts["train_count"].append(train_counts[chunk_targets])
+            parts["unknown"].append(chunk_targets == corpus.vocab.unk_id)
             parts["top_mass"].append(log_probs.topk(TOP, -1).values.exp().sum(-1))
             parts["entropy"].append(-(log_probs.exp() * log_probs).sum(-1))
     return {name: torch.cat(values, 1).flatten(0, 1)[:n] for name, values in parts.items()}
@@ -200,7 +203,8 @@ def gap_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str
 
 def count_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[str, list[float]]:
     """Per agent, the seed means of the gap to supervised split by the true word's train count
-    (:data:`COUNTS`); the supervised row holds each bucket's share of the tokens.
+    (:data:`COUNTS`), ``<unk>`` last and apart; the supervised row holds each bucket's share of
+    the tokens.
 
     The rank buckets of :func:`gap_rows` say where in supervised's ranking the gap is; these say
     which words: a word the train split holds a few dozen times is one supervised training sees
@@ -208,7 +212,9 @@ def count_rows(scores: dict[tuple[str, int], dict[str, torch.Tensor]]) -> dict[s
     """
     def row(name: str, own: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
             buckets: list[torch.Tensor]) -> list[float]:
-        return split_gap(name, own, reference, [bucket(own["train_count"], *bounds) for bounds in COUNTS])
+        known = ~own["unknown"]
+        words = [bucket(own["train_count"], *bounds) & known for bounds in COUNTS]
+        return split_gap(name, own, reference, [*words, own["unknown"]])
 
     return seed_means(scores, row)
 
@@ -287,9 +293,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print_table(
         "the same gap (mean NLL over supervised's, nats) split by how often the true word occurs in the "
-        "train split; share of tokens per bucket in supervised row",
-        [f"gap count {rank_label(*bounds)}" for bounds in COUNTS],
-        count_rows(scores), [".3f"] * len(COUNTS),
+        "train split, <unk> apart (a word new to the test split: no model learns its rate where the train "
+        "split holds none); share of tokens per bucket in supervised row",
+        [*(f"gap count {rank_label(*bounds)}" for bounds in COUNTS), "gap <unk>"],
+        count_rows(scores), [".3f"] * (len(COUNTS) + 1),
     )
     print_table(
         "how often training feedback reveals the true token (group agents: their own candidates, "

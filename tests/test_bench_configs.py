@@ -232,6 +232,10 @@ def test_gap_columns_add_up_to_the_log_perplexity_ratio(tmp_path: Path) -> None:
     corpus = checkpoint.load_corpus()
     counts = np.bincount(corpus.split("train"), minlength=len(corpus.vocab))
     assert scores[("half", 0)]["train_count"].tolist() == counts[corpus.split("test")[1:]].tolist()
+    unknown = corpus.split("test")[1:] == corpus.vocab.unk_id
+    assert scores[("half", 0)]["unknown"].tolist() == unknown.tolist()
+    assert len(by_count["half"]) == len(calibration.COUNTS) + 1  # <unk> apart, last
+    assert by_count["supervised"][-1] == pytest.approx(float(unknown.mean()))
 
     scaled = {key: calibration.token_scores(paths[key[0]], (1.0, 0.5)) for key in scores}
     assert torch.allclose(scaled[("half", 0)]["scaled_nll"][:, 0], scores[("half", 0)]["nll"])
