@@ -445,6 +445,11 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
 KNOWN = ("test_known_perplexity", "best_known_perplexity", "ppl_best_known_perplexity")
 
 
+def without_known(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's figures less ``KNOWN``, which ``--rescore`` may have added to one file's copy only."""
+    return {key: value for key, value in run.items() if key not in KNOWN}
+
+
 def known_perplexities(*scores: dict[str, float]) -> dict[str, float]:
     """``KNOWN``'s figures from the end, best and lowest-perplexity checkpoints' test scores."""
     return {key: float(score["known_perplexity"]) for key, score in zip(KNOWN, scores)}
@@ -620,13 +625,24 @@ def rescore(parser: argparse.ArgumentParser, path: Path, scored: dict[str, list[
             scored[str(folder)] = [checkpoint_scores(folder, name, corpus)
                                    for name in (FINAL_CHECKPOINT, BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT)]
         scores = scored[str(folder)]
+        checked = []
         for score, stored in zip(scores, ("test_perplexity", "best_perplexity", "ppl_best_perplexity")):
-            if stored in run and not math.isclose(score["perplexity"], run[stored], rel_tol=1e-9):
-                parser.error(f"--rescore {path}: {run['name']} seed {run['seed']}'s checkpoint scores test perplexity "
-                             f"{score['perplexity']:.4f} where the file holds {stored} {run[stored]:.4f}: the folder "
-                             f"{folder} holds another run now; run that configuration again instead")
-        run.update(known_perplexities(*scores))
+            if stored not in run:  # a file from before that checkpoint was scored: nothing to check it by
+                score = {**score, "known_perplexity": math.nan}
+            elif not same_figure(score["perplexity"], run[stored]):
+                parser.error(f"--rescore {path}: {run['name']} seed {run['seed']}'s checkpoint in {folder} scores test "
+                             f"perplexity {score['perplexity']:.4f} where the file holds {stored} {run[stored]:.4f}, "
+                             "so it is not the model the file scored (was the folder reused by another run?); run that "
+                             "configuration again instead")
+            checked.append(score)
+        run.update(known_perplexities(*checked))
     atomic_write_bytes(path, json.dumps(saved, indent=2).encode())
+
+
+def same_figure(scored: float, stored: float) -> bool:
+    """Whether a checkpoint's test figure is the one a file holds: the same model gives the same
+    digits on this machine, and may differ in the fifth on another device."""
+    return (math.isnan(scored) and math.isnan(stored)) or math.isclose(scored, stored, rel_tol=1e-4)
 
 
 def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path, title: str) -> Path:
@@ -704,9 +720,11 @@ def pooled_results(parser: argparse.ArgumentParser, paths: list[str]) -> dict[st
                              "pool only the results of one benchmark run with other seeds")
         for run in saved["runs"]:
             held = runs.setdefault((run["name"], run["seed"]), run)
-            if held != run:
+            # One file's copy may have been rescored (--rescore) and the other's not.
+            if without_known(held) != without_known(run):
                 parser.error(f"{path} and an earlier file both hold {run['name']} seed {run['seed']} with different "
                              "figures; pass files whose runs are of different seeds")
+            held.update({key: run[key] for key in KNOWN if key in run})
     check_schedules(parser, list(runs.values()), None, ", ".join(paths))
     order = list(dict.fromkeys(name for name, _ in runs))
     ordered = sorted(runs.values(), key=lambda run: (run["name"] != "supervised", order.index(run["name"]), run["seed"]))
@@ -860,6 +878,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:{width}s} {feedback:7s} irlm_agents.{module} {extra}")
         return 0
     if options.rescore:
+        if options.table or options.figure or options.reuse:
+            parser.error("--rescore rewrites saved files and exits: run it alone, then --table to print them")
         scored: dict[str, list[dict[str, float]]] = {}
         for path in options.rescore:
             rescore(parser, Path(path), scored)

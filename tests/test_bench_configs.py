@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -214,7 +215,9 @@ def test_gap_columns_add_up_to_the_log_perplexity_ratio(tmp_path: Path) -> None:
     calibration = _bench("calibration")
     paths = {}
     for name, fraction in (("supervised", 1.0), ("half", 0.5)):
-        supervised.train(supervised.Args(**TINY_SUPERVISED, label_fraction=fraction, run_dir=str(tmp_path / name)))
+        # 42 of the grammar's 65 tokens: the rest are <unk>, in every split
+        supervised.train(supervised.Args(**TINY_SUPERVISED, max_vocab=42, label_fraction=fraction,
+                                         run_dir=str(tmp_path / name)))
         paths[name] = tmp_path / name / FINAL_CHECKPOINT
     scores = {(name, 0): calibration.token_scores(path) for name, path in paths.items()}
     checkpoint = load_model(paths["half"])
@@ -236,6 +239,9 @@ def test_gap_columns_add_up_to_the_log_perplexity_ratio(tmp_path: Path) -> None:
     assert scores[("half", 0)]["unknown"].tolist() == unknown.tolist()
     assert len(by_count["half"]) == len(calibration.COUNTS) + 1  # <unk> apart, last
     assert by_count["supervised"][-1] == pytest.approx(float(unknown.mean()))
+    assert unknown.any()
+    half_gap = (scores[("half", 0)]["nll"] - scores[("supervised", 0)]["nll"]).numpy()
+    assert by_count["half"][-1] == pytest.approx(float(half_gap[unknown].sum() / len(half_gap)))
 
     scaled = {key: calibration.token_scores(paths[key[0]], (1.0, 0.5)) for key in scores}
     assert torch.allclose(scaled[("half", 0)]["scaled_nll"][:, 0], scores[("half", 0)]["nll"])
@@ -444,10 +450,19 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
 ) -> None:
     learning = _bench()
     names = (FINAL_CHECKPOINT, BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT)
+    models = []
+    for fraction in (1.0, 0.5, 0.25):  # three different models, one for each checkpoint of a run
+        run_dir = tmp_path / f"labels{fraction}"
+        # 42 of the grammar's 65 tokens: the rest are <unk>, so the two perplexities differ
+        supervised.train(supervised.Args(**TINY_SUPERVISED, max_vocab=42, label_fraction=fraction,
+                                         run_dir=str(run_dir)))
+        models.append(run_dir / FINAL_CHECKPOINT)
     runs, known = [], []
-    for name, fraction in (("supervised", 1.0), ("supervised-half", 0.5)):
+    for name, order in (("supervised", (0, 1, 2)), ("supervised-other", (2, 0, 1))):
         run_dir = tmp_path / name
-        supervised.train(supervised.Args(**TINY_SUPERVISED, label_fraction=fraction, run_dir=str(run_dir)))
+        run_dir.mkdir()
+        for checkpoint, model in zip(names, order):
+            shutil.copyfile(models[model], run_dir / checkpoint)
         corpus = load_model(run_dir / FINAL_CHECKPOINT).load_corpus()
         scores = [learning.checkpoint_scores(run_dir, checkpoint, corpus) for checkpoint in names]
         known.append([score["known_perplexity"] for score in scores])
@@ -456,9 +471,13 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
                      "best_top1": scores[1]["top1"], "ppl_best_top1": scores[2]["top1"],
                      "test_perplexity": scores[0]["perplexity"], "best_perplexity": scores[1]["perplexity"],
                      "ppl_best_perplexity": scores[2]["perplexity"]})
+        assert all(score["known_perplexity"] < score["perplexity"] for score in scores)
+    assert len(set(known[0])) == 3 and known[1] == [known[0][2], known[0][0], known[0][1]]
     ngram = {f"{name}_{metric}": 1.0 for name in learning.PEERS for metric in ("top1", "perplexity")}
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"runs": runs, "ngram": ngram, "total_tokens": 1000, "corpus": "grammar"}))
+    copy = tmp_path / "copy.json"  # another file holding a copy of the same runs, not rescored
+    copy.write_text(path.read_text())
     assert learning.main(["--table", str(path)]) == 0
     assert "not <unk>" not in capsys.readouterr().out  # nothing recorded yet
 
@@ -466,14 +485,11 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
     saved = json.loads(path.read_text())
     for run, want in zip(saved["runs"], known):
         assert [run[key] for key in learning.KNOWN] == want
-        checkpoint = load_model(Path(run["run_dir"]) / FINAL_CHECKPOINT)
-        assert run["test_known_perplexity"] == evaluate(checkpoint.model, checkpoint.load_corpus(), "test")[
-            "known_perplexity"]
-    assert learning.main(["--table", str(path)]) == 0
+    assert learning.main(["--table", str(path), str(copy)]) == 0  # the copy is the same run
     out = capsys.readouterr().out
-    row = next(line for line in out.splitlines() if line.startswith("  supervised-half"))
-    ratio = known[1][0] / known[0][0]
-    assert f"x sup {ratio:.3f}" in row and abs(ratio - 1) > 1e-3
+    row = next(line for line in out.splitlines() if line.startswith("  supervised-other"))
+    ratios = [other / own for other, own in zip(known[1], known[0])]
+    assert row.endswith("x sup " + " / ".join(f"{ratio:.3f}" for ratio in ratios))
 
     # A file whose figures are not those of the checkpoints now in the folder, or whose folder is
     # gone, is refused, and left as it was.
@@ -493,3 +509,6 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
         learning.main(["--rescore", str(path)])
     assert "has no final.irlm in its run folder" in capsys.readouterr().err
     assert json.loads(path.read_text()) == saved
+    with pytest.raises(SystemExit):
+        learning.main(["--rescore", str(path), "--table", str(path)])
+    assert "run it alone" in capsys.readouterr().err
