@@ -646,10 +646,12 @@ def same_figure(scored: float, stored: float) -> bool:
 
 
 def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path, title: str) -> Path:
-    """Test top-1 and perplexity (best checkpoint) against reward queries per token.
+    """Test top-1 and perplexity (best checkpoint) against reward queries per token, and the
+    perplexity over the words the train split holds where every run recorded it (``KNOWN``).
 
     Agents that ask no query (supervised, on all or part of the labels; the mixer) have no place
-    on a log axis: they are drawn as horizontal lines, as the n-gram peers are.
+    on a log axis: they are drawn as horizontal lines, as the n-gram peers are (not in the third
+    panel: their perplexity counts ``<unk>``).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -657,15 +659,17 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
     from irlm_env.fileio import atomic_write_bytes
 
     rows = summarise(runs)
-    figure = Figure(figsize=(14, 4.5))
+    panels = [("best_top1", "test top-1 accuracy"), ("best_perplexity", "test perplexity")]
+    if all(math.isfinite(row["best_known_perplexity"]) for row in rows):
+        panels.append(("best_known_perplexity", "test perplexity, words not <unk>"))
+    figure = Figure(figsize=(7 * len(panels), 4.5))
     FigureCanvasAgg(figure)
     # Agents with similar query counts sit on top of each other, so they are told apart by
     # colour and marker in one legend rather than by labels next to the points.
     markers = "osD^vP*Xh<>"
     agents = sorted((row for row in rows if row["name"] != "supervised" and row["queries_per_token"] > 0),
                     key=lambda row: row["queries_per_token"])
-    for axis, key, label in zip(figure.subplots(1, 2), ("best_top1", "best_perplexity"),
-                                ("test top-1 accuracy", "test perplexity")):
+    for axis, (key, label) in zip(figure.subplots(1, len(panels)), panels):
         for index, row in enumerate(agents):
             axis.scatter(row["queries_per_token"], row[key], s=36, marker=markers[index % len(markers)],
                          color=f"C{index % 10}", label=row["name"])
@@ -675,13 +679,14 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
         unqueried = [row for row in rows if row["name"] != "supervised" and not row["queries_per_token"] > 0]
         for index, row in enumerate(unqueried, start=len(agents)):
             axis.axhline(row[key], color=f"C{index % 10}", linestyle=(0, (1, 1)), label=f"{row['name']} (no queries)")
-        for name, style in zip(PEERS, (":", "--", "-.")):
+        peer_lines = zip(PEERS, (":", "--", "-.")) if key != "best_known_perplexity" else ()
+        for name, style in peer_lines:
             peer = peers[f"{name}_top1" if key == "best_top1" else f"{name}_perplexity"]
             axis.axhline(peer, color="grey", linestyle=style, label=f"{name} (n-gram)")
         axis.set_xscale("log")
         axis.set_xlabel("reward queries per training token")
         axis.set_ylabel(f"{label} (best-validation checkpoint)")
-        if key == "best_perplexity":
+        if key != "best_top1":
             axis.set_yscale("log")
         axis.grid(alpha=0.3)
     figure.suptitle(title, fontsize=10)

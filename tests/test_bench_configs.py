@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import matplotlib.image as plt_image
 import numpy as np
 import pytest
 import torch
@@ -307,6 +308,15 @@ def test_table_redraws_the_queries_figure_of_a_saved_file(tmp_path: Path, capsys
     assert _bench().main(["--table", str(path), "--figure", str(figure)]) == 0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "pbest" not in capsys.readouterr().out  # a file from before the lowest-perplexity checkpoint
+    two_panels = plt_image.imread(figure).shape[1]
+    for index, run_ in enumerate(runs):  # the known-word perplexity recorded: a third panel
+        run_.update(dict.fromkeys(_bench().KNOWN, 200.0 + index))
+    path.write_text(json.dumps({"runs": runs, "ngram": ngram, "total_tokens": 1000, "corpus": "pydocs"}))
+    assert _bench().main(["--table", str(path), "--figure", str(figure)]) == 0
+    assert plt_image.imread(figure).shape[1] > 1.3 * two_panels
+    for run_ in runs:
+        for key in _bench().KNOWN:
+            del run_[key]
     runs[0].update(ppl_best_top1=0.2, ppl_best_perplexity=250.0)
     runs[1].update(ppl_best_top1=0.19, ppl_best_perplexity=275.0)
     path.write_text(json.dumps({"runs": runs, "ngram": ngram, "total_tokens": 1000, "corpus": "pydocs"}))
