@@ -570,7 +570,7 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
         top1, ppl = peers[f"{name}_top1"], peers[f"{name}_perplexity"]
         ratio = (top1 / sup["test_top1"], ppl / sup["test_perplexity"]) if sup else (math.nan, math.nan)
         print(f"{name + ' (n-gram)':{width}s} {'full':8s} {top1:7.4f} {ratio[0]:6.3f} {ppl:8.1f} {ratio[1]:6.3f}")
-    print_known(rows, runs, width)
+    print_known(rows, width)
     if len(seeds) > 1:
         print("\nper seed (end / best checkpoint" + (" / pbest checkpoint):" if lowest else "):"))
         for run in runs:
@@ -581,7 +581,7 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
                   f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok")
 
 
-def print_known(rows: list[dict[str, Any]], runs: list[dict[str, Any]], width: int) -> None:
+def print_known(rows: list[dict[str, Any]], width: int) -> None:
     """The perplexity over the words the train split holds (``KNOWN``), per configuration and
     per seed, for the runs that recorded it (``--rescore`` adds it to an older file)."""
     scored = [row for row in rows if all(key in run for run in row["runs"] for key in KNOWN)]

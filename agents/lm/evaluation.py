@@ -249,16 +249,16 @@ def evaluate(
     Returns ``top1``, ``top5`` (fractions), ``perplexity`` (exp of the mean negative
     log-likelihood of the true next token), ``known_perplexity`` (the same over the predictions
     whose true token is not ``<unk>``; NaN if all are), ``reward`` (mean reward of the argmax
-    token), ``free_top1`` and ``tokens`` (predictions scored).
+    token), ``free_top1`` and ``tokens`` (predictions scored). ``max_tokens`` scores only the
+    first that many predictions of the split, so repeated evaluations during training are
+    comparable and cheap.
 
     ``known_perplexity`` is there because ``<unk>`` can weigh on ``perplexity`` out of all
     proportion: where every word of the train split is in the vocabulary (``pydocs``), the
     train split holds no ``<unk>`` and no model can learn its rate, yet the words new to the
     validation and test splits are ``<unk>`` there (about 5% of ``pydocs``' test tokens). Each
     model's figure on them is then whatever its start and its regularisation leave on a token it
-    never saw, and a few nats on 5% of the tokens move ``perplexity`` by tens of percent. ``max_tokens`` scores only the first that
-    many predictions of the split, so repeated evaluations during training are comparable and
-    cheap.
+    never saw, and a few nats on 5% of the tokens move ``perplexity`` by tens of percent.
 
     ``free_top1`` is top-1 when the model reads its own greedy predictions: the split (in
     recurrent mode, each of its streams) is cut into blocks of ``horizon`` tokens; the model
