@@ -112,7 +112,7 @@ def eval_command(
 
     known_perplexity is the perplexity over the tokens whose true word is not <unk>: where the
     train split holds no <unk> (every word of it in the vocabulary), no model learns its rate,
-    and the words new to the split, all <unk>, can move perplexity by tens of percent.
+    and the words new to the split, all <unk>, moved perplexity by about 15% on pydocs.
 
     The corpus, tokenizer, reward and context window are those the checkpoint was trained
     with (stored in it); --corpus evaluates on another corpus whose vocabulary is the

@@ -441,7 +441,7 @@ def run_agent(name: str, seed: int, common: dict[str, Any], run_root: str, threa
 #: and about 5% of its test tokens are such words: each model's figure on them is what its start
 #: and its regularisation leave on a token it never saw (add-one's floor in the marginal prior's
 #: target gave the bandit agents 3 nats over supervised on each), which moves ``perplexity`` by
-#: tens of percent. This figure compares the models on the words they could learn.
+#: about 15%. This figure compares the models on the words they could learn.
 KNOWN = ("test_known_perplexity", "best_known_perplexity", "ppl_best_known_perplexity")
 
 
