@@ -509,6 +509,16 @@ def ngram_rows(corpus: Corpus) -> dict[str, float]:
     return ngram_baselines(corpus, "test", orders=(1, 2, 4))
 
 
+def ngram_known_rows(corpus: Corpus) -> dict[str, float]:
+    """The n-gram peers' test perplexity over the words the train split holds (``KNOWN``'s
+    reading), kept apart from :func:`ngram_rows`, which ``--reuse`` compares with older files."""
+    from irlm_agents.lm.ngram import PEERS as ORDERS, WittenBellModel
+
+    train, test = corpus.split("train"), corpus.split("test")
+    return {f"{ORDERS[order]}_known_perplexity": WittenBellModel(train, order, len(corpus.vocab)).perplexity(
+        test, skip=corpus.vocab.unk_id) for order in (1, 2, 4)}
+
+
 #: Per-run figures averaged over seeds, each also as a ratio to the same seed's supervised run.
 #: ``ppl_best_*`` score the lowest-validation-perplexity checkpoint; results files written
 #: before it was kept lack them, and their table leaves those columns out.
@@ -570,7 +580,7 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
         top1, ppl = peers[f"{name}_top1"], peers[f"{name}_perplexity"]
         ratio = (top1 / sup["test_top1"], ppl / sup["test_perplexity"]) if sup else (math.nan, math.nan)
         print(f"{name + ' (n-gram)':{width}s} {'full':8s} {top1:7.4f} {ratio[0]:6.3f} {ppl:8.1f} {ratio[1]:6.3f}")
-    print_known(rows, width)
+    print_known(rows, width, peers)
     if len(seeds) > 1:
         print("\nper seed (end / best checkpoint" + (" / pbest checkpoint):" if lowest else "):"))
         for run in runs:
@@ -581,9 +591,10 @@ def print_table(runs: list[dict[str, Any]], peers: dict[str, float], total_token
                   f"{run['tokens_per_second']:.0f} tok/s, {run['queries_per_token']:.2f} queries/tok")
 
 
-def print_known(rows: list[dict[str, Any]], width: int) -> None:
+def print_known(rows: list[dict[str, Any]], width: int, peers: dict[str, float]) -> None:
     """The perplexity over the words the train split holds (``KNOWN``), per configuration and
-    per seed, for the runs that recorded it (``--rescore`` adds it to an older file)."""
+    per seed, for the runs that recorded it (``--rescore`` adds it to an older file), and the
+    n-gram peers' where ``peers`` holds it."""
     scored = [row for row in rows if all(key in run for run in row["runs"] for key in KNOWN)]
     if not scored:
         return
@@ -591,6 +602,12 @@ def print_known(rows: list[dict[str, Any]], width: int) -> None:
     for row in scored:
         print(f"  {row['name']:{width}s} " + " / ".join(f"{row[key]:.1f}" for key in KNOWN) + ", x sup "
               + " / ".join(f"{row[f'{key}_ratio']:.3f}" for key in KNOWN))
+    sup = next((row for row in rows if row["name"] == "supervised"), None)
+    for name in PEERS:
+        if f"{name}_known_perplexity" in peers:
+            ppl = peers[f"{name}_known_perplexity"]
+            ratio = ppl / sup["test_known_perplexity"] if sup else math.nan
+            print(f"  {name + ' (n-gram)':{width}s} {ppl:.1f}, x sup {ratio:.3f} (against supervised's end)")
     for row in scored:
         for run in row["runs"] if len(row["runs"]) > 1 else ():
             print(f"    {row['name']:{width}s} seed {run['seed']}: " + " / ".join(f"{run[key]:.1f}" for key in KNOWN))
@@ -602,7 +619,8 @@ def print_known(rows: list[dict[str, Any]], width: int) -> None:
 
 def rescore(parser: argparse.ArgumentParser, path: Path, scored: dict[str, list[dict[str, float]]]) -> None:
     """Add ``KNOWN`` to the runs of a results file saved before it was recorded, from the
-    checkpoints in their run folders, and write the file again in place.
+    checkpoints in their run folders, and the n-gram peers' reading (``ngram_known``), and
+    write the file again in place.
 
     Each checkpoint's test perplexity must be the one the file holds for it, so that the figure
     added is of the very model the file scored. ``scored`` keeps each run folder's scores for the
@@ -612,16 +630,26 @@ def rescore(parser: argparse.ArgumentParser, path: Path, scored: dict[str, list[
     from irlm_agents.runs.run_dir import BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT, FINAL_CHECKPOINT
     from irlm_env.fileio import atomic_write_bytes
 
+    def run_corpus(run: dict[str, Any]) -> Corpus:
+        final = Path(run["run_dir"]) / FINAL_CHECKPOINT
+        if not final.is_file():
+            parser.error(f"--rescore {path}: {run['name']} seed {run['seed']} has no {FINAL_CHECKPOINT} in its run "
+                         f"folder {final.parent} any more; run that configuration again instead")
+        return load_model(final).load_corpus()  # memoized: loaded once per text
+
     saved = read_results(parser, path, "--rescore file")
+    if "ngram_known" not in saved and saved["runs"]:  # the peers' reading, on the text of the file's runs
+        corpus = run_corpus(saved["runs"][0])
+        if ngram_rows(corpus) != saved["ngram"]:
+            parser.error(f"--rescore {path}: the n-gram rows of its runs' text are not the file's; was the text "
+                         "changed since? Run the benchmark again instead")
+        saved["ngram_known"] = ngram_known_rows(corpus)
     for run in saved["runs"]:
         if all(key in run for key in KNOWN):
             continue
         folder = Path(run["run_dir"])
-        if not (folder / FINAL_CHECKPOINT).is_file():
-            parser.error(f"--rescore {path}: {run['name']} seed {run['seed']} has no {FINAL_CHECKPOINT} in its run "
-                         f"folder {folder} any more; run that configuration again instead")
+        corpus = run_corpus(run)
         if str(folder) not in scored:
-            corpus = load_model(folder / FINAL_CHECKPOINT).load_corpus()  # memoized: loaded once per text
             scored[str(folder)] = [checkpoint_scores(folder, name, corpus)
                                    for name in (FINAL_CHECKPOINT, BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT)]
         scores = scored[str(folder)]
@@ -650,8 +678,8 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
     perplexity over the words the train split holds where every run recorded it (``KNOWN``).
 
     Agents that ask no query (supervised, on all or part of the labels; the mixer) have no place
-    on a log axis: they are drawn as horizontal lines, as the n-gram peers are (not in the third
-    panel: their perplexity counts ``<unk>``).
+    on a log axis: they are drawn as horizontal lines, as the n-gram peers are (in the third
+    panel where ``peers`` holds their known-word perplexity).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -679,10 +707,10 @@ def plot_queries(runs: list[dict[str, Any]], peers: dict[str, float], out: Path,
         unqueried = [row for row in rows if row["name"] != "supervised" and not row["queries_per_token"] > 0]
         for index, row in enumerate(unqueried, start=len(agents)):
             axis.axhline(row[key], color=f"C{index % 10}", linestyle=(0, (1, 1)), label=f"{row['name']} (no queries)")
-        peer_lines = zip(PEERS, (":", "--", "-.")) if key != "best_known_perplexity" else ()
-        for name, style in peer_lines:
-            peer = peers[f"{name}_top1" if key == "best_top1" else f"{name}_perplexity"]
-            axis.axhline(peer, color="grey", linestyle=style, label=f"{name} (n-gram)")
+        for name, style in zip(PEERS, (":", "--", "-.")):
+            peer = peers.get(f"{name}_{key.removeprefix('best_')}")
+            if peer is not None:
+                axis.axhline(peer, color="grey", linestyle=style, label=f"{name} (n-gram)")
         axis.set_xscale("log")
         axis.set_xlabel("reward queries per training token")
         axis.set_ylabel(f"{label} (best-validation checkpoint)")
@@ -730,6 +758,8 @@ def pooled_results(parser: argparse.ArgumentParser, paths: list[str]) -> dict[st
                 parser.error(f"{path} and an earlier file both hold {run['name']} seed {run['seed']} with different "
                              "figures; pass files whose runs are of different seeds")
             held.update({key: run[key] for key in KNOWN if key in run})
+        if "ngram_known" in saved:  # the same text's peers (their "ngram" rows agree): any file's will do
+            pooled.setdefault("ngram_known", saved["ngram_known"])
     check_schedules(parser, list(runs.values()), None, ", ".join(paths))
     order = list(dict.fromkeys(name for name, _ in runs))
     ordered = sorted(runs.values(), key=lambda run: (run["name"] != "supervised", order.index(run["name"]), run["seed"]))
@@ -738,11 +768,12 @@ def pooled_results(parser: argparse.ArgumentParser, paths: list[str]) -> dict[st
 
 def reprint(saved: dict[str, Any], figure: Path | None = None) -> None:
     """Print saved results' table again, and redraw their queries figure if asked."""
-    print_table(saved["runs"], saved["ngram"], saved["total_tokens"], saved.get("corpus", "?"))
+    peers = {**saved["ngram"], **saved.get("ngram_known", {})}
+    print_table(saved["runs"], peers, saved["total_tokens"], saved.get("corpus", "?"))
     if figure is not None:
         seeds = ",".join(str(seed) for seed in sorted({run["seed"] for run in saved["runs"]}))
         title = queries_title(saved.get("corpus", "?"), saved["total_tokens"], seeds)
-        print(f"queries figure: {plot_queries(saved['runs'], saved['ngram'], figure, title)}")
+        print(f"queries figure: {plot_queries(saved['runs'], peers, figure, title)}")
 
 
 def queries_title(corpus_label: str, total_tokens: int, seeds: str) -> str:
@@ -927,16 +958,18 @@ def main(argv: list[str] | None = None) -> int:
     if reused:
         print(f"kept from {options.reuse}: {', '.join(dict.fromkeys(run['name'] for run in reused))} "
               f"(their tokens/s were measured in that run)")
-    print_table(runs, peers, options.total_tokens, corpus_label)
+    known_peers = ngram_known_rows(corpus)
+    print_table(runs, {**peers, **known_peers}, options.total_tokens, corpus_label)
     out.mkdir(parents=True, exist_ok=True)
-    saved = {"runs": runs, "ngram": peers, "total_tokens": options.total_tokens, "corpus": corpus_label,
+    saved = {"runs": runs, "ngram": peers, "ngram_known": known_peers, "total_tokens": options.total_tokens,
+             "corpus": corpus_label,
              "weight_decay": options.weight_decay, "ema_decay": options.ema_decay}
     from irlm_agents.runs.plotting import plot_runs
     from irlm_env.fileio import atomic_write_bytes
 
     atomic_write_bytes(out / f"results-{corpus_label}-{stamp}.json", json.dumps(saved, indent=2).encode())
     title = queries_title(corpus_label, options.total_tokens, options.seeds)
-    figure = plot_queries(runs, peers, out / f"queries-{corpus_label}-{stamp}.png", title)
+    figure = plot_queries(runs, {**peers, **known_peers}, out / f"queries-{corpus_label}-{stamp}.png", title)
     print(f"queries figure: {figure}")
     curve_runs = runs_with_curves(runs)
     if len(curve_runs) < len(runs):

@@ -483,7 +483,7 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
                      "ppl_best_perplexity": scores[2]["perplexity"]})
         assert all(score["known_perplexity"] < score["perplexity"] for score in scores)
     assert len(set(known[0])) == 3 and known[1] == [known[0][2], known[0][0], known[0][1]]
-    ngram = {f"{name}_{metric}": 1.0 for name in learning.PEERS for metric in ("top1", "perplexity")}
+    ngram = learning.ngram_rows(corpus)
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"runs": runs, "ngram": ngram, "total_tokens": 1000, "corpus": "grammar"}))
     copy = tmp_path / "copy.json"  # another file holding a copy of the same runs, not rescored
@@ -495,11 +495,14 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
     saved = json.loads(path.read_text())
     for run, want in zip(saved["runs"], known):
         assert [run[key] for key in learning.KNOWN] == want
+    assert saved["ngram_known"] == learning.ngram_known_rows(corpus)  # the peers' reading, from the runs' text
     assert learning.main(["--table", str(path), str(copy)]) == 0  # the copy is the same run
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("  supervised-other"))
     ratios = [other / own for other, own in zip(known[1], known[0])]
     assert row.endswith("x sup " + " / ".join(f"{ratio:.3f}" for ratio in ratios))
+    peer = saved["ngram_known"]["4gram_known_perplexity"]
+    assert "  4gram (n-gram)" in out and f"{peer:.1f}, x sup {peer / known[0][0]:.3f}" in out
 
     # A file whose figures are not those of the checkpoints now in the folder, or whose folder is
     # gone, is refused, and left as it was.
@@ -522,3 +525,11 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
     with pytest.raises(SystemExit):
         learning.main(["--rescore", str(path), "--table", str(path)])
     assert "run it alone" in capsys.readouterr().err
+    saved["runs"][1]["run_dir"] = str(tmp_path / "supervised-other")
+    del saved["ngram_known"]
+    saved["ngram"] = {**saved["ngram"], "4gram_top1": 0.5}  # the peers of another text
+    path.write_text(json.dumps(saved))
+    with pytest.raises(SystemExit):
+        learning.main(["--rescore", str(path)])
+    assert "n-gram rows of its runs' text are not the file's" in capsys.readouterr().err
+    assert json.loads(path.read_text()) == saved

@@ -94,6 +94,20 @@ def test_witten_bell_perplexity_is_exp_of_the_mean_log_probability(max_tokens: i
     assert model.perplexity(SEQ, max_tokens) == pytest.approx(float(np.exp(-np.mean(np.log(probabilities)))))
 
 
+@pytest.mark.parametrize("max_tokens", [None, 5])
+def test_skip_leaves_out_the_positions_whose_next_token_is_that_id(max_tokens: int | None) -> None:
+    """The peers' reading over the known words: positions followed by ``<unk>`` are not scored."""
+    model = WittenBellModel(SEQ, 2, 10)
+    n = len(SEQ) - 1 if max_tokens is None else max_tokens
+    skip = int(SEQ[2])
+    kept = np.arange(n)[SEQ[1:n + 1] != skip]
+    assert 0 < len(kept) < n
+    want = float(np.exp(-np.mean(np.log(model.probabilities(SEQ, kept)))))
+    assert model.perplexity(SEQ, max_tokens, skip=skip) == pytest.approx(want)
+    assert model.perplexity(SEQ, max_tokens, skip=skip) != pytest.approx(model.perplexity(SEQ, max_tokens))
+    assert np.isnan(model.perplexity(np.array([1, skip, skip]), skip=skip))  # nothing left to score
+
+
 def test_witten_bell_perplexity_is_finite_on_unseen_tokens() -> None:
     model = WittenBellModel(SEQ, 4, 10)
     unseen = np.array([9, 9, 3, 9], dtype=np.int64)  # tokens and contexts never counted

@@ -159,16 +159,24 @@ class WittenBellModel:
             probs[owner, pairs[at] % vocab] += pair_counts[at] / denominator[owner]
         return probs
 
-    def perplexity(self, tokens: np.ndarray, max_tokens: int | None = None) -> float:
-        """exp of the mean negative log-probability of ``tokens[i + 1]``, scored like ``accuracy``."""
+    def perplexity(self, tokens: np.ndarray, max_tokens: int | None = None, skip: int | None = None) -> float:
+        """exp of the mean negative log-probability of ``tokens[i + 1]``, scored like ``accuracy``.
+
+        ``skip`` leaves out the positions whose next token is that id (``<unk>``, for the
+        perplexity over the known words, as ``evaluate``'s ``known_perplexity``); NaN if that
+        leaves none.
+        """
         n = len(tokens) - 1 if max_tokens is None else min(len(tokens) - 1, max_tokens)
         if n < 1:
             raise IrlmError("scoring needs at least 2 tokens in the split")
-        nll = 0.0
+        nll, scored = 0.0, 0
         for start in range(0, n, CHUNK):
             positions = np.arange(start, min(start + CHUNK, n))
+            if skip is not None:
+                positions = positions[tokens[positions + 1] != skip]
             nll -= float(np.log(self.probabilities(tokens, positions)).sum())
-        return math.exp(nll / n)
+            scored += len(positions)
+        return math.exp(nll / scored) if scored else math.nan
 
 
 #: Names of the peers reported by :func:`ngram_baselines`, by order.
