@@ -503,20 +503,15 @@ def checkpoint_scores(run_dir: str | Path, name: str, corpus: Corpus) -> dict[st
     return {key: float(scores[key]) for key in ("top1", "perplexity", "known_perplexity")}
 
 
-def ngram_rows(corpus: Corpus) -> dict[str, float]:
+def ngram_rows(corpus: Corpus) -> tuple[dict[str, float], dict[str, float]]:
+    """The n-gram peers' test rows, and apart from them their perplexity over the words the train
+    split holds (``KNOWN``'s reading): ``--reuse`` compares the first with older files, which
+    lack the second."""
     from irlm_agents.lm.ngram import ngram_baselines
 
-    return ngram_baselines(corpus, "test", orders=(1, 2, 4))
-
-
-def ngram_known_rows(corpus: Corpus) -> dict[str, float]:
-    """The n-gram peers' test perplexity over the words the train split holds (``KNOWN``'s
-    reading), kept apart from :func:`ngram_rows`, which ``--reuse`` compares with older files."""
-    from irlm_agents.lm.ngram import PEERS as ORDERS, WittenBellModel
-
-    train, test = corpus.split("train"), corpus.split("test")
-    return {f"{ORDERS[order]}_known_perplexity": WittenBellModel(train, order, len(corpus.vocab)).perplexity(
-        test, skip=corpus.vocab.unk_id) for order in (1, 2, 4)}
+    rows = ngram_baselines(corpus, "test", orders=(1, 2, 4), known=True)
+    known = {key: value for key, value in rows.items() if key.endswith("_known_perplexity")}
+    return {key: value for key, value in rows.items() if key not in known}, known
 
 
 #: Per-run figures averaged over seeds, each also as a ratio to the same seed's supervised run.
@@ -640,16 +635,17 @@ def rescore(parser: argparse.ArgumentParser, path: Path, scored: dict[str, list[
     saved = read_results(parser, path, "--rescore file")
     if "ngram_known" not in saved and saved["runs"]:  # the peers' reading, on the text of the file's runs
         corpus = run_corpus(saved["runs"][0])
-        if ngram_rows(corpus) != saved["ngram"]:
+        rows, known = ngram_rows(corpus)
+        if rows != saved["ngram"]:
             parser.error(f"--rescore {path}: the n-gram rows of its runs' text are not the file's; was the text "
                          "changed since? Run the benchmark again instead")
-        saved["ngram_known"] = ngram_known_rows(corpus)
+        saved["ngram_known"] = known
     for run in saved["runs"]:
         if all(key in run for key in KNOWN):
             continue
         folder = Path(run["run_dir"])
-        corpus = run_corpus(run)
         if str(folder) not in scored:
+            corpus = run_corpus(run)
             scored[str(folder)] = [checkpoint_scores(folder, name, corpus)
                                    for name in (FINAL_CHECKPOINT, BEST_CHECKPOINT, BEST_PERPLEXITY_CHECKPOINT)]
         scores = scored[str(folder)]
@@ -935,7 +931,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{corpus_label}: {sizes['train']:,} train, {sizes['validation']:,} validation and {sizes['test']:,} test "
           f"tokens, vocabulary {len(corpus.vocab):,}" + (
               "; a test split this small makes differences of a few percent noise" if sizes["test"] < 10_000 else ""))
-    peers = ngram_rows(corpus)
+    peers, known_peers = ngram_rows(corpus)
     reused = reused_runs(parser, options, corpus_label, seeds, names, peers,
                          validation_schedule(common["eval_every"], common["eval_tokens"]))
     if "supervised" not in names and not any(run["name"] == "supervised" for run in reused):
@@ -958,7 +954,6 @@ def main(argv: list[str] | None = None) -> int:
     if reused:
         print(f"kept from {options.reuse}: {', '.join(dict.fromkeys(run['name'] for run in reused))} "
               f"(their tokens/s were measured in that run)")
-    known_peers = ngram_known_rows(corpus)
     print_table(runs, {**peers, **known_peers}, options.total_tokens, corpus_label)
     out.mkdir(parents=True, exist_ok=True)
     saved = {"runs": runs, "ngram": peers, "ngram_known": known_peers, "total_tokens": options.total_tokens,

@@ -483,7 +483,7 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
                      "ppl_best_perplexity": scores[2]["perplexity"]})
         assert all(score["known_perplexity"] < score["perplexity"] for score in scores)
     assert len(set(known[0])) == 3 and known[1] == [known[0][2], known[0][0], known[0][1]]
-    ngram = learning.ngram_rows(corpus)
+    ngram = learning.ngram_rows(corpus)[0]
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"runs": runs, "ngram": ngram, "total_tokens": 1000, "corpus": "grammar"}))
     copy = tmp_path / "copy.json"  # another file holding a copy of the same runs, not rescored
@@ -495,7 +495,7 @@ def test_rescore_adds_the_known_word_perplexity_of_the_very_runs_a_file_scored(
     saved = json.loads(path.read_text())
     for run, want in zip(saved["runs"], known):
         assert [run[key] for key in learning.KNOWN] == want
-    assert saved["ngram_known"] == learning.ngram_known_rows(corpus)  # the peers' reading, from the runs' text
+    assert saved["ngram_known"] == learning.ngram_rows(corpus)[1]  # the peers' reading, from the runs' text
     assert learning.main(["--table", str(path), str(copy)]) == 0  # the copy is the same run
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("  supervised-other"))

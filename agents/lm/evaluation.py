@@ -71,7 +71,9 @@ class _Scores:
         self.top1 = torch.zeros((), dtype=torch.int64, device=device)
         self.top5 = torch.zeros((), dtype=torch.int64, device=device)
         self.greedy = np.empty(n, dtype=np.int64)
-        self.log_likelihood = np.empty(n, dtype=np.float64)  # of each true token, for known_perplexity
+        # Of each true token, for known_perplexity. ``nll`` stays its own sum, in torch's order, so
+        # that ``perplexity`` (and the checkpoints it picks) keep the bits they had before.
+        self.log_likelihood = np.empty(n, dtype=np.float64)
 
     def add(self, logits: torch.Tensor, targets: torch.Tensor, index: np.ndarray | slice) -> None:
         """``logits`` (M, V) and ``targets`` (M,) for the predictions at ``index``."""

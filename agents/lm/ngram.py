@@ -184,14 +184,17 @@ PEERS = {1: "majority", 2: "bigram", 3: "trigram", 4: "4gram"}
 
 
 def ngram_baselines(
-    corpus: Corpus, split: str = "validation", *, orders: tuple[int, ...] = (1, 2, 4), max_tokens: int | None = None
+    corpus: Corpus, split: str = "validation", *, orders: tuple[int, ...] = (1, 2, 4), max_tokens: int | None = None,
+    known: bool = False,
 ) -> dict[str, float]:
     """``{"majority_top1": ..., "majority_top5": ..., "majority_perplexity": ..., "bigram_top1": ...}``.
 
     Fit on train and scored like :func:`irlm_agents.lm.evaluation.evaluate` (every position of
     the split, the first ``max_tokens`` of them if given), so the figures sit beside a model's
     directly. The majority peer's perplexity is the add-one unigram's; the others' come from
-    :class:`WittenBellModel` of the same order.
+    :class:`WittenBellModel` of the same order. With ``known``, also ``majority_known_perplexity``
+    and so on: the same models' perplexity over the positions whose next token is not ``<unk>``,
+    as ``evaluate``'s ``known_perplexity``.
     """
     train = corpus.split("train")
     target = corpus.split(split)
@@ -202,7 +205,9 @@ def ngram_baselines(
         top1, top5 = NGramModel(train, order, len(corpus.vocab)).accuracy(target, max_tokens)
         scores[f"{PEERS[order]}_top1"] = top1
         scores[f"{PEERS[order]}_top5"] = top5
-        scores[f"{PEERS[order]}_perplexity"] = WittenBellModel(train, order, len(corpus.vocab)).perplexity(
-            target, max_tokens
-        )
+        smoothed = WittenBellModel(train, order, len(corpus.vocab))
+        scores[f"{PEERS[order]}_perplexity"] = smoothed.perplexity(target, max_tokens)
+        if known:
+            scores[f"{PEERS[order]}_known_perplexity"] = smoothed.perplexity(target, max_tokens,
+                                                                            skip=corpus.vocab.unk_id)
     return scores
